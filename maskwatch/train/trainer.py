@@ -1,0 +1,340 @@
+"""Training loop: context crops -> augmentation -> MobileNetV2 + head -> best checkpoint -> ONNX + reports.
+
+Phase 1 trains the head on the frozen ImageNet backbone; phase 2 fine-tunes the last blocks with Adam at
+``lr`` (1e-4 by default), early stopping on validation loss, keeping the best epoch. ``resume=True`` picks up
+from ``OUT/last.pt``. Needs the ``train`` extra (PyTorch; matplotlib for the curves).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset as TorchDataset, WeightedRandomSampler
+
+from .. import metrics
+from ..crops import DEFAULT_MARGIN, IMAGENET_MEAN, IMAGENET_STD
+from ..datasets import load_sources
+from ..detections import CLASS_NAMES
+from ..errors import InputError
+from .augment import augment, center_view
+from .cropset import CropSet, build_cropset, context_size
+from .model import MaskNet, load_imagenet_trunk
+
+log = logging.getLogger("maskwatch.train")
+MODEL_FILE = "mask_classifier.onnx"
+
+
+@dataclass
+class TrainConfig:
+    """Every training setting; the same names are the CLI's options (``--input-size`` etc.)."""
+
+    data: list[str]
+    out: str
+    val: list[str] = field(default_factory=list)  # explicit validation sources; else a stratified split of data
+    input_size: int = 64  # pixels, square
+    width: float = 1.0  # MobileNetV2 width multiplier (ImageNet weights exist for 1.0 only)
+    margin: float = DEFAULT_MARGIN  # crop margin around the face box, fraction of its longer side
+    pretrained: str | None = "imagenet"  # "imagenet", a .pth path, or None (random init)
+    epochs: int = 20  # fine-tuning epochs (upper bound; early stopping may end sooner)
+    head_epochs: int = 3  # epochs on the frozen backbone first
+    batch: int = 32
+    lr: float = 1e-4
+    head_lr: float = 1e-3
+    finetune_from: int = 8  # backbone block index from which layers are trained in phase 2 (0 = all)
+    patience: int = 5  # early stopping: epochs without a better validation loss
+    val_frac: float = 0.2
+    seed: int = 0
+    workers: int = min(8, os.cpu_count() or 1)
+    device: str = "auto"
+    max_images: int = 0  # use at most this many images per source (0 = all); for quick tests
+    force: bool = False
+    resume: bool = False
+    label_smoothing: float = 0.0
+    source_balance: float = 0.5  # sampling weight per source ~ n_source^-x: 0 = as the data comes, 1 = equal sources
+    nomask_weight: float = 2.0  # extra loss weight on without_mask: a bare face called masked is the costly error
+    fp16_weights: bool = True  # store ONNX weights as float16 (computed in float32): half the file size
+
+
+class _Views(TorchDataset):
+    def __init__(self, cs: CropSet, train: bool, seed: int) -> None:
+        self.cs, self.train, self.seed, self.epoch = cs, train, seed, 0
+        self.mean, self.std = IMAGENET_MEAN * 255, IMAGENET_STD * 255
+
+    def __len__(self) -> int:
+        return len(self.cs)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        ctx = self.cs.image(i)
+        if self.train:
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            img = augment(ctx, self.cs.input_size, rng)
+        else:
+            img = center_view(ctx, self.cs.input_size)
+        x = (img.astype(np.float32) - self.mean) / self.std
+        return torch.from_numpy(x.transpose(2, 0, 1).copy()), int(self.cs.labels[i])
+
+
+def stratified_group_split(labels: np.ndarray, groups: list[str], frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val): about ``frac`` of each class's groups go to val; a group never straddles both."""
+    rng = np.random.default_rng(seed)
+    g_arr = np.array(groups)
+    uniq, inv = np.unique(g_arr, return_inverse=True)
+    g_label = np.array([np.bincount(labels[inv == k]).argmax() for k in range(len(uniq))])
+    val_groups = np.zeros(len(uniq), bool)
+    for c in np.unique(g_label):
+        ids = np.nonzero(g_label == c)[0]
+        rng.shuffle(ids)
+        val_groups[ids[: max(1, int(round(len(ids) * frac)))]] = True
+    is_val = val_groups[inv]
+    return np.nonzero(~is_val)[0], np.nonzero(is_val)[0]
+
+
+def _cache_key(cfg: TrainConfig, specs: list[str]) -> str:
+    h = hashlib.sha1(json.dumps([sorted(specs), context_size(cfg.input_size), cfg.margin, cfg.max_images]).encode()).hexdigest()
+    return h[:12]
+
+
+def prepare_crops(cfg: TrainConfig, specs: list[str], cache_dir: Path, progress: bool = False) -> tuple[CropSet, list[str]]:
+    """Load sources and cut crops, cached in ``cache_dir`` by the sources, input size and margin."""
+    cache = cache_dir / f"crops-{_cache_key(cfg, specs)}.npz"
+    if cache.exists():
+        return CropSet.load(cache), []
+    ds = load_sources(specs)
+    if cfg.max_images:
+        rng = np.random.default_rng(cfg.seed)
+        by_src: dict[str, list] = {}
+        for im in ds.images:
+            by_src.setdefault(im.source, []).append(im)
+        ds.images = [im for ims in by_src.values() for im in (rng.permutation(np.array(ims, object))[: cfg.max_images]).tolist()]
+    from tqdm import tqdm
+
+    with tqdm(total=len(ds.images), desc="cropping faces", unit="img", disable=not progress) as bar:
+        cs, skipped = build_cropset(ds, cfg.input_size, cfg.margin, progress=bar.update)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cs.save(cache)
+    return cs, ds.warnings + ([f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}"] if skipped else [])
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _imagenet_state(spec: str) -> dict[str, torch.Tensor]:
+    if spec != "imagenet":
+        path = Path(spec)
+        if not path.is_file():
+            raise InputError(f"--pretrained {spec}: no such file; give 'imagenet', a torchvision mobilenet_v2 .pth, or 'none'")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    from ..models import resolve
+
+    return torch.load(resolve("mobilenet_v2_imagenet"), map_location="cpu", weights_only=True)
+
+
+def train(cfg: TrainConfig, progress: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train, evaluate and export. Writes into ``cfg.out``: mask_classifier.onnx, metrics.json, report.txt,
+    confusion.png, curves.png, train.log, best.pt, last.pt. Returns the metrics dict."""
+    out = Path(cfg.out)
+    if (out / MODEL_FILE).exists() and not (cfg.force or cfg.resume):
+        raise InputError(f"{out}: already holds a model ({MODEL_FILE}); pass --force to overwrite or --resume to continue")
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        return _train(cfg, out, progress, on_epoch)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | None) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    torch.manual_seed(cfg.seed)
+    cache_dir = out / "cache"
+    cs, warnings = prepare_crops(cfg, cfg.data, cache_dir, progress)
+    for w in warnings:
+        log.warning(w)
+    present = sorted(set(cs.labels.tolist()))
+    if len(present) < 2:
+        only = CLASS_NAMES[present[0]] if present else "none"
+        raise InputError(f"the training data holds one class only ({only}); a classifier needs with_mask and without_mask faces")
+    class_names = tuple(CLASS_NAMES[i] for i in present)
+    remap = {old: new for new, old in enumerate(present)}
+    cs.labels = np.array([remap[v] for v in cs.labels], np.int64)
+    if cfg.val:
+        vs, _ = prepare_crops(cfg, cfg.val, cache_dir, progress)
+        keep = np.isin(vs.labels, present)
+        vs = vs.subset(np.nonzero(keep)[0])
+        vs.labels = np.array([remap[v] for v in vs.labels], np.int64)
+        tr = cs
+    else:
+        tr_idx, va_idx = stratified_group_split(cs.labels, cs.group, cfg.val_frac, cfg.seed)
+        tr, vs = cs.subset(tr_idx), cs.subset(va_idx)
+    counts = {n: int((tr.labels == i).sum()) for i, n in enumerate(class_names)}
+    log.info("classes %s; train %d crops %s; validation %d crops", class_names, len(tr), counts, len(vs))
+
+    # Sampling: balance classes (inverse square-root frequency) and sources (see source_balance).
+    cls_n = np.bincount(tr.labels, minlength=len(class_names)).astype(np.float64)
+    src = np.array(tr.source)
+    src_names, src_inv = np.unique(src, return_inverse=True)
+    src_n = np.bincount(src_inv).astype(np.float64)
+    w = (1 / np.sqrt(cls_n[tr.labels])) * src_n[src_inv] ** -cfg.source_balance
+    sampler = WeightedRandomSampler(torch.as_tensor(w), num_samples=len(tr), replacement=True,
+                                    generator=torch.Generator().manual_seed(cfg.seed))
+    train_views = _Views(tr, True, cfg.seed)
+    dl_kw: dict[str, Any] = {"num_workers": cfg.workers, "persistent_workers": cfg.workers > 0} if cfg.workers else {}
+    train_dl = DataLoader(train_views, batch_size=cfg.batch, sampler=sampler, drop_last=len(tr) > cfg.batch, **dl_kw)
+    val_dl = DataLoader(_Views(vs, False, cfg.seed), batch_size=256, shuffle=False, num_workers=min(cfg.workers, 2))
+
+    device = _device(cfg.device)
+    net = MaskNet(len(class_names), cfg.width)
+    if cfg.pretrained and cfg.pretrained.lower() != "none":
+        n_loaded = load_imagenet_trunk(net, _imagenet_state(cfg.pretrained))
+        log.info("loaded %d ImageNet tensors into the backbone", n_loaded)
+    net.to(device)
+    # Class weights in the loss: the rarer the class, the more each of its errors costs.
+    cw = np.minimum((cls_n.sum() / cls_n / len(cls_n)) ** 0.5, 3.0)  # capped: a rare class must not swamp the rest
+    if "without_mask" in class_names:
+        cw[class_names.index("without_mask")] *= cfg.nomask_weight
+    loss_w = torch.tensor(cw, dtype=torch.float32, device=device)
+    loss_fn = nn.CrossEntropyLoss(weight=loss_w, label_smoothing=cfg.label_smoothing)
+
+    history: list[dict[str, Any]] = []
+    start_epoch, best_loss, bad_epochs = 0, float("inf"), 0
+    total = cfg.head_epochs + cfg.epochs
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    opt = _optimizer(net, cfg, 0)
+    if cfg.resume and last_path.exists():
+        ck = torch.load(last_path, map_location=device, weights_only=False)
+        net.load_state_dict(ck["model"])
+        start_epoch, history, best_loss, bad_epochs = ck["epoch"] + 1, ck["history"], ck["best_loss"], ck["bad_epochs"]
+        opt = _optimizer(net, cfg, start_epoch)
+        if ck["phase_epoch"] == start_epoch:  # same phase: restore the optimiser state too
+            opt.load_state_dict(ck["opt"])
+        log.info("resumed at epoch %d", start_epoch + 1)
+
+    for epoch in range(start_epoch, total):
+        if epoch == cfg.head_epochs and epoch > 0:
+            opt = _optimizer(net, cfg, epoch)
+        _set_trainable(net, cfg, epoch)
+        train_views.epoch = epoch
+        t0 = time.time()
+        run_loss = run_ok = seen = 0.0
+        with tqdm(train_dl, desc=f"epoch {epoch + 1}/{total}", unit="batch", disable=not progress, leave=True) as bar:
+            for x, y in bar:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                logits = net(x)
+                loss = loss_fn(logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                run_loss += loss.item() * len(y)
+                run_ok += float((logits.argmax(1) == y).sum())
+                seen += len(y)
+                bar.set_postfix(loss=f"{run_loss / seen:.4f}", acc=f"{run_ok / seen:.4f}")
+        v_loss, v_pred, v_true = _evaluate(net, val_dl, loss_fn, device)
+        rep = metrics.report(v_true, v_pred, class_names)
+        row = {"epoch": epoch + 1, "train_loss": run_loss / max(seen, 1), "train_acc": run_ok / max(seen, 1),
+               "val_loss": v_loss, "val_acc": rep["accuracy"], "val_bal_acc": rep["balanced_accuracy_mask_nomask"],
+               "seconds": round(time.time() - t0, 1)}
+        history.append(row)
+        log.info("epoch %d/%d train loss %.4f acc %.4f | val loss %.4f acc %.4f bal %.4f | %.0fs", epoch + 1, total,
+                 row["train_loss"], row["train_acc"], v_loss, rep["accuracy"], rep["balanced_accuracy_mask_nomask"] or 0, row["seconds"])
+        if on_epoch:
+            on_epoch(row)
+        if v_loss < best_loss - 1e-4:
+            best_loss, bad_epochs = v_loss, 0
+            torch.save({"model": net.state_dict(), "epoch": epoch + 1, "class_names": class_names, "config": asdict(cfg)}, best_path)
+        elif epoch >= cfg.head_epochs:
+            bad_epochs += 1
+        torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "history": history,
+                    "best_loss": best_loss, "bad_epochs": bad_epochs,
+                    "phase_epoch": cfg.head_epochs if epoch >= cfg.head_epochs else 0}, last_path)
+        if bad_epochs >= cfg.patience:
+            log.info("early stop: no better validation loss for %d epochs", cfg.patience)
+            break
+
+    best = torch.load(best_path, map_location=device, weights_only=False)
+    net.load_state_dict(best["model"])
+    v_loss, v_pred, v_true = _evaluate(net, val_dl, loss_fn, device)
+    rep = metrics.report(v_true, v_pred, class_names)
+    by_size = metrics.report_by_size(v_true, v_pred, vs.face_px, class_names)
+    text = metrics.format_report(rep, by_size)
+    (out / "report.txt").write_text(text + "\n")
+    metrics.confusion_png(rep, str(out / "confusion.png"))
+    _curves_png(history, out / "curves.png")
+    summary = {
+        "classes": list(class_names), "train_counts": counts, "val_count": int(len(vs)),
+        "sources": sorted(set(tr.source)), "best_epoch": best["epoch"],
+    }
+    from .export import export_onnx
+
+    export_onnx(net.cpu().eval(), out / MODEL_FILE, class_names, cfg.input_size, cfg.margin, summary, cfg.fp16_weights)
+    result = {"validation": rep, "validation_by_size": by_size, "history": history, "data": summary, "config": asdict(cfg)}
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    log.info("best epoch %d; validation report:\n%s", best["epoch"], text)
+    return result
+
+
+def _optimizer(net: MaskNet, cfg: TrainConfig, epoch: int) -> torch.optim.Optimizer:
+    if epoch < cfg.head_epochs:
+        return torch.optim.Adam(list(net.fc1.parameters()) + list(net.fc2.parameters()), lr=cfg.head_lr)
+    return torch.optim.Adam(net.parameters(), lr=cfg.lr)
+
+
+def _set_trainable(net: MaskNet, cfg: TrainConfig, epoch: int) -> None:
+    """Phase 1: backbone frozen (BatchNorm statistics too). Phase 2: blocks from ``finetune_from`` on train."""
+    net.train()
+    for i, block in enumerate(net.backbone.features):
+        trainable = epoch >= cfg.head_epochs and i >= cfg.finetune_from
+        for p in block.parameters():
+            p.requires_grad_(trainable)
+        if not trainable:
+            block.eval()
+
+
+@torch.no_grad()
+def _evaluate(net: MaskNet, dl: DataLoader, loss_fn: nn.Module, device: torch.device) -> tuple[float, np.ndarray, np.ndarray]:
+    net.eval()
+    losses, preds, trues = 0.0, [], []
+    for x, y in dl:
+        x, y = x.to(device), y.to(device)
+        logits = net(x)
+        losses += float(loss_fn(logits, y)) * len(y)
+        preds.append(logits.argmax(1).cpu().numpy())
+        trues.append(y.cpu().numpy())
+    n = sum(len(t) for t in trues)
+    return losses / max(n, 1), np.concatenate(preds), np.concatenate(trues)
+
+
+def _curves_png(history: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(ep, [h["train_loss"] for h in history], label="train")
+    a.plot(ep, [h["val_loss"] for h in history], label="validation")
+    a.set_xlabel("epoch"); a.set_ylabel("loss"); a.legend(); a.set_title("loss")
+    b.plot(ep, [h["train_acc"] for h in history], label="train")
+    b.plot(ep, [h["val_acc"] for h in history], label="validation")
+    b.set_xlabel("epoch"); b.set_ylabel("accuracy"); b.legend(); b.set_title("accuracy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

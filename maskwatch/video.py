@@ -1,0 +1,152 @@
+"""Video in and out: files, webcams and network streams as frames; an annotated-video writer; an FPS meter."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+
+def parse_source(source: str | int) -> str | int:
+    """A webcam index ("0" -> 0), a URL (rtsp://, http://) or a file path."""
+    if isinstance(source, int):
+        return source
+    s = str(source).strip()
+    return int(s) if s.isdigit() else s
+
+
+def is_stream(source: str | int) -> bool:
+    return isinstance(source, str) and source.split("://")[0].lower() in ("rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp")
+
+
+class VideoSource:
+    """Frames (BGR uint8) from a file, a webcam index or a stream URL. A context manager.
+
+    open_timeout / read_timeout: seconds before an unanswered stream is given up on (a clear error, never a
+    hang). reconnect: for streams, how many times to reopen after the stream drops (with a 1 s pause).
+    """
+
+    def __init__(self, source: str | int, open_timeout: float = 10.0, read_timeout: float = 10.0, reconnect: int = 5) -> None:
+        self.source = parse_source(source)
+        self.open_timeout, self.read_timeout, self.reconnect = open_timeout, read_timeout, reconnect
+        self.frames_read = 0
+        self.ended_early = False
+        if isinstance(self.source, str) and not is_stream(self.source):
+            p = Path(self.source)
+            if not p.exists():
+                raise InputError(f"{p}: no such video file; check the path (a webcam is a number, e.g. 0)")
+            if p.is_dir():
+                raise InputError(f"{p}: is a folder; pass a video file, a webcam number or a stream URL")
+        self.cap = self._open()
+        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 0.0
+        if not (1.0 <= self.fps <= 240.0):
+            self.fps = 25.0
+        self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.is_file else 0
+        self.width = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.height = int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+
+    @property
+    def is_file(self) -> bool:
+        return isinstance(self.source, str) and not is_stream(self.source)
+
+    def _open(self) -> cv2.VideoCapture:
+        if is_stream(self.source):
+            os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", f"timeout;{int(self.open_timeout * 1e6)}|stimeout;{int(self.open_timeout * 1e6)}")
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
+            cap = cv2.VideoCapture(self.source, cv2.CAP_FFMPEG, params)
+        elif isinstance(self.source, int):
+            cap = cv2.VideoCapture(self.source)
+        else:
+            cap = cv2.VideoCapture(self.source, cv2.CAP_FFMPEG)
+        if not cap.isOpened():
+            cap.release()
+            if isinstance(self.source, int):
+                raise InputError(f"camera {self.source}: cannot be opened (no such camera, or it is in use); try another index, e.g. 0")
+            if is_stream(self.source):
+                raise InputError(f"{self.source}: the stream did not answer within {self.open_timeout:.0f} s; check the URL, network and credentials")
+            raise InputError(f"{self.source}: not a video OpenCV can read (unknown format or corrupt file)")
+        return cap
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        failures = 0
+        while True:
+            ok, frame = self.cap.read()
+            if ok and frame is not None:
+                failures = 0
+                self.frames_read += 1
+                yield frame
+                continue
+            if is_stream(self.source) and failures < self.reconnect:
+                failures += 1
+                self.cap.release()
+                time.sleep(1.0)
+                try:
+                    self.cap = self._open()
+                except InputError:
+                    continue
+                continue
+            if self.is_file and self.frame_count and self.frames_read < self.frame_count - 1:
+                self.ended_early = True
+            if isinstance(self.source, int) and self.frames_read == 0:
+                raise InputError(f"camera {self.source}: opened but sends no frames; is another program using it?")
+            return
+
+    def close(self) -> None:
+        self.cap.release()
+
+    def __enter__(self) -> "VideoSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class VideoSink:
+    """Writes BGR frames to a video file of the given size and fps (MP4 with the mp4v codec, or AVI/MJPG)."""
+
+    def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
+        self.writer = cv2.VideoWriter(str(self.path), fourcc, fps, (width, height))
+        if not self.writer.isOpened():
+            raise InputError(f"{self.path}: cannot write a video here; use a .mp4 or .avi name in a writable folder")
+        self.size = (width, height)
+
+    def write(self, frame: np.ndarray) -> None:
+        if (frame.shape[1], frame.shape[0]) != self.size:
+            frame = cv2.resize(frame, self.size)
+        self.writer.write(frame)
+
+    def close(self) -> None:
+        self.writer.release()
+
+    def __enter__(self) -> "VideoSink":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FPSMonitor:
+    """Frames per second over the last ``window`` frames."""
+
+    def __init__(self, window: int = 30) -> None:
+        self.times: deque[float] = deque(maxlen=window)
+
+    def tick(self) -> float:
+        self.times.append(time.perf_counter())
+        return self.fps
+
+    @property
+    def fps(self) -> float:
+        if len(self.times) < 2:
+            return 0.0
+        return (len(self.times) - 1) / max(self.times[-1] - self.times[0], 1e-9)

@@ -1,0 +1,37 @@
+"""Shared test fixtures. Real data and third-party models come from ../shared (skipped with a reason when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MASKWATCH_SHARED", ROOT.parent / "shared"))
+MODELS = SHARED / "models"
+DATA = SHARED / "data"
+VOC = DATA / "detect" / "masks-voc-dev"
+YOLO = DATA / "detect" / "masks-yolo-extra"
+CLASSIFY = DATA / "classify"
+
+needs_shared = pytest.mark.skipif(not (MODELS / "face_detection_yunet.onnx").is_file(),
+                                  reason=f"third-party models and data not found in {SHARED} (clone beside shared/ to run)")
+
+if MODELS.is_dir():
+    os.environ.setdefault("MASKWATCH_MODELS", str(MODELS))
+
+
+@pytest.fixture
+def voc_image() -> Path:
+    """A real scene photo with several small faces (masked and unmasked): maksssksksss0.jpg, 512x366."""
+    p = VOC / "images" / "maksssksksss0.jpg"
+    if not p.is_file():
+        pytest.skip(f"{p} not found (shared data absent)")
+    return p
+
+
+@pytest.fixture
+def blank() -> np.ndarray:
+    return np.full((240, 320, 3), 127, np.uint8)
