@@ -46,9 +46,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
         if not found:
             raise InputError(f"{p}: the folder holds no image ({', '.join(s for s in ('.jpg', '.png', '.bmp', '.webp'))} ...)")
         files += found
+    out = Path(args.out) if args.out else None
+    if out and out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is a file; give a folder for the annotated copies")
     det = _detector(args)
     annot = BoxAnnotator()
-    out = Path(args.out) if args.out else None
     failed: list[str] = []
     counts: dict[str, int] = {}
     with _bar(len(files), "detecting", "img", args.quiet or len(files) < 2) as bar:
@@ -75,6 +77,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _open_for_writing(path: str):  # noqa: ANN202
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return open(p, "w")
+    except OSError as e:
+        raise InputError(f"{p}: cannot write here ({e.strerror}); choose another path") from None
+
+
 def _relative(f: Path, roots: Sequence[str]) -> Path:
     for r in roots:
         rp = Path(r)
@@ -93,11 +104,12 @@ def cmd_video(args: argparse.Namespace) -> int:
 
     det = _detector(args)
     annot = BoxAnnotator()
-    jfile = open(args.json, "w") if args.json else None
+    jfile = None
     frames = faces = masked = 0
     t0 = time.perf_counter()
     try:
         with VideoSource(args.input) as src, VideoSink(args.out, src.width, src.height, src.fps) as sink:
+            jfile = _open_for_writing(args.json) if args.json else None
             with _bar(src.frame_count or None, "video", "frame", args.quiet) as bar:
                 for i, frame in enumerate(src):
                     d = det.detect(frame)
@@ -194,6 +206,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                       pretrained=None if args.pretrained == "none" else args.pretrained, seed=args.seed,
                       workers=args.workers, max_images=args.max_images, force=args.force, resume=args.resume,
                       device=args.device, finetune_from=args.finetune_from)
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("maskwatch train: %(message)s"))
+    logging.getLogger("maskwatch.train").addHandler(handler)
     res = train(cfg, progress=not args.quiet)
     rep = res["validation"]
     from .metrics import format_report

@@ -48,9 +48,13 @@ class Detections:
         self.confidence = _column(self.confidence, n, "confidence", np.float32)
         if self.probs is None:
             self.probs = np.zeros((n, len(self.class_names)), np.float32)
-        self.probs = np.asarray(self.probs, np.float32).reshape(n, len(self.class_names)) if n else np.zeros((0, len(self.class_names)), np.float32)
-        if self.probs.shape[1] != len(self.class_names):
-            raise ValueError(f"probs has {self.probs.shape[1]} columns but class_names has {len(self.class_names)} names")
+        k = len(self.class_names)
+        probs = np.asarray(self.probs, np.float32)
+        if n == 0 and probs.size == 0:
+            probs = np.zeros((0, k), np.float32)
+        if probs.shape != (n, k):
+            raise ValueError(f"Detections.probs has shape {probs.shape} but must be ({n}, {k}): one row per face, one column per entry of class_names {self.class_names}")
+        self.probs = probs
         if self.tracker_id is None:
             self.tracker_id = np.full(n, -1, np.int64)
         self.tracker_id = _column(self.tracker_id, n, "tracker_id", np.int64)

@@ -29,7 +29,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("classifier", str, "mask_classifier", "mask classifier: an ONNX path, or the bundled 'mask_classifier'"),
         Setting("score_threshold", float, 0.5, "minimum face-detector score, 0..1", 0.0, 1.0),
         Setting("nms_threshold", float, 0.3, "IoU above which overlapping face boxes merge, 0..1", 0.01, 1.0),
-        Setting("det_size", int, 640, "longer side (px) an image is resized to for face detection; 0 = as is", 0, 4096),
+        Setting("det_size", int, 640, "longer side (px) an image is resized to for face detection; 0 = as is", 64, 4096),
         Setting("upscale", float, None, "fixed resize factor for face detection (overrides --det-size)", 0.1, 4.0),
         Setting("threads", int, None, "CPU threads for the classifier (None = all cores)", 1, 256),
     ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -44,6 +44,7 @@ class CropSet:
     source: list[str]
     input_size: int
     margin: float
+    warnings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -64,7 +65,7 @@ class CropSet:
         np.savez(
             path, blob=np.frombuffer(b"".join(self.jpegs), np.uint8), lengths=lengths, labels=self.labels,
             face_px=self.face_px, group=np.array(self.group), source=np.array(self.source),
-            meta=np.array(json.dumps({"input_size": self.input_size, "margin": self.margin})),
+            meta=np.array(json.dumps({"input_size": self.input_size, "margin": self.margin, "warnings": self.warnings})),
         )
 
     @classmethod
@@ -75,7 +76,7 @@ class CropSet:
         meta = json.loads(str(z["meta"]))
         return cls(
             [blob[s:e] for s, e in zip(starts, ends)], z["labels"], z["face_px"], list(z["group"]),
-            list(z["source"]), meta["input_size"], meta["margin"],
+            list(z["source"]), meta["input_size"], meta["margin"], meta.get("warnings", []),
         )
 
 

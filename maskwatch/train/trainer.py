@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset as TorchDataset, WeightedRandom
 
 from .. import metrics
 from ..crops import DEFAULT_MARGIN, IMAGENET_MEAN, IMAGENET_STD
-from ..datasets import load_sources
+from ..datasets import Dataset, load_sources
 from ..detections import CLASS_NAMES
 from ..errors import InputError
 from .augment import augment, center_view
@@ -64,6 +64,29 @@ class TrainConfig:
     nomask_weight: float = 2.0  # extra loss weight on without_mask: a bare face called masked is the costly error
     fp16_weights: bool = True  # store ONNX weights as float16 (computed in float32): half the file size
 
+    def validate(self) -> None:
+        """Check every value's range; the message names the setting and its valid values."""
+        checks = [
+            ("input_size", 32 <= self.input_size <= 512, "between 32 and 512 (pixels)"),
+            ("epochs", self.epochs >= 0, "0 or more"),
+            ("head_epochs", self.head_epochs >= 0, "0 or more"),
+            ("epochs + head_epochs", self.epochs + self.head_epochs >= 1, "at least 1 in total"),
+            ("batch", self.batch >= 1, "1 or more"),
+            ("lr", 0 < self.lr < 1, "between 0 and 1"),
+            ("head_lr", 0 < self.head_lr < 1, "between 0 and 1"),
+            ("val_frac", 0 < self.val_frac < 1, "between 0 and 1"),
+            ("margin", 0 <= self.margin <= 2, "between 0 and 2"),
+            ("patience", self.patience >= 1, "1 or more"),
+            ("workers", self.workers >= 0, "0 or more"),
+            ("width", self.width > 0, "above 0"),
+            ("finetune_from", 0 <= self.finetune_from <= 18, "between 0 and 18 (MobileNetV2 blocks)"),
+        ]
+        for name, ok, valid in checks:
+            if not ok:
+                raise InputError(f"'{name}' is invalid. Valid values are {valid}")
+        if not self.data:
+            raise InputError("no training data given; pass one or more folders")
+
 
 class _Views(TorchDataset):
     def __init__(self, cs: CropSet, train: bool, seed: int) -> None:
@@ -94,22 +117,29 @@ def stratified_group_split(labels: np.ndarray, groups: list[str], frac: float, s
     for c in np.unique(g_label):
         ids = np.nonzero(g_label == c)[0]
         rng.shuffle(ids)
-        val_groups[ids[: max(1, int(round(len(ids) * frac)))]] = True
+        if len(ids) < 2:
+            continue  # a class with one group stays in training: a model must see every class it is to output
+        val_groups[ids[: min(len(ids) - 1, max(1, int(round(len(ids) * frac))))]] = True
     is_val = val_groups[inv]
     return np.nonzero(~is_val)[0], np.nonzero(is_val)[0]
 
 
-def _cache_key(cfg: TrainConfig, specs: list[str]) -> str:
-    h = hashlib.sha1(json.dumps([sorted(specs), context_size(cfg.input_size), cfg.margin, cfg.max_images]).encode()).hexdigest()
-    return h[:12]
+def _cache_key(cfg: TrainConfig, ds: Dataset) -> str:
+    """Changes whenever the images, their labels or boxes, the crop size or the margin change."""
+    h = hashlib.sha1(json.dumps([context_size(cfg.input_size), cfg.margin, cfg.max_images, cfg.seed]).encode())
+    for im in ds.images:
+        st = im.path.stat()
+        h.update(f"{im.path}|{st.st_size}|{st.st_mtime_ns}|{im.labels}|{im.boxes}|{im.source}".encode())
+    return h.hexdigest()[:12]
 
 
 def prepare_crops(cfg: TrainConfig, specs: list[str], cache_dir: Path, progress: bool = False) -> tuple[CropSet, list[str]]:
-    """Load sources and cut crops, cached in ``cache_dir`` by the sources, input size and margin."""
-    cache = cache_dir / f"crops-{_cache_key(cfg, specs)}.npz"
-    if cache.exists():
-        return CropSet.load(cache), []
+    """Load sources and cut crops, cached in ``cache_dir`` (keyed by the data's files, labels and boxes)."""
     ds = load_sources(specs)
+    cache = cache_dir / f"crops-{_cache_key(cfg, ds)}.npz"
+    if cache.exists():
+        cs = CropSet.load(cache)
+        return cs, ds.warnings + cs.warnings
     if cfg.max_images:
         rng = np.random.default_rng(cfg.seed)
         by_src: dict[str, list] = {}
@@ -121,8 +151,9 @@ def prepare_crops(cfg: TrainConfig, specs: list[str], cache_dir: Path, progress:
     with tqdm(total=len(ds.images), desc="cropping faces", unit="img", disable=not progress) as bar:
         cs, skipped = build_cropset(ds, cfg.input_size, cfg.margin, progress=bar.update)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    cs.warnings = [f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}"] if skipped else []
     cs.save(cache)
-    return cs, ds.warnings + ([f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}"] if skipped else [])
+    return cs, ds.warnings + cs.warnings
 
 
 def _device(name: str) -> torch.device:
@@ -145,6 +176,7 @@ def _imagenet_state(spec: str) -> dict[str, torch.Tensor]:
 def train(cfg: TrainConfig, progress: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train, evaluate and export. Writes into ``cfg.out``: mask_classifier.onnx, metrics.json, report.txt,
     confusion.png, curves.png, train.log, best.pt, last.pt. Returns the metrics dict."""
+    cfg.validate()
     out = Path(cfg.out)
     if (out / MODEL_FILE).exists() and not (cfg.force or cfg.resume):
         raise InputError(f"{out}: already holds a model ({MODEL_FILE}); pass --force to overwrite or --resume to continue")
@@ -184,6 +216,9 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
     else:
         tr_idx, va_idx = stratified_group_split(cs.labels, cs.group, cfg.val_frac, cfg.seed)
         tr, vs = cs.subset(tr_idx), cs.subset(va_idx)
+    if len(vs) == 0 or len(tr) == 0:
+        raise InputError(f"too few faces ({len(cs)}) to split into training and validation; "
+                         "give at least two images per class, or a validation set with --val")
     counts = {n: int((tr.labels == i).sum()) for i, n in enumerate(class_names)}
     log.info("classes %s; train %d crops %s; validation %d crops", class_names, len(tr), counts, len(vs))
 
@@ -223,7 +258,7 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
         net.load_state_dict(ck["model"])
         start_epoch, history, best_loss, bad_epochs = ck["epoch"] + 1, ck["history"], ck["best_loss"], ck["bad_epochs"]
         opt = _optimizer(net, cfg, start_epoch)
-        if ck["phase_epoch"] == start_epoch:  # same phase: restore the optimiser state too
+        if ck["phase_epoch"] == _phase_start(cfg, start_epoch):  # same phase: restore the optimiser state too
             opt.load_state_dict(ck["opt"])
         log.info("resumed at epoch %d", start_epoch + 1)
 
@@ -263,7 +298,7 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
             bad_epochs += 1
         torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "history": history,
                     "best_loss": best_loss, "bad_epochs": bad_epochs,
-                    "phase_epoch": cfg.head_epochs if epoch >= cfg.head_epochs else 0}, last_path)
+                    "phase_epoch": _phase_start(cfg, epoch)}, last_path)
         if bad_epochs >= cfg.patience:
             log.info("early stop: no better validation loss for %d epochs", cfg.patience)
             break
@@ -288,6 +323,11 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     log.info("best epoch %d; validation report:\n%s", best["epoch"], text)
     return result
+
+
+def _phase_start(cfg: TrainConfig, epoch: int) -> int:
+    """First epoch of the phase that ``epoch`` belongs to (0: head on the frozen backbone; head_epochs: fine-tuning)."""
+    return 0 if epoch < cfg.head_epochs else cfg.head_epochs
 
 
 def _optimizer(net: MaskNet, cfg: TrainConfig, epoch: int) -> torch.optim.Optimizer:

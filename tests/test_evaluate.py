@@ -1,0 +1,266 @@
+"""Metrics, classifier evaluation on scene sets, and detection evaluation (AP, IoU, face recall)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import VOC, needs_shared
+from maskwatch import cli, metrics
+from maskwatch.datasets import canonical_label, load_source
+from maskwatch.detection_eval import evaluate_detection, iou_matrix, voc_ap
+from maskwatch.detections import CLASS_NAMES, Detections
+
+BUNDLED = Path(__file__).resolve().parents[1] / "maskwatch" / "assets" / "mask_classifier.onnx"
+EVAL_STEMS = ["maksssksksss0", "maksssksksss10", "maksssksksss100", "maksssksksss104", "maksssksksss108", "maksssksksss130"]
+
+
+def copy_voc(dst: Path, stems: list[str]) -> Path:
+    (dst / "annotations").mkdir(parents=True)
+    (dst / "images").mkdir()
+    for s in stems:
+        shutil.copy(VOC / "annotations" / f"{s}.xml", dst / "annotations")
+        shutil.copy(VOC / "images" / f"{s}.jpg", dst / "images")
+    return dst
+
+
+def gt_objects(stems: list[str]) -> list[tuple[str, tuple[float, ...]]]:
+    """Ground truth read straight from the XML (independent of maskwatch.datasets), canonical names."""
+    out = []
+    names = {"with_mask": "with_mask", "without_mask": "without_mask", "mask_weared_incorrect": "mask_incorrect"}
+    for s in stems:
+        for o in ET.parse(VOC / "annotations" / f"{s}.xml").getroot().iter("object"):
+            out.append((names[o.findtext("name")], tuple(float(o.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))))
+    return out
+
+
+@pytest.fixture
+def tiny_voc(tmp_path) -> Path:
+    if not (VOC / "images").is_dir():
+        pytest.skip(f"{VOC} not found (shared data absent)")
+    return copy_voc(tmp_path / "voc", EVAL_STEMS)
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(argv)
+    return rc, out.getvalue(), err.getvalue()
+
+
+# ---------------------------------------------------------------- metrics
+def _from_confusion(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    yt, yp = [], []
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            yt += [i] * int(cm[i, j])
+            yp += [j] * int(cm[i, j])
+    return np.array(yt), np.array(yp)
+
+
+def test_report_on_known_confusion():
+    cm = np.array([[5, 1, 0],
+                   [2, 3, 1],
+                   [0, 0, 0]])
+    yt, yp = _from_confusion(cm)
+    r = metrics.report(yt, yp, CLASS_NAMES)
+    assert r["confusion"] == cm.tolist()
+    assert r["n"] == 12
+    assert r["accuracy"] == pytest.approx(8 / 12)
+    wm, nm, inc = (r["classes"][c] for c in CLASS_NAMES)
+    assert wm["precision"] == pytest.approx(5 / 7)
+    assert wm["recall"] == pytest.approx(5 / 6)
+    assert wm["f1"] == pytest.approx(2 * (5 / 7) * (5 / 6) / (5 / 7 + 5 / 6))
+    assert wm["support"] == 6
+    assert nm["precision"] == pytest.approx(3 / 4)
+    assert nm["recall"] == pytest.approx(3 / 6)
+    assert nm["f1"] == pytest.approx(0.6)
+    assert nm["support"] == 6
+    assert inc == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert r["balanced_accuracy_mask_nomask"] == pytest.approx((5 / 6 + 3 / 6) / 2)
+    text = metrics.format_report(r)
+    assert "0.7143" in text and "0.8333" in text and "balanced accuracy" in text
+
+
+def test_report_perfect_and_empty():
+    r = metrics.report(np.array([0, 1, 1]), np.array([0, 1, 1]), ("with_mask", "without_mask"))
+    assert r["accuracy"] == 1.0 and r["balanced_accuracy_mask_nomask"] == 1.0
+    assert all(c["f1"] == 1.0 for c in r["classes"].values())
+    e = metrics.report(np.zeros(0, np.int64), np.zeros(0, np.int64), ("with_mask", "without_mask"))
+    assert e["n"] == 0 and e["accuracy"] == 0.0 and e["balanced_accuracy_mask_nomask"] is None
+
+
+def test_report_by_size_bins():
+    names = ("with_mask", "without_mask")
+    px = np.array([10, 15.9, 16, 20, 31.9, 40, 63.9, 64, 200], np.float32)
+    yt = np.array([0, 1, 0, 1, 1, 0, 0, 1, 1])
+    yp = np.array([0, 0, 0, 1, 0, 0, 1, 1, 1])
+    by = metrics.report_by_size(yt, yp, px, names)
+    assert list(by) == ["<16", "16-32", "32-64", ">64"]
+    assert [by[k]["n"] for k in by] == [2, 3, 2, 2]
+    assert by["<16"]["accuracy"] == pytest.approx(0.5)
+    assert by["<16"]["recall"] == {"with_mask": 1.0, "without_mask": 0.0}
+    assert by["16-32"]["accuracy"] == pytest.approx(2 / 3)
+    assert by["16-32"]["recall"] == {"with_mask": 1.0, "without_mask": 0.5}
+    assert by["32-64"]["recall"] == {"with_mask": 0.5}  # only classes with support are listed
+    assert by["32-64"]["balanced_accuracy_mask_nomask"] == pytest.approx(0.5)
+    assert by[">64"]["accuracy"] == 1.0
+    # empty bins are left out
+    only_big = metrics.report_by_size(yt[-2:], yp[-2:], px[-2:], names)
+    assert list(only_big) == [">64"]
+
+
+def test_confusion_png(tmp_path):
+    import cv2
+
+    r = metrics.report(np.array([0, 1, 1]), np.array([0, 1, 0]), ("with_mask", "without_mask"))
+    metrics.confusion_png(r, str(tmp_path / "c.png"))
+    img = cv2.imread(str(tmp_path / "c.png"))
+    assert img is not None and img.shape[0] > 100
+
+
+# ---------------------------------------------------------------- classifier evaluation
+@needs_shared
+def test_evaluate_classifier_support_matches_ground_truth(tiny_voc):
+    from maskwatch.classifier import MaskClassifier
+    from maskwatch.evaluate import evaluate_classifier
+
+    clf = MaskClassifier(BUNDLED)
+    ds = load_source(str(tiny_voc))
+    r = evaluate_classifier(clf, ds)
+    gt = gt_objects(EVAL_STEMS)
+    known = [lab for lab, _ in gt if lab in clf.class_names]
+    rep = r["report"]
+    assert rep["n"] == len(known) == sum(c["support"] for c in rep["classes"].values())
+    for c in clf.class_names:
+        assert rep["classes"][c]["support"] == known.count(c), c
+    assert sum(v["n"] for v in r["by_size"].values()) == len(known)
+    assert r["skipped"] == []
+    assert 0.0 <= rep["accuracy"] <= 1.0
+    assert rep["accuracy"] > 0.5  # the bundled model is far better than chance on real faces
+
+
+@needs_shared
+def test_evaluate_classifier_counts_unknown_classes_for_two_class_model(tiny_voc, monkeypatch):
+    """A two-class model: mask_incorrect faces are reported under unknown_class, not in the report."""
+    from maskwatch.classifier import MaskClassifier
+    from maskwatch.evaluate import evaluate_classifier
+
+    clf = MaskClassifier(BUNDLED)
+    full = clf.predict
+    monkeypatch.setattr(clf, "class_names", ("with_mask", "without_mask"))
+    monkeypatch.setattr(clf, "predict", lambda crops: full(crops)[:, :2])
+    r = evaluate_classifier(clf, load_source(str(tiny_voc)))
+    gt = [lab for lab, _ in gt_objects(EVAL_STEMS)]
+    assert r["report"]["n"] == gt.count("with_mask") + gt.count("without_mask")
+    assert sum(r["unknown_class"]["mask_incorrect"].values()) == gt.count("mask_incorrect") > 0
+
+
+@needs_shared
+def test_cli_evaluate_prints_json(tiny_voc, tmp_path):
+    rc, out, err = run_cli(["evaluate", str(BUNDLED), str(tiny_voc), "-q", "--out", str(tmp_path / "plots")])
+    assert rc == 0, err
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert len(lines) == 1
+    rec = json.loads(lines[0])
+    assert rec["data"] == str(tiny_voc)
+    assert rec["report"]["n"] == len(gt_objects(EVAL_STEMS))
+    assert set(rec) >= {"report", "by_size", "unknown_class", "skipped"}
+    assert "precision" in err
+    assert (tmp_path / "plots" / "voc_confusion.png").is_file()
+
+
+@needs_shared
+def test_cli_evaluate_bad_model_path(tiny_voc, tmp_path):
+    rc, out, err = run_cli(["evaluate", str(tmp_path / "nope.onnx"), str(tiny_voc), "-q"])
+    assert rc == 2 and "Traceback" not in err and "nope.onnx" in err
+
+
+def test_cli_evaluate_missing_data(tmp_path):
+    rc, out, err = run_cli(["evaluate", "mask_classifier", str(tmp_path / "nothing"), "-q"])
+    assert rc == 2 and "Traceback" not in err and "no such folder" in err
+
+
+# ---------------------------------------------------------------- detection evaluation
+def test_voc_ap_known_curve():
+    assert voc_ap(np.array([0.2, 0.4, 0.4, 0.6]), np.array([1.0, 1.0, 0.67, 0.75])) == pytest.approx(0.55)
+    assert voc_ap(np.array([0.5, 1.0]), np.array([1.0, 1.0])) == pytest.approx(1.0)
+    # a false positive ranked first: precision 0, then 0.5 at full recall
+    assert voc_ap(np.array([0.0, 1.0]), np.array([0.0, 0.5])) == pytest.approx(0.5)
+    assert voc_ap(np.zeros(0), np.zeros(0)) == 0.0
+
+
+def test_iou_matrix_values():
+    a = np.array([[0, 0, 10, 10], [0, 0, 20, 20]], np.float32)
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30], [2, 2, 8, 8]], np.float32)
+    m = iou_matrix(a, b)
+    assert m.shape == (2, 4)
+    assert m[0] == pytest.approx([1.0, 50 / 150, 0.0, 36 / 100])
+    assert m[1] == pytest.approx([100 / 400, 100 / 400, 0.0, 36 / 400])
+    assert iou_matrix(a, np.zeros((0, 4))).shape == (2, 0)
+    assert iou_matrix(np.zeros((0, 4)), b).shape == (0, 4)
+
+
+class _Oracle:
+    """A 'detector' that returns the ground truth of each image (matched by its pixels) with its labels."""
+
+    def __init__(self, ds, drop_every: int = 0) -> None:
+        from maskwatch.images import load_image
+
+        self.by_pixels = {hashlib.md5(load_image(im.path).tobytes()).hexdigest(): im for im in ds.images}
+        self.drop_every = drop_every
+
+    def detect(self, image):
+        im = self.by_pixels[hashlib.md5(image.tobytes()).hexdigest()]
+        keep = [i for i in range(len(im.boxes)) if not (self.drop_every and i % self.drop_every == 0)]
+        n = len(keep)
+        return Detections(np.array([im.boxes[i] for i in keep], np.float32).reshape(-1, 4), np.ones(n),
+                          class_id=np.array([CLASS_NAMES.index(im.labels[i]) for i in keep], np.int64),
+                          confidence=np.ones(n))
+
+
+class _Blind:
+    def detect(self, image):
+        return Detections.empty()
+
+
+@needs_shared
+def test_evaluate_detection_oracle_and_blind(tmp_path):
+    stems = ["maksssksksss0", "maksssksksss100", "maksssksksss130"]
+    ds = load_source(str(copy_voc(tmp_path / "voc", stems)))
+    assert len({im.path for im in ds.images}) == 3
+    r = evaluate_detection(_Oracle(ds), ds)
+    assert r["face_recall"] == 1.0
+    assert r["ap50"] == {"with_mask": 1.0, "without_mask": 1.0, "mask_incorrect": 1.0}
+    assert r["map50"] == 1.0
+    gt = gt_objects(stems)
+    assert r["gt_counts"] == {c: sum(1 for lab, _ in gt if lab == c) for c in CLASS_NAMES}
+    assert sum(r["faces_by_size"].values()) == len(gt)
+    blind = evaluate_detection(_Blind(), ds)
+    assert blind["face_recall"] == 0.0
+    assert all(v == 0.0 for v in blind["ap50"].values())
+    half = evaluate_detection(_Oracle(ds, drop_every=2), ds)
+    assert 0.0 < half["face_recall"] < 1.0
+
+
+@needs_shared
+def test_evaluate_detection_real_detector(tmp_path):
+    from maskwatch.pipeline import Detector
+
+    stems = ["maksssksksss0", "maksssksksss100", "maksssksksss104"]
+    ds = load_source(str(copy_voc(tmp_path / "voc", stems)))
+    r = evaluate_detection(Detector(det_size=800), ds)
+    assert isinstance(r["ap50"], dict) and set(r["ap50"]) <= set(CLASS_NAMES) and r["ap50"]
+    assert all(0.0 <= v <= 1.0 for v in r["ap50"].values())
+    assert 0.0 <= r["face_recall"] <= 1.0
+    assert r["face_recall"] > 0.3  # YuNet finds a good part of these faces
+    assert r["skipped"] == []
+    assert sum(r["faces_by_size"].values()) == len(gt_objects(stems))

@@ -1,0 +1,185 @@
+"""Bad and unusual image input: every case gives a clear InputError (library) or message + exit code (CLI)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import maskwatch
+from maskwatch import InputError
+from maskwatch.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(path: Path, img: np.ndarray, ext: str = ".png") -> Path:
+    ok, buf = cv2.imencode(ext, img)
+    assert ok
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+def _textured(h: int = 120, w: int = 160) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    img = cv2.resize(rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
+    return img
+
+
+def _run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "maskwatch.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_missing_path(tmp_path):
+    p = tmp_path / "nope.jpg"
+    with pytest.raises(InputError) as e:
+        maskwatch.load_image(p)
+    assert str(p) in str(e.value)
+    assert "no such file" in str(e.value)
+
+
+def test_folder_passed_to_load_image(tmp_path):
+    with pytest.raises(InputError, match="folder"):
+        maskwatch.load_image(tmp_path)
+
+
+def test_cli_folder_without_images(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("no pictures here")
+    rc = main(["detect", str(tmp_path), "--face-detector", "haar"])
+    cap = capsys.readouterr()
+    assert rc != 0
+    assert cap.out == ""
+    assert str(tmp_path) in cap.err
+    assert "no image" in cap.err
+    assert "Traceback" not in cap.err
+
+
+def test_cli_missing_path(tmp_path, capsys):
+    rc = main(["detect", str(tmp_path / "missing.jpg"), "--face-detector", "haar"])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert "no such file" in err
+
+
+def test_text_file_named_jpg(tmp_path):
+    p = tmp_path / "fake.jpg"
+    p.write_text("this is not a picture\n" * 20)
+    with pytest.raises(InputError) as e:
+        maskwatch.load_image(p)
+    assert str(p) in str(e.value)
+    assert "not an image" in str(e.value)
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "empty.png"
+    p.write_bytes(b"")
+    with pytest.raises(InputError, match="empty"):
+        maskwatch.load_image(p)
+
+
+def test_truncated_jpeg(tmp_path):
+    ok, buf = cv2.imencode(".jpg", _textured(), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    data = buf.tobytes()
+    whole = tmp_path / "whole.jpg"
+    whole.write_bytes(data)
+    assert maskwatch.load_image(whole).shape == (120, 160, 3)  # the intact file loads
+    half = tmp_path / "half.jpg"
+    half.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError) as e:
+        maskwatch.load_image(half)
+    assert str(half) in str(e.value)
+    assert "truncated" in str(e.value)
+
+
+def test_grayscale_png_loads_as_bgr(tmp_path):
+    grey = np.tile(np.arange(0, 200, 2, dtype=np.uint8), (50, 1))  # 50 x 100 gradient
+    img = maskwatch.load_image(_write(tmp_path / "grey.png", grey))
+    assert img.dtype == np.uint8 and img.shape == (50, 100, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(img[:, :, c], grey)
+
+
+def test_rgba_png_composited_over_white(tmp_path):
+    bgra = np.zeros((40, 60, 4), np.uint8)
+    bgra[:, :, :3] = (10, 20, 200)  # BGR: red-ish
+    bgra[:, :20, 3] = 0      # fully transparent -> white
+    bgra[:, 20:40, 3] = 255  # opaque -> the colour itself
+    bgra[:, 40:, 3] = 128    # half -> between
+    img = maskwatch.load_image(_write(tmp_path / "rgba.png", bgra))
+    assert img.dtype == np.uint8 and img.shape == (40, 60, 3)
+    assert (img[:, :20] == 255).all()
+    assert (img[:, 20:40] == (10, 20, 200)).all()
+    mid = img[0, 50].astype(int)
+    expect = np.array([10, 20, 200]) * 128 / 255 + 255 * (1 - 128 / 255)
+    assert np.abs(mid - expect).max() <= 2
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_16bit_png_scaled_to_8bit(tmp_path, channels):
+    h, w = 30, 40
+    if channels == 1:
+        img16 = np.full((h, w), 40000, np.uint16)
+        expect = (156, 156, 156)
+    else:
+        img16 = np.zeros((h, w, 3), np.uint16)
+        img16[:, :] = (65535, 256 * 100, 0)
+        expect = (255, 100, 0)
+    p = _write(tmp_path / "deep.png", img16)
+    assert cv2.imread(str(p), cv2.IMREAD_UNCHANGED).dtype == np.uint16  # really a 16-bit file
+    img = maskwatch.load_image(p)
+    assert img.dtype == np.uint8 and img.shape == (h, w, 3)
+    assert tuple(int(v) for v in img[5, 5]) == expect
+
+
+def test_one_pixel_image(tmp_path):
+    p = _write(tmp_path / "dot.png", np.zeros((1, 1, 3), np.uint8))
+    with pytest.raises(InputError) as e:
+        maskwatch.load_image(p)
+    assert "1x1" in str(e.value)
+    assert "too small" in str(e.value)
+
+
+def test_huge_image_refused_before_decoding(tmp_path, monkeypatch):
+    p = _write(tmp_path / "huge.png", np.zeros((12000, 12000), np.uint8))
+    assert p.stat().st_size < 5_000_000  # zeros compress well: a decompression bomb
+
+    def no_decode(*a, **k):
+        raise AssertionError("the 144 MP image was decoded instead of being refused from its header")
+
+    monkeypatch.setattr(cv2, "imdecode", no_decode)
+    with pytest.raises(InputError) as e:
+        maskwatch.load_image(p)
+    msg = str(e.value)
+    assert "12000x12000" in msg
+    assert "MP limit" in msg
+
+
+def test_max_pixels_argument(tmp_path):
+    p = _write(tmp_path / "mid.png", np.zeros((100, 100, 3), np.uint8))
+    assert maskwatch.load_image(p).shape == (100, 100, 3)
+    with pytest.raises(InputError, match="MP limit"):
+        maskwatch.load_image(p, max_pixels=5000)
+
+
+def test_cli_folder_with_one_bad_file(tmp_path, voc_image):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(voc_image, folder / "a_scene.jpg")
+    _write(folder / "b_plain.png", _textured())
+    (folder / "c_broken.jpg").write_text("definitely not a jpeg")
+    r = _run_cli("detect", str(folder), "-q")
+    assert "Traceback" not in r.stderr
+    assert r.returncode == 1, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+    assert [Path(x["source"]).name for x in lines] == ["a_scene.jpg", "b_plain.png"]
+    assert len(lines[0]["faces"]) >= 1
+    assert "c_broken.jpg" in r.stderr
+    assert "2 image(s) done, 1 failed" in r.stderr

@@ -1,0 +1,167 @@
+"""End to end: maskwatch.detect / annotate on a real photo, and the `detect` command's JSON and --out."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import needs_shared
+
+import maskwatch
+from maskwatch import CLASS_NAMES, Detections
+from maskwatch.cli import main
+
+pytestmark = needs_shared
+
+
+@pytest.fixture(scope="module")
+def detector() -> maskwatch.Detector:
+    return maskwatch.Detector(det_size=800)
+
+
+def test_detect_real_photo_labels_and_probs(voc_image):
+    img = maskwatch.load_image(voc_image)
+    d = maskwatch.detect(img)
+    assert isinstance(d, Detections)
+    assert len(d) >= 3
+    assert set(d.labels) <= set(CLASS_NAMES)
+    assert "" not in d.labels  # every face classified
+    assert set(d.class_names) <= set(CLASS_NAMES)
+    assert d.probs.shape == (len(d), len(d.class_names))
+    np.testing.assert_allclose(d.probs.sum(axis=1), 1.0, atol=1e-3)
+    assert ((d.probs >= 0) & (d.probs <= 1)).all()
+    np.testing.assert_allclose(d.confidence, d.probs.max(axis=1), atol=1e-6)
+    assert (d.class_id == d.probs.argmax(axis=1)).all()
+    h, w = img.shape[:2]
+    assert (d.xyxy[:, [0, 2]] <= w).all() and (d.xyxy[:, [1, 3]] <= h).all() and (d.xyxy >= 0).all()
+
+
+def test_detect_with_settings_builds_a_new_detector(voc_image):
+    img = maskwatch.load_image(voc_image)
+    strict = maskwatch.detect(img, score_threshold=0.9)
+    loose = maskwatch.detect(img, score_threshold=0.3)
+    assert len(strict) < len(loose)
+    assert (strict.face_score >= 0.9).all()
+
+
+def test_blank_image_gives_empty_detections(detector, blank):
+    d = detector.detect(blank)
+    assert d is not None
+    assert isinstance(d, Detections)
+    assert len(d) == 0
+    assert d.to_records() == []
+    assert d.class_names == detector.class_names
+    d2 = maskwatch.detect(blank)
+    assert d2 is not None and len(d2) == 0
+
+
+def test_detector_accepts_grayscale_array(detector, voc_image):
+    img = maskwatch.load_image(voc_image)
+    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    d = detector.detect(grey)
+    assert len(d) >= 1
+
+
+def test_annotate_draws_on_a_copy_where_faces_are(detector, voc_image):
+    img = maskwatch.load_image(voc_image)
+    before = img.copy()
+    d = detector.detect(img)
+    assert len(d) >= 1
+    out = maskwatch.annotate(img, d)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(img, before)  # the input is left alone
+    diff = np.any(out != img, axis=2)
+    for x1, y1, x2, y2 in d.xyxy.round().astype(int):
+        # The box outline is drawn: pixels along each face's box changed.
+        ring = np.zeros_like(diff)
+        ring[max(y1 - 2, 0) : y2 + 3, max(x1 - 2, 0) : x2 + 3] = True
+        ring[y1 + 3 : y2 - 2, x1 + 3 : x2 - 2] = False
+        assert diff[ring].mean() > 0.2
+    # Far from every face nothing is drawn (bottom-right corner of this photo has no face).
+    assert not diff[-40:, -40:].any()
+    # No faces: the copy is identical.
+    np.testing.assert_array_equal(maskwatch.annotate(img, Detections.empty()), img)
+
+
+def test_cli_detect_json_line(voc_image, capsys):
+    rc = main(["detect", str(voc_image), "-q"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    lines = [x for x in cap.out.splitlines() if x.strip()]
+    assert len(lines) == 1
+    rec = json.loads(lines[0])
+    assert set(rec) == {"source", "width", "height", "faces"}
+    assert rec["source"] == str(voc_image)
+    assert (rec["width"], rec["height"]) == (512, 366)
+    assert len(rec["faces"]) >= 3
+    for f in rec["faces"]:
+        assert set(f) == {"box", "face_score", "label", "confidence", "probs"}
+        assert len(f["box"]) == 4 and all(isinstance(v, int) for v in f["box"])
+        assert f["label"] in CLASS_NAMES
+        assert set(f["probs"]) <= set(CLASS_NAMES)
+        assert sum(f["probs"].values()) == pytest.approx(1.0, abs=2e-3)
+        assert f["confidence"] == pytest.approx(f["probs"][f["label"]], abs=1e-4)
+    assert "1 image(s) done, 0 failed" in cap.err
+
+
+def test_cli_detect_out_writes_annotated_jpg(voc_image, tmp_path, capsys):
+    src = tmp_path / "in" / "scene.png"
+    src.parent.mkdir()
+    cv2.imwrite(str(src), cv2.imread(str(voc_image)))
+    out = tmp_path / "annotated"
+    rc = main(["detect", str(src.parent), "--out", str(out), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    written = out / "scene.jpg"
+    assert written.is_file(), list(out.rglob("*"))
+    ann = cv2.imread(str(written))
+    orig = cv2.imread(str(src))
+    assert ann is not None and ann.shape == orig.shape
+    assert np.abs(ann.astype(int) - orig.astype(int)).mean() > 0.5  # boxes and captions drawn
+    assert str(out) in err
+
+
+def test_cli_detect_blur_faces(voc_image, tmp_path, capsys):
+    out = tmp_path / "blurred"
+    rc = main(["detect", str(voc_image), "--out", str(out), "--blur-faces", "-q"])
+    assert rc == 0
+    rec = json.loads(capsys.readouterr().out.splitlines()[0])
+    ann = cv2.imread(str(out / (Path(voc_image).stem + ".jpg")))
+    orig = cv2.imread(str(voc_image))
+    x1, y1, x2, y2 = rec["faces"][0]["box"]
+    inner_a = ann[y1 + 4 : y2 - 4, x1 + 4 : x2 - 4].astype(float)
+    inner_o = orig[y1 + 4 : y2 - 4, x1 + 4 : x2 - 4].astype(float)
+    # Pixelated: far less fine detail inside the face box than the original.
+    assert np.abs(np.diff(inner_a, axis=1)).mean() < 0.6 * np.abs(np.diff(inner_o, axis=1)).mean()
+
+
+def test_cli_detect_nested_folders_keep_structure(voc_image, tmp_path, capsys):
+    root = tmp_path / "photos"
+    (root / "day1").mkdir(parents=True)
+    (root / "day2").mkdir()
+    shutil.copy(voc_image, root / "day1" / "x.jpg")
+    shutil.copy(voc_image, root / "day2" / "x.jpg")  # same name in two folders: both kept
+    out = tmp_path / "out"
+    rc = main(["detect", str(root), "--out", str(out), "-q"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert len(cap.out.splitlines()) == 2
+    assert (out / "day1" / "x.jpg").is_file() and (out / "day2" / "x.jpg").is_file()
+
+
+def test_cli_detect_out_is_an_existing_file(voc_image, tmp_path):
+    import subprocess
+    import sys
+
+    not_a_folder = tmp_path / "results.txt"
+    not_a_folder.write_text("keep me")
+    r = subprocess.run([sys.executable, "-m", "maskwatch.cli", "detect", str(voc_image), "--out", str(not_a_folder), "-q"],
+                       capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert "Traceback" not in r.stderr, r.stderr[-1500:]
+    assert r.returncode != 0
+    assert str(not_a_folder) in r.stderr
+    assert not_a_folder.read_text() == "keep me"

@@ -1,0 +1,205 @@
+"""Video files, cameras and streams: annotated output, clear errors for bad sources, timeouts instead of hangs."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import needs_shared
+
+from maskwatch import InputError
+from maskwatch.video import VideoSource, parse_source
+
+ROOT = Path(__file__).resolve().parents[1]
+W, H, FPS, N = 320, 240, 10.0, 20
+
+
+def _run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "maskwatch.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def _make_video(path: Path, scene: Path, fourcc: str) -> Path:
+    img = cv2.imread(str(scene))  # 512 x 366 photo with faces
+    assert img is not None
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), FPS, (W, H))
+    assert writer.isOpened()
+    for i in range(N):
+        x = i * 9  # the crop pans right, so faces move between frames
+        writer.write(np.ascontiguousarray(img[40 : 40 + H, x : x + W]))
+    writer.release()
+    return path
+
+
+def _read_all(path: Path) -> tuple[int, int, int, float]:
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), path
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    w, h, fps = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    return n, w, h, fps
+
+
+@pytest.fixture
+def clip(tmp_path, voc_image) -> Path:
+    return _make_video(tmp_path / "in.mp4", voc_image, "mp4v")
+
+
+def test_parse_source():
+    assert parse_source("0") == 0
+    assert parse_source(" 3 ") == 3
+    assert parse_source("rtsp://cam/x") == "rtsp://cam/x"
+    assert parse_source("clip.mp4") == "clip.mp4"
+
+
+@needs_shared
+def test_video_command_writes_annotated_video_and_json(clip, tmp_path):
+    out, jpath = tmp_path / "out" / "annotated.mp4", tmp_path / "faces.jsonl"
+    r = _run_cli("video", str(clip), "--out", str(out), "--json", str(jpath), "-q")
+    assert "Traceback" not in r.stderr
+    assert r.returncode == 0, r.stderr
+    n, w, h, fps = _read_all(out)
+    assert abs(n - N) <= 1
+    assert (w, h) == (W, H)
+    assert fps == pytest.approx(FPS, abs=0.1)
+    lines = [json.loads(x) for x in jpath.read_text().splitlines() if x.strip()]
+    assert len(lines) == N
+    assert [x["frame"] for x in lines] == list(range(N))
+    assert lines[1]["time"] == pytest.approx(1 / FPS, abs=1e-3)
+    assert all((x["width"], x["height"]) == (W, H) for x in lines)
+    assert sum(len(x["faces"]) for x in lines) >= N  # the photo's faces are found in the frames
+    assert f"{N} frames" in r.stderr
+    assert "WARNING" not in r.stderr
+    # The output is annotated, not a plain copy: frames differ from the input.
+    a, b = cv2.VideoCapture(str(clip)), cv2.VideoCapture(str(out))
+    fa, fb = a.read()[1], b.read()[1]
+    a.release(), b.release()
+    assert np.abs(fa.astype(int) - fb.astype(int)).max() > 100
+
+
+def test_unreadable_video(tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video at all\n" * 50)
+    r = _run_cli("video", str(bad), "--out", str(tmp_path / "o.mp4"), "--face-detector", "haar", "-q")
+    assert "Traceback" not in r.stderr
+    assert r.returncode != 0
+    assert str(bad) in r.stderr
+    assert "not a video" in r.stderr
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_missing_video(tmp_path):
+    with pytest.raises(InputError, match="no such video file"):
+        VideoSource(tmp_path / "missing.mp4")
+
+
+@needs_shared
+def test_truncated_mp4(tmp_path, voc_image):
+    # mp4v/MP4 keeps its index (moov) at the end: cut at 60% the file cannot be opened at all.
+    clip = _make_video(tmp_path / "in.mp4", voc_image, "mp4v")
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    r = _run_cli("video", str(cut), "--out", str(tmp_path / "o.mp4"), "-q")
+    assert "Traceback" not in r.stderr
+    if r.returncode == 0:
+        assert "WARNING" in r.stderr and "ended before" in r.stderr
+    else:
+        assert str(cut) in r.stderr
+        assert "not a video" in r.stderr or "corrupt" in r.stderr or "truncated" in r.stderr
+
+
+@needs_shared
+def test_truncated_avi_processes_frames_and_warns(tmp_path, voc_image):
+    # AVI/MJPG frames are self-contained: a file cut at 60% still plays its first frames.
+    clip = _make_video(tmp_path / "in.avi", voc_image, "MJPG")
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    out, jpath = tmp_path / "o.avi", tmp_path / "o.jsonl"
+    r = _run_cli("video", str(cut), "--out", str(out), "--json", str(jpath), "-q")
+    assert "Traceback" not in r.stderr
+    assert r.returncode == 0, r.stderr
+    frames = len(jpath.read_text().splitlines())
+    assert 1 <= frames < N
+    assert f"{frames} frames" in r.stderr
+    assert "WARNING" in r.stderr and "ended before" in r.stderr
+    assert abs(_read_all(out)[0] - frames) <= 1
+
+
+def test_missing_camera_index():
+    t = time.monotonic()
+    r = _run_cli("watch", "99", "--headless", "--max-frames", "1", "--face-detector", "haar", timeout=60)
+    assert time.monotonic() - t < 20
+    assert "Traceback" not in r.stderr
+    assert r.returncode != 0
+    assert "camera 99" in r.stderr
+    assert "cannot be opened" in r.stderr
+
+
+class _SilentServer:
+    """A loopback TCP server that accepts connections and never sends a byte."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+@pytest.mark.parametrize("scheme", ["rtsp", "http"])
+def test_silent_stream_times_out(scheme):
+    srv = _SilentServer()
+    try:
+        url = f"{scheme}://127.0.0.1:{srv.port}/x"
+        t = time.monotonic()
+        try:
+            r = _run_cli("watch", url, "--headless", "--timeout", "2", "--face-detector", "haar", timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`maskwatch watch {url} --timeout 2` hung for 60 s against a silent server")
+        took = time.monotonic() - t
+    finally:
+        srv.close()
+    assert srv.conns, "the stream was never even tried (no connection reached the server)"
+    assert took < 30, f"took {took:.1f} s with --timeout 2"
+    assert "Traceback" not in r.stderr
+    assert r.returncode != 0
+    assert url in r.stderr
+    assert "did not answer" in r.stderr
+
+
+@needs_shared
+def test_json_path_in_missing_folder(clip, tmp_path):
+    jpath = tmp_path / "no" / "such" / "folder" / "faces.jsonl"
+    r = _run_cli("video", str(clip), "--out", str(tmp_path / "o.mp4"), "--json", str(jpath), "-q")
+    assert "Traceback" not in r.stderr, r.stderr[-1500:]
+    if r.returncode == 0:  # creating the folder (as --out does) is fine too
+        assert len(jpath.read_text().splitlines()) == N
+    else:
+        assert str(jpath) in r.stderr
