@@ -113,6 +113,6 @@ def build_cropset(
             labels.append(class_names.index(label))
             face_px.append(min(box[2] - box[0], box[3] - box[1]))
             groups.append(hashlib.md5(f"{im.source}|{im.group}".encode()).hexdigest()[:12])
-            sources.append(Path(im.source).name)
+            sources.append("/".join(Path(im.source).parts[-2:]))
     cs = CropSet(jpegs, np.array(labels, np.int64), np.array(face_px, np.float32), groups, sources, input_size, margin)
     return cs, skipped
