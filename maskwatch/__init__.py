@@ -17,6 +17,7 @@ from .detections import CLASS_NAMES, Detections
 from .errors import InputError, MaskwatchError, ModelError
 from .images import load_image
 from .pipeline import Detector
+from . import video  # noqa: F401  (VideoSource, VideoSink, FPSMonitor)
 
 __version__ = "0.1.0"
 _default: Detector | None = None

@@ -34,6 +34,9 @@ class MaskClassifier:
             import onnxruntime as ort
 
             so = ort.SessionOptions()
+            # Two sessions (face detector, classifier) take turns each frame: spinning threads of one would
+            # steal the CPU from the other.
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             if threads:
                 so.intra_op_num_threads = threads
             so.log_severity_level = 3
