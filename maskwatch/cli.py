@@ -97,6 +97,78 @@ def _relative(f: Path, roots: Sequence[str]) -> Path:
     return Path(f.name)
 
 
+# ---------------------------------------------------------------- monitoring (video, watch)
+def _add_monitor_arguments(sp: argparse.ArgumentParser, events_default: str | None) -> None:
+    g = sp.add_argument_group("monitoring (tracks, events, alerts, Arduino)")
+    g.add_argument("--no-track", action="store_true", help="per-frame labels only: no tracking, smoothing or events")
+    g.add_argument("--camera", help="camera name written into events (default: the source)")
+    g.add_argument("--events", default=events_default, help="SQLite event log to write ('' = none)")
+    g.add_argument("--retention-days", type=float, default=30.0, help="delete events older than this from the log")
+    g.add_argument("--confirm-frames", type=int, default=5, help="frames a face must read unmasked before its one event (0 = off)")
+    g.add_argument("--confirm-seconds", type=float, default=0.0, help="or seconds it must read unmasked (0 = off)")
+    g.add_argument("--alert-incorrect", action="store_true", help="a wrongly worn mask raises events too")
+    g.add_argument("--snapshots", action="store_true", help="store a face image with each event (off: no face is stored)")
+    g.add_argument("--event-json", action="store_true", help="print each event as a JSON line on stdout")
+    g.add_argument("--webhook", help="POST each event as JSON to this URL (queued and retried when it is down)")
+    g.add_argument("--sound", action="store_true", help="ring the terminal bell on each event")
+    g.add_argument("--serial", metavar="PORT", help="Arduino serial port (e.g. /dev/ttyACM0): X<angle>Y<angle> at 9600 baud")
+    g.add_argument("--serial-dry-run", action="store_true", help="print what would be sent to the Arduino instead")
+    g.add_argument("--serial-interval", type=int, default=200, help="ms between two serial messages")
+
+
+def _build_monitor(args: argparse.Namespace, det: Any, source: str):  # noqa: ANN202
+    """A Monitor with the sinks the options ask for, and the objects to close at the end."""
+    from .events import EventDispatcher, EventLog, EventLogSink, JsonLinesSink, Outbox, SoundSink, WebhookSink
+    from .monitor import Monitor
+
+    for name in ("confirm_frames", "serial_interval"):
+        if getattr(args, name) < 0:
+            raise InputError(f"'{name}={getattr(args, name)}' is invalid. Valid values are 0 or more")
+    if args.confirm_seconds < 0 or args.retention_days <= 0:
+        raise InputError("--confirm-seconds must be 0 or more and --retention-days above 0")
+    closers: list[Any] = []
+    sinks: list[Any] = []
+    if args.events:
+        log = EventLog(args.events, retention_days=args.retention_days)
+        closers.append(log)
+        sinks.append(EventLogSink(log))
+    if args.event_json:
+        sinks.append(JsonLinesSink(sys.stdout))
+    if args.webhook:
+        outbox = Outbox(args.events or "maskwatch_outbox.db")
+        closers.append(outbox)
+        sinks.append(WebhookSink(args.webhook, outbox))
+    if args.sound:
+        sinks.append(SoundSink())
+    serial = None
+    if args.serial or args.serial_dry_run:
+        from .serial_link import SerialSignal
+
+        serial = SerialSignal(args.serial or "dry-run", interval_ms=args.serial_interval, dry_run=args.serial_dry_run,
+                              out=sys.stderr if args.serial_dry_run else None)
+        closers.append(serial)
+    closers = sinks + closers  # sinks flush first, then the log and outbox close
+    labels = ("without_mask", "mask_incorrect") if args.alert_incorrect else ("without_mask",)
+    mon = Monitor(det, camera=args.camera or source, confirm_frames=args.confirm_frames, confirm_seconds=args.confirm_seconds,
+                  alert_labels=labels, snapshots=args.snapshots, dispatcher=EventDispatcher(sinks), serial=serial)
+    return mon, closers
+
+
+def _close_all(closers: list[Any]) -> None:
+    for c in closers:
+        try:
+            c.close()
+        except Exception as e:  # a sink that fails to close must not hide the others' errors
+            _err(f"maskwatch: warning: closing {type(c).__name__}: {e}")
+
+
+def _monitor_summary(mon: Any) -> str:
+    if mon is None:
+        return ""
+    counts = ", ".join(f"{k} {v}" for k, v in mon.counts().items())
+    return f"; people seen: {counts}; events: {len(mon.events)}"
+
+
 # ---------------------------------------------------------------- video
 def cmd_video(args: argparse.Namespace) -> int:
     from .annotate import BoxAnnotator, blur_faces
@@ -105,6 +177,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     det = _detector(args)
     annot = BoxAnnotator()
     jfile = None
+    mon, closers = (None, []) if args.no_track else _build_monitor(args, det, str(args.input))
     frames = faces = masked = 0
     t0 = time.perf_counter()
     try:
@@ -112,7 +185,7 @@ def cmd_video(args: argparse.Namespace) -> int:
             jfile = _open_for_writing(args.json) if args.json else None
             with _bar(src.frame_count or None, "video", "frame", args.quiet) as bar:
                 for i, frame in enumerate(src):
-                    d = det.detect(frame)
+                    d = mon.process(frame, t=i / src.fps) if mon else det.detect(frame)
                     frames += 1
                     faces += len(d)
                     masked += sum(lab == "with_mask" for lab in d.labels)
@@ -126,11 +199,13 @@ def cmd_video(args: argparse.Namespace) -> int:
     finally:
         if jfile:
             jfile.close()
+        _close_all(closers)
     if frames == 0:
         raise InputError(f"{args.input}: the video has no readable frame")
     secs = time.perf_counter() - t0
     share = f"{masked / faces:.1%}" if faces else "n/a"
     _err(f"maskwatch: {frames} frames, {faces} faces, {share} masked, {frames / secs:.1f} frames/s; wrote {args.out}"
+         + _monitor_summary(mon)
          + ("; WARNING: the video ended before its stated length (truncated file?)" if ended_early else ""))
     return 0
 
@@ -145,30 +220,41 @@ def cmd_watch(args: argparse.Namespace) -> int:
     det = _detector(args)
     annot, fps = BoxAnnotator(), FPSMonitor()
     window = "maskwatch (q or Esc quits)"
-    frames = 0
     with VideoSource(args.source, open_timeout=args.timeout, read_timeout=args.timeout) as src:
-        for frame in src:
-            d = det.detect(frame)
-            frames += 1
-            fps.tick()
-            if args.json:
-                print(json.dumps({"source": str(args.source), "frame": frames - 1, "time": round(time.time(), 3),
-                                  "faces": d.to_records()}), flush=True)
-            if not args.headless:
-                vis = blur_faces(frame, d) if args.blur_faces else frame
-                img = draw_fps(annot.annotate(vis, d), fps.fps)
-                try:
-                    cv2.imshow(window, img)
-                    key = cv2.waitKey(1) & 0xFF
-                except cv2.error:
-                    raise InputError("no screen to show the window (headless OpenCV or no display); use --headless") from None
-                if key in (ord("q"), 27):
+        mon, closers = (None, []) if args.no_track else _build_monitor(args, det, str(args.source))
+        try:
+            for frame in src:
+                d = mon.process(frame) if mon else det.detect(frame)
+                fps.tick()
+                if args.json:
+                    print(json.dumps({"source": str(args.source), "frame": fps.frames - 1, "time": round(time.time(), 3),
+                                      "faces": d.to_records()}), flush=True)
+                if not args.headless:
+                    vis = blur_faces(frame, d) if args.blur_faces else frame
+                    img = draw_fps(annot.annotate(vis, d), fps.fps)
+                    try:
+                        cv2.imshow(window, img)
+                        key = cv2.waitKey(1) & 0xFF
+                    except cv2.error:
+                        raise InputError("cannot open a window: this OpenCV build has no GUI (opencv-python-headless) or there is "
+                                         "no display. For the live window: pip uninstall -y opencv-python-headless && "
+                                         "pip install 'opencv-python<5'; on a server use --headless") from None
+                    if key in (ord("q"), 27):
+                        break
+                if args.max_frames and fps.frames >= args.max_frames:
                     break
-            if args.max_frames and frames >= args.max_frames:
-                break
-    if not args.headless:
-        cv2.destroyAllWindows()
-    _err(f"maskwatch: {frames} frames at {fps.fps:.1f} frames/s")
+        finally:
+            _close_all(closers)
+            if not args.headless:
+                try:
+                    cv2.destroyAllWindows()
+                except cv2.error:  # headless OpenCV build: there was no window
+                    pass
+        stopped = src.stopped
+    _err(f"maskwatch: {fps.frames} frames at {fps.fps:.1f} frames/s" + _monitor_summary(mon))
+    if stopped:
+        _err(f"maskwatch watch: error: {stopped}")
+        return 1
     return 0
 
 
@@ -329,10 +415,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="maskwatch", description="Find faces and tell whether each wears a mask.", epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"maskwatch {__import__('maskwatch').__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers: dict[str, argparse.ArgumentParser] = {}
+    p.set_defaults(_subparsers=subparsers)
 
     def cmd(name: str, help: str, example: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help, epilog="example:\n  " + example, formatter_class=_Formatter)
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        sp.add_argument("--config", metavar="FILE", help="settings file (TOML or YAML); keys are this command's option names, "
+                        "options given on the command line win")
+        subparsers[name] = sp
         return sp
 
     d = cmd("detect", "detect faces and masks in images and folders; one JSON line per image on stdout",
@@ -348,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", help="write one JSON line per frame to this file")
     v.add_argument("--blur-faces", action="store_true", help="pixelate faces in the output video")
     add_arguments(v, DETECT_SETTINGS, {"det_size": VIDEO_DET_SIZE})
+    _add_monitor_arguments(v, events_default=None)
 
     w = cmd("watch", "live view of a webcam, video file or rtsp/http stream (q or Esc quits)", "maskwatch watch 0")
     w.add_argument("source", metavar="SOURCE", help="webcam index (0), video file, or rtsp:// / http:// URL")
@@ -357,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0 = run until the source ends)")
     w.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a stream before giving up")
     add_arguments(w, DETECT_SETTINGS, {"det_size": VIDEO_DET_SIZE})
+    _add_monitor_arguments(w, events_default="maskwatch_events.db")
 
     m = cmd("models", "list the model registry and where each file was found", "maskwatch models")
     m.add_argument("--json", action="store_true", help="JSON lines instead of a table")
@@ -418,8 +511,15 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
+        if getattr(args, "config", None):
+            from .settings import load_settings_file
+
+            sp = args._subparsers[args.command]
+            sp.set_defaults(**load_settings_file(args.config, sp))
+            args = parser.parse_args(argv)  # the command line wins over the file
         return COMMANDS[args.command](args)
     except MaskwatchError as e:
         _err(f"maskwatch {args.command}: error: {e}")

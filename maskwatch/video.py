@@ -30,14 +30,17 @@ class VideoSource:
     """Frames (BGR uint8) from a file, a webcam index or a stream URL. A context manager.
 
     open_timeout / read_timeout: seconds before an unanswered stream is given up on (a clear error, never a
-    hang). reconnect: for streams, how many times to reopen after the stream drops (with a 1 s pause).
+    hang). reconnect: for cameras and streams, how many times to reopen after frames stop (reconnect_wait s apart).
     """
 
-    def __init__(self, source: str | int, open_timeout: float = 10.0, read_timeout: float = 10.0, reconnect: int = 5) -> None:
+    def __init__(self, source: str | int, open_timeout: float = 10.0, read_timeout: float = 10.0, reconnect: int = 5,
+                 reconnect_wait: float = 1.0) -> None:
         self.source = parse_source(source)
         self.open_timeout, self.read_timeout, self.reconnect = open_timeout, read_timeout, reconnect
+        self.reconnect_wait = reconnect_wait
         self.frames_read = 0
         self.ended_early = False
+        self.stopped: str | None = None  # why a camera or stream ended, if it did
         if isinstance(self.source, str) and not is_stream(self.source):
             p = Path(self.source)
             if not p.exists():
@@ -75,6 +78,8 @@ class VideoSource:
         return cap
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        """Frames until the source ends. A camera or stream that stops sending is reopened up to ``reconnect``
+        times (``reconnect_wait`` s apart); then iteration ends and ``stopped`` says why."""
         failures = 0
         while True:
             ok, frame = self.cap.read()
@@ -83,19 +88,23 @@ class VideoSource:
                 self.frames_read += 1
                 yield frame
                 continue
-            if is_stream(self.source) and failures < self.reconnect:
+            if not self.is_file and failures < self.reconnect:
                 failures += 1
                 self.cap.release()
-                time.sleep(1.0)
+                time.sleep(self.reconnect_wait)
                 try:
                     self.cap = self._open()
                 except InputError:
-                    continue
+                    pass
                 continue
             if self.is_file and self.frame_count and self.frames_read < self.frame_count - 1:
                 self.ended_early = True
-            if isinstance(self.source, int) and self.frames_read == 0:
-                raise InputError(f"camera {self.source}: opened but sends no frames; is another program using it?")
+            if not self.is_file:
+                name = f"camera {self.source}" if isinstance(self.source, int) else str(self.source)
+                self.stopped = (f"{name} stopped sending frames after {self.frames_read} frame(s); "
+                                f"gave up after {failures} reconnect attempt(s)")
+                if self.frames_read == 0 and isinstance(self.source, int):
+                    raise InputError(f"camera {self.source}: opened but sends no frames; is another program using it?")
             return
 
     def close(self) -> None:
@@ -140,8 +149,10 @@ class FPSMonitor:
 
     def __init__(self, window: int = 30) -> None:
         self.times: deque[float] = deque(maxlen=window)
+        self.frames = 0
 
     def tick(self) -> float:
+        self.frames += 1
         self.times.append(time.perf_counter())
         return self.fps
 

@@ -1,0 +1,81 @@
+"""The live monitor: pipeline -> tracker -> one event per person confirmed unmasked -> sinks and the Arduino.
+
+``Monitor.process(frame, t)`` runs every stage for one frame and returns the tracked Detections. The event rule:
+a track whose smoothed label is ``without_mask`` (and, if asked, ``mask_incorrect``) for ``confirm_frames``
+consecutive frames or ``confirm_seconds`` seconds gives exactly one event.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from .crops import crop_square, square_boxes
+from .detections import Detections
+from .pipeline import Detector
+from .tracking import Tracker
+
+
+class _Emits(Protocol):
+    def emit(self, event: Any) -> None: ...
+
+
+class _Signals(Protocol):
+    def update(self, detections: Detections, width: int, height: int) -> None: ...
+
+
+class Monitor:
+    """camera: name written into events. confirm_frames / confirm_seconds: how long a face must read as
+    unmasked (smoothed) before its one event; whichever comes first (0 turns that rule off).
+    alert_labels: labels that count as unmasked. snapshots: attach a JPEG of the face to events (off by default).
+    dispatcher: where events go (``maskwatch.events.EventDispatcher``); serial: ``SerialSignal`` or None."""
+
+    def __init__(self, detector: Detector, camera: str = "camera0", tracker: Tracker | None = None,
+                 confirm_frames: int = 5, confirm_seconds: float = 0.0, alert_labels: tuple[str, ...] = ("without_mask",),
+                 snapshots: bool = False, dispatcher: _Emits | None = None, serial: _Signals | None = None) -> None:
+        self.detector, self.camera = detector, camera
+        self.tracker = tracker or Tracker()
+        self.confirm_frames, self.confirm_seconds = confirm_frames, confirm_seconds
+        self.alert_labels = alert_labels
+        self.snapshots = snapshots
+        self.dispatcher, self.serial = dispatcher, serial
+        self.events: list[Any] = []  # events emitted in this run (also sent to the dispatcher)
+        self.frames = 0
+
+    def process(self, frame_bgr: np.ndarray, t: float | None = None) -> Detections:
+        """One frame (BGR uint8); t: its time in seconds, for tracking and confirm_seconds (default: now; a video
+        file passes its frame time). Events are stamped with the wall-clock time. Returns tracked Detections."""
+        t = time.time() if t is None else t
+        dets = self.tracker.update(self.detector.detect(frame_bgr), t)
+        self.frames += 1
+        for i, tid in enumerate(dets.tracker_id):
+            tr = self.tracker.track(int(tid))
+            if tr is None or tr.event_sent or dets.labels[i] not in self.alert_labels:
+                continue
+            by_frames = self.confirm_frames and tr.label_since_frames >= self.confirm_frames
+            by_time = self.confirm_seconds and t - tr.label_since_time >= self.confirm_seconds
+            if by_frames or by_time:
+                tr.event_sent = True
+                self._emit(frame_bgr, dets, i, t)
+        if self.serial is not None:
+            self.serial.update(dets, frame_bgr.shape[1], frame_bgr.shape[0])
+        return dets
+
+    def counts(self) -> dict[str, int]:
+        return self.tracker.counts()
+
+    def _emit(self, frame: np.ndarray, dets: Detections, i: int, t: float) -> None:
+        from .events import Event
+
+        snapshot = None
+        if self.snapshots:
+            crop = crop_square(frame, square_boxes(dets.xyxy[i : i + 1], 0.2)[0], 128)
+            snapshot = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+        ev = Event(time=time.time(), camera=self.camera, track_id=int(dets.tracker_id[i]), label=dets.labels[i],
+                   confidence=float(dets.confidence[i]), box=[int(round(float(v))) for v in dets.xyxy[i]], snapshot=snapshot)
+        self.events.append(ev)
+        if self.dispatcher is not None:
+            self.dispatcher.emit(ev)

@@ -1,0 +1,133 @@
+"""Tracking: a stable id per face across frames, and a per-track label smoothed over recent frames.
+
+IoU association in the way of SORT (constant-velocity prediction of each box, greedy matching by IoU, with a
+centre-distance fallback for small fast faces whose boxes no longer overlap). The label of a track is the
+argmax of its class probabilities averaged over the last ``window`` frames, so one blurred frame or a turned
+head does not flip it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .detection_eval import iou_matrix
+from .detections import Detections
+
+
+@dataclass
+class Track:
+    id: int
+    box: np.ndarray  # xyxy pixels, last matched
+    velocity: np.ndarray  # xyxy change per frame
+    probs: deque = field(default_factory=deque)
+    hits: int = 1
+    missed: int = 0
+    first_time: float = 0.0
+    last_time: float = 0.0
+    label_since_frames: int = 0  # consecutive frames with the current smoothed label
+    label_since_time: float = 0.0  # time the current smoothed label started
+    label: int = -1
+    event_sent: bool = False
+
+    def predict(self) -> np.ndarray:
+        return self.box + self.velocity * (self.missed + 1)
+
+    def smoothed(self) -> np.ndarray:
+        return np.mean(np.stack(self.probs), 0)
+
+
+class Tracker:
+    """``update(detections, t) -> Detections`` with ``tracker_id`` set and labels smoothed per track.
+
+    min_iou: IoU needed to continue a track. max_missed: frames a track survives without a detection.
+    window: frames of probabilities averaged for the label. min_hits: frames before a track counts as a person.
+    """
+
+    def __init__(self, min_iou: float = 0.2, max_missed: int = 15, window: int = 10, min_hits: int = 3) -> None:
+        self.min_iou, self.max_missed, self.window, self.min_hits = min_iou, max_missed, window, min_hits
+        self.tracks: list[Track] = []
+        self._next_id = 1
+        self.seen: dict[int, str] = {}  # track id -> last smoothed label, for tracks that became people
+        self.class_names: tuple[str, ...] = ()
+
+    def update(self, detections: Detections, t: float) -> Detections:
+        """Associate this frame's faces with tracks. ``t``: frame time in seconds."""
+        self.class_names = detections.class_names
+        n = len(detections)
+        pred = np.array([tr.predict() for tr in self.tracks], np.float32).reshape(-1, 4)
+        matches = self._match(pred, detections.xyxy)
+        ids = np.full(n, -1, np.int64)
+        probs = detections.probs.copy()
+        matched_tracks = set()
+        n_old = len(self.tracks)
+        for ti, di in matches:
+            tr = self.tracks[ti]
+            new_box = detections.xyxy[di].astype(np.float32)
+            tr.velocity = 0.5 * tr.velocity + 0.5 * (new_box - tr.box) / (tr.missed + 1)
+            tr.box, tr.missed, tr.hits, tr.last_time = new_box, 0, tr.hits + 1, t
+            tr.probs.append(detections.probs[di])
+            matched_tracks.add(ti)
+            ids[di] = tr.id
+        for di in range(n):
+            if ids[di] < 0:
+                tr = Track(self._next_id, detections.xyxy[di].astype(np.float32), np.zeros(4, np.float32),
+                           deque([detections.probs[di]], maxlen=self.window), first_time=t, last_time=t, label_since_time=t)
+                self._next_id += 1
+                self.tracks.append(tr)
+                ids[di] = tr.id
+        for ti in range(n_old):
+            if ti not in matched_tracks:
+                self.tracks[ti].missed += 1
+        by_id = {tr.id: tr for tr in self.tracks}
+        for di in range(n):
+            tr = by_id[int(ids[di])]
+            sm = tr.smoothed()
+            probs[di] = sm
+            label = int(sm.argmax())
+            if label != tr.label:
+                tr.label, tr.label_since_frames, tr.label_since_time = label, 0, t
+            tr.label_since_frames += 1
+            if tr.hits >= self.min_hits:
+                self.seen[tr.id] = self.class_names[label]
+        self.tracks = [tr for tr in self.tracks if tr.missed <= self.max_missed]
+        out = Detections(detections.xyxy, detections.face_score, class_id=probs.argmax(1) if n else None,
+                         confidence=probs.max(1) if n else None, probs=probs, class_names=detections.class_names,
+                         tracker_id=ids, landmarks=detections.landmarks, data=dict(detections.data))
+        out.data["raw_probs"] = detections.probs
+        return out
+
+    def track(self, track_id: int) -> Track | None:
+        return next((tr for tr in self.tracks if tr.id == track_id), None)
+
+    def counts(self) -> dict[str, int]:
+        """People seen so far (tracks of at least ``min_hits`` frames) by their latest smoothed label."""
+        out = {name: 0 for name in self.class_names}
+        for label in self.seen.values():
+            out[label] = out.get(label, 0) + 1
+        return out
+
+    def _match(self, pred: np.ndarray, boxes: np.ndarray) -> list[tuple[int, int]]:
+        if len(pred) == 0 or len(boxes) == 0:
+            return []
+        iou = iou_matrix(pred, boxes)
+        # Fallback for small, fast faces: centre distance relative to the face size.
+        pc = (pred[:, :2] + pred[:, 2:]) / 2
+        bc = (boxes[:, :2] + boxes[:, 2:]) / 2
+        size = np.maximum(pred[:, 2:] - pred[:, :2], 1).max(1)
+        dist = np.linalg.norm(pc[:, None, :] - bc[None, :, :], axis=2) / size[:, None]
+        score = np.where(iou >= self.min_iou, 1 + iou, np.where(dist < 1.0, 1 - dist, 0.0))
+        matches = []
+        used_t, used_d = set(), set()
+        for flat in np.argsort(-score, axis=None):
+            ti, di = np.unravel_index(flat, score.shape)
+            if score[ti, di] <= 0:
+                break
+            if ti in used_t or di in used_d:
+                continue
+            used_t.add(int(ti))
+            used_d.add(int(di))
+            matches.append((int(ti), int(di)))
+        return matches

@@ -1,0 +1,434 @@
+"""Events: the Event record, the SQLite event log (filters, paging, retention, reopening, read-only and full disk),
+the outbox and the sinks (JSON lines, webhook against a real loopback HTTP server: down, slow, restart; sound)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from maskwatch import Detections
+from maskwatch.errors import InputError
+from maskwatch.events import (
+    Event,
+    EventDispatcher,
+    EventLog,
+    EventLogSink,
+    JsonLinesSink,
+    Outbox,
+    SoundSink,
+    WebhookSink,
+)
+
+
+def _event(t: float | None = None, camera: str = "door", label: str = "without_mask", track_id: int = 7,
+           snapshot: bytes | None = None) -> Event:
+    return Event(time=time.time() if t is None else t, camera=camera, track_id=track_id, label=label,
+                 confidence=0.9731, box=[10.4, 20.6, 50, 80], snapshot=snapshot)
+
+
+def _wait(cond, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return cond()
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now: connections are refused
+    return port
+
+
+class _Hook:
+    """A webhook receiver on 127.0.0.1 (http.server in a thread). delay: seconds before answering; status: the
+    HTTP status it answers. ``answered`` holds the JSON bodies of requests answered without delay."""
+
+    def __init__(self, port: int = 0, delay: float = 0.0, status: int = 200) -> None:
+        self.delay, self.status = delay, status
+        self.received: list[dict] = []
+        self.answered: list[dict] = []
+        self.headers: list[dict] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                hook.received.append(body)
+                hook.headers.append(dict(self.headers))
+                delay, status = hook.delay, hook.status
+                if delay:
+                    time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    return
+                if not delay and status < 400:
+                    hook.answered.append(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/events"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hook():
+    h = _Hook()
+    yield h
+    h.close()
+
+
+# ---------------------------------------------------------------------------------------------------------- Event
+
+
+def test_event_to_dict_is_json_safe_and_round_trips():
+    e = _event(t=1714564800.25, snapshot=b"\xff\xd8jpeg")
+    assert e.box == [10, 21, 50, 80] and all(type(v) is int for v in e.box)
+    assert len(e.id) == 32 and e.id != _event().id
+    d = e.to_dict()
+    assert d["iso_time"] == "2024-05-01T12:00:00.250Z"
+    assert "snapshot" not in d
+    assert json.loads(json.dumps(d)) == d
+    ds = e.to_dict(include_snapshot=True)
+    assert base64.b64decode(ds["snapshot"]) == b"\xff\xd8jpeg"
+    assert Event.from_dict(ds) == e
+
+
+def test_event_from_detections_with_snapshot_only_when_asked():
+    dets = Detections([[20, 30, 60, 90]], [0.9], class_id=[1], confidence=[0.8], probs=[[0.1, 0.8, 0.1]], tracker_id=[3])
+    frame = np.full((120, 160, 3), 100, np.uint8)
+    e = Event.from_detections(dets, 0, camera="cam1", time=5.0, frame=frame)
+    assert (e.track_id, e.label, e.box, e.snapshot) == (3, "without_mask", [20, 30, 60, 90], None)
+    e = Event.from_detections(dets, 0, camera="cam1", time=5.0, frame=frame, snapshot=True)
+    assert e.snapshot is not None and e.snapshot[:2] == b"\xff\xd8"
+
+
+# ------------------------------------------------------------------------------------------------------- EventLog
+
+
+def test_event_log_query_filters_paging_newest_first(tmp_path: Path):
+    base = time.time() - 1000
+    with EventLog(tmp_path / "events.db") as log:
+        events = [_event(t=base + i, camera=("door", "hall")[i % 2], label=("without_mask", "mask_incorrect")[i % 3 == 0],
+                         track_id=i) for i in range(10)]
+        for e in events:
+            assert log.add(e) is True
+        assert log.count() == 10 and log.pending == []
+        got = log.query()
+        assert [e.track_id for e in got] == list(range(9, -1, -1))  # newest first
+        assert got[0] == events[9]
+        assert [e.track_id for e in log.query(since=base + 3, until=base + 6)] == [5, 4, 3]  # since <= t < until
+        assert [e.track_id for e in log.query(camera="hall")] == [9, 7, 5, 3, 1]
+        assert [e.track_id for e in log.query(label="mask_incorrect")] == [9, 6, 3, 0]
+        assert [e.track_id for e in log.query(camera="door", label="without_mask")] == [8, 4, 2]
+        assert [e.track_id for e in log.query(limit=3)] == [9, 8, 7]
+        assert [e.track_id for e in log.query(limit=3, offset=3)] == [6, 5, 4]
+        assert [e.track_id for e in log.query(limit=3, offset=9)] == [0]
+        assert log.count(camera="hall") == 5 and log.count(since=base + 8) == 2 and log.count(label="nobody") == 0
+
+
+def test_event_log_retention_purge(tmp_path: Path):
+    now = time.time()
+    path = tmp_path / "events.db"
+    log = EventLog(path, retention_days=1)
+    old, new = _event(t=now - 2 * 86400), _event(t=now - 3600)
+    log.add(old)
+    log.add(new)
+    assert log.count() == 2
+    assert log.purge(now=now) == 1
+    assert [e.id for e in log.query()] == [new.id]
+    log.add(_event(t=now - 5 * 86400))
+    log.close()
+    with EventLog(path, retention_days=1) as log:  # opening purges too
+        assert [e.id for e in log.query()] == [new.id]
+    with EventLog(path, retention_days=None) as log:  # keep everything
+        log.add(_event(t=1.0))
+        assert log.purge() == 0 and log.count() == 2
+
+
+def test_event_log_survives_reopening(tmp_path: Path):
+    path = tmp_path / "sub" / "events.db"  # the folder is created
+    e = _event(snapshot=b"\xff\xd8face")
+    with EventLog(path) as log:
+        log.add(e)
+    with EventLog(str(path)) as log:
+        assert log.query() == [e]
+        assert log._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_event_log_thread_safe(tmp_path: Path):
+    with EventLog(tmp_path / "events.db") as log:
+        def work(k: int) -> None:
+            for i in range(50):
+                log.add(_event(track_id=k * 100 + i))
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert log.count() == 200 and log.pending == []
+
+
+def test_event_log_read_only_path_is_a_clear_input_error(tmp_path: Path):
+    path = tmp_path / "events.db"
+    EventLog(path).close()
+    uri = f"file:{path}?mode=ro"  # a read-only database (works as root too, unlike chmod)
+    with pytest.raises(InputError) as err:
+        EventLog(uri)
+    msg = str(err.value)
+    assert str(path) in msg and "read-only" in msg and "writable" in msg
+
+    not_a_folder = tmp_path / "a_file"
+    not_a_folder.write_text("x")
+    with pytest.raises(InputError) as err:
+        EventLog(not_a_folder / "events.db")
+    assert str(not_a_folder / "events.db") in str(err.value) and "writable folder" in str(err.value)
+
+    with pytest.raises(InputError, match="is a folder"):
+        EventLog(tmp_path)
+    with pytest.raises(InputError) as err:
+        Outbox(uri)
+    assert str(path) in str(err.value) and "read-only" in str(err.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores chmod, so the folder stays writable")
+def test_event_log_read_only_folder(tmp_path: Path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(InputError) as err:
+            EventLog(folder / "events.db")
+        assert str(folder / "events.db") in str(err.value)
+    finally:
+        folder.chmod(0o755)
+
+
+def test_event_log_full_disk_keeps_events_pending_then_flushes(tmp_path: Path):
+    log = EventLog(tmp_path / "events.db")
+    first = _event()
+    assert log.add(first)
+    pages = log._conn.execute("PRAGMA page_count").fetchone()[0]
+    log._conn.execute(f"PRAGMA max_page_count = {pages}")  # the "disk" is full now
+    big = [_event(snapshot=bytes(20000) + bytes([i])) for i in range(2)]
+    assert log.add(big[0]) is False  # no exception: the video loop goes on
+    assert log.add(big[1]) is False
+    assert [e.id for e in log.pending] == [e.id for e in big]
+    assert "disk is full" in log.last_error and str(tmp_path / "events.db") in log.last_error
+    assert log.count() == 1
+    assert log.flush() == 2  # still full
+
+    log._conn.execute("PRAGMA max_page_count = 1000000")  # space again
+    assert log.flush() == 0
+    assert log.pending == [] and log.last_error is None
+    assert log.count() == 3
+    assert {e.id: e.snapshot for e in log.query()}[big[1].id] == big[1].snapshot
+    log.close()
+
+
+def test_outbox_put_due_done_retry(tmp_path: Path):
+    with Outbox(tmp_path / "events.db") as ob:
+        a = ob.put("webhook", {"n": 1})
+        b = ob.put("webhook", {"n": 2})
+        ob.put("other", {"n": 3})
+        assert [(p["n"], att) for _, p, att in ob.due("webhook", time.time())] == [(1, 0), (2, 0)]
+        ob.retry_later(a, 60)
+        assert [i for i, _, _ in ob.due("webhook", time.time())] == [b]
+        assert [(i, att) for i, _, att in ob.due("webhook", time.time() + 120)] == [(a, 1), (b, 0)]
+        ob.done(b)
+        assert ob.count("webhook") == 1 and ob.count() == 2
+    # Same file as an event log: separate tables.
+    with EventLog(tmp_path / "events.db") as log, Outbox(tmp_path / "events.db") as ob:
+        log.add(_event())
+        assert log.count() == 1 and ob.count() == 2
+
+
+# ---------------------------------------------------------------------------------------------------------- sinks
+
+
+def test_json_lines_sink_one_line_per_event_no_snapshot_unless_asked(capsys):
+    events = [_event(snapshot=b"\xff\xd8a"), _event(camera="hall")]
+    buf = io.StringIO()
+    sink = JsonLinesSink(buf)
+    for e in events:
+        sink.send(e)
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 2 and buf.getvalue().endswith("\n")
+    assert [json.loads(s) for s in lines] == [e.to_dict() for e in events]
+    assert all("snapshot" not in json.loads(s) for s in lines)
+
+    JsonLinesSink(include_snapshot=True).send(events[0])  # stdout by default
+    (line,) = capsys.readouterr().out.splitlines()
+    assert base64.b64decode(json.loads(line)["snapshot"]) == b"\xff\xd8a"
+
+    closed = io.StringIO()
+    closed.close()
+    bad = JsonLinesSink(closed)
+    bad.send(events[0])  # never raises
+    assert "cannot write" in bad.last_error
+
+
+def test_sound_sink_rings_at_most_every_two_seconds():
+    buf = io.StringIO()
+    sink = SoundSink(stream=buf)
+    for _ in range(5):
+        sink.send(_event())
+    assert buf.getvalue() == "\a" and sink.rings == 1
+    sink._last -= 2.0  # two seconds later
+    sink.send(_event())
+    assert buf.getvalue() == "\a\a"
+
+
+def test_dispatcher_isolates_a_failing_sink(tmp_path: Path):
+    class Broken:
+        name = "broken"
+
+        def send(self, event: Event) -> None:
+            raise RuntimeError("boom")
+
+        def close(self) -> None:
+            raise RuntimeError("boom at close")
+
+    buf = io.StringIO()
+    log = EventLog(tmp_path / "events.db")
+    d = EventDispatcher([Broken(), JsonLinesSink(buf), EventLogSink(log)])
+    e = _event()
+    assert d.emit(e) == 2
+    assert "boom" in d.last_error
+    assert json.loads(buf.getvalue()) == e.to_dict()
+    assert log.query() == [e]
+    d.close()
+    log.close()
+
+
+def test_webhook_delivers_event_json(tmp_path: Path, hook: _Hook):
+    sink = WebhookSink(hook.url, Outbox(tmp_path / "events.db"), timeout_s=2.0, headers={"Authorization": "Bearer t"})
+    events = [_event(), _event(camera="hall", snapshot=b"\xff\xd8")]
+    for e in events:
+        sink.send(e)
+    assert sink.flush(5.0)
+    assert hook.answered == [e.to_dict() for e in events]  # in order, no snapshot by default
+    assert sink.delivered == 2 and sink.outbox.count() == 0
+    assert hook.headers[0]["Content-Type"] == "application/json" and hook.headers[0]["Authorization"] == "Bearer t"
+    sink.close()
+
+
+def test_webhook_down_queues_without_blocking_then_retries(tmp_path: Path):
+    port = _free_port()
+    outbox = Outbox(tmp_path / "events.db")
+    sink = WebhookSink(f"http://127.0.0.1:{port}/events", outbox, timeout_s=1.0, retries=3, backoff_s=0.05)
+    e = _event()
+    t0 = time.perf_counter()
+    sink.send(e)
+    assert time.perf_counter() - t0 < 0.05  # the video loop is not held up
+    assert _wait(lambda: sink.failures >= 1)
+    assert "refused" in sink.last_error and str(port) in sink.last_error
+    assert outbox.count("webhook") == 1 and sink.delivered == 0  # nothing lost
+
+    server = _Hook(port=port)  # the server comes back on the same port
+    try:
+        assert sink.flush(5.0)
+        assert server.answered == [e.to_dict()] and sink.delivered == 1
+    finally:
+        sink.close()
+        server.close()
+        outbox.close()
+
+
+def test_webhook_slow_server_times_out_and_is_retried(tmp_path: Path, hook: _Hook):
+    hook.delay = 1.0  # longer than timeout_s
+    outbox = Outbox(tmp_path / "events.db")
+    sink = WebhookSink(hook.url, outbox, timeout_s=0.2, retries=2, backoff_s=0.05)
+    e = _event()
+    sink.send(e)
+    assert _wait(lambda: sink.failures >= 1)
+    assert "no answer within 0.2 s" in sink.last_error
+    assert outbox.count("webhook") == 1 and sink.delivered == 0
+    hook.delay = 0.0  # the server answers fast again
+    assert sink.flush(5.0)
+    assert hook.answered == [e.to_dict()] and sink.delivered == 1
+    sink.close()
+    outbox.close()
+
+
+def test_webhook_http_error_is_retried(tmp_path: Path, hook: _Hook):
+    hook.status = 500
+    sink = WebhookSink(hook.url, Outbox(":memory:"), timeout_s=1.0, backoff_s=0.05)
+    e = _event()
+    sink.send(e)
+    assert _wait(lambda: sink.failures >= 1)
+    assert "HTTP 500" in sink.last_error and sink.outbox.count() == 1
+    hook.status = 200
+    assert sink.flush(5.0) and hook.answered == [e.to_dict()]
+    sink.close()
+
+
+def test_webhook_outbox_survives_a_restart(tmp_path: Path, hook: _Hook):
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    first = WebhookSink(f"http://127.0.0.1:{_free_port()}/events", outbox, timeout_s=0.5, backoff_s=30.0)
+    e = _event()
+    first.send(e)
+    assert _wait(lambda: first.failures >= 1)
+    first.close()
+    outbox.close()  # the process ends with the event undelivered
+
+    outbox = Outbox(path)
+    assert outbox.count("webhook") == 1
+    second = WebhookSink(hook.url, outbox, timeout_s=1.0)  # its next try was 30 s away: resent at once on start
+    assert second.flush(5.0)
+    assert hook.answered == [e.to_dict()] and second.delivered == 1
+    second.close()
+    outbox.close()
+
+
+def test_webhook_rejects_a_bad_url(tmp_path: Path):
+    with pytest.raises(InputError, match="http"):
+        WebhookSink("ftp://127.0.0.1/x", Outbox(":memory:"))
+
+
+def test_webhook_still_delivers_when_the_outbox_disk_is_full(tmp_path: Path, hook: _Hook):
+    outbox = Outbox(tmp_path / "events.db")
+    pages = outbox._conn.execute("PRAGMA page_count").fetchone()[0]
+    outbox._conn.execute(f"PRAGMA max_page_count = {pages}")
+    big = {"blob": "x" * 20000}
+    rid = outbox.put("parked", big)  # cannot be written: kept in memory, not lost
+    assert rid < 0 and "disk is full" in outbox.last_error and outbox.count("parked") == 1
+    sink = WebhookSink(hook.url, outbox, timeout_s=1.0)
+    e = _event(snapshot=bytes(20000))
+    sink.send(e)
+    assert sink.flush(5.0) and hook.answered == [e.to_dict()]
+    outbox._conn.execute("PRAGMA max_page_count = 1000000")
+    assert [p for _, p, _ in outbox.due("parked")] == [big]  # moved into the file once it can be written
+    assert outbox._conn.execute("SELECT COUNT(*) FROM outbox WHERE sink = 'parked'").fetchone()[0] == 1
+    sink.close()
+    outbox.close()

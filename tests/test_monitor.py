@@ -1,0 +1,178 @@
+"""The live monitor end to end on a video made for it (real faces from ../shared moved and scaled across the
+frames): stable track ids, no label flicker, exactly one event for the unmasked person, exact serial bytes."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import needs_shared  # noqa: E402
+
+pytestmark = needs_shared
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    from _scene import scene_frames, write_video
+
+    frames = scene_frames(40)
+    path = write_video(tmp_path_factory.mktemp("scene") / "scene.mp4", frames, fps=10)
+    return frames, path
+
+
+def test_replay_tracks_events_and_serial(scene, tmp_path):
+    import serial
+
+    from maskwatch import Detector
+    from maskwatch.events import EventDispatcher, EventLog, EventLogSink
+    from maskwatch.monitor import Monitor
+    from maskwatch.serial_link import SerialSignal, encode, target_angles
+    from maskwatch.video import VideoSource
+
+    _, path = scene
+
+    class Wire:
+        """What reaches the Arduino: every byte written, kept after close (a pyserial loop:// port underneath)."""
+
+        def __init__(self):
+            self.port, self.bytes = serial.serial_for_url("loop://", timeout=0), bytearray()
+
+        def write(self, data):
+            n = self.port.write(data)
+            self.bytes += self.port.read(n)
+            return n
+
+        def close(self):
+            self.port.close()
+
+    wire = Wire()
+    log = EventLog(tmp_path / "events.db")
+    sig = SerialSignal("loop://", interval_ms=20, port_factory=lambda port, baud: wire)
+    mon = Monitor(Detector(det_size=320), camera="door", confirm_frames=5,
+                  dispatcher=EventDispatcher([EventLogSink(log)]), serial=sig)
+    per_frame, expected_msgs = [], []
+    with VideoSource(str(path)) as src:
+        for i, frame in enumerate(src):
+            d = mon.process(frame, t=i / src.fps)
+            per_frame.append(d)
+            expected_msgs.append(sig.message)
+            # the message for this frame, computed from the box by the documents' formula
+            bare = [j for j, lab in enumerate(d.labels) if lab == "without_mask"]
+            if bare:
+                x1, y1, x2, y2 = d.xyxy[bare[0]]
+                cx, cy = x1 + (x2 - x1) / 2, y1 + (y2 - y1) / 3
+                ax = min(180, max(0, round(180 - cx * 180 / frame.shape[1])))
+                ay = min(180, max(0, round(cy * 180 / frame.shape[0])))
+                assert sig.message == f"X{ax}Y{ay}\n".encode()
+            else:
+                assert sig.message == b"X0Y0\n"
+            assert sig.message == encode(*target_angles(d, frame.shape[1], frame.shape[0]))
+    sig.close()
+
+    assert len(per_frame) >= 38
+    bare_ids = {int(d.tracker_id[j]) for d in per_frame for j, lab in enumerate(d.labels) if lab == "without_mask"}
+    masked_ids = {int(d.tracker_id[j]) for d in per_frame for j, lab in enumerate(d.labels) if lab == "with_mask"}
+    assert len(bare_ids) == 1, f"the moving unmasked face changed track id: {bare_ids}"
+    assert len(masked_ids) == 1, f"the masked face changed track id: {masked_ids}"
+    # No flicker: every frame where the bare face's track is seen, its smoothed label is without_mask.
+    (bare_id,) = bare_ids
+    labels = [d.labels[list(d.tracker_id).index(bare_id)] for d in per_frame if bare_id in d.tracker_id]
+    assert len(labels) >= 36 and set(labels) == {"without_mask"}
+    # Exactly one event, for the unmasked person, after confirm_frames frames.
+    events = log.query(limit=100)
+    assert [(e.track_id, e.label, e.camera) for e in events] == [(bare_id, "without_mask", "door")]
+    assert events[0].snapshot is None  # no face image unless asked
+    assert mon.counts()["without_mask"] == 1 and mon.counts()["with_mask"] == 1
+    # Serial bytes: whole messages only, each one a message of some frame, and X0Y0 last (sent on close).
+    data = bytes(wire.bytes)
+    msgs = re.findall(rb"X\d+Y\d+\n", data)
+    assert b"".join(msgs) == data and msgs, data[:200]
+    assert set(msgs[:-1]) <= set(expected_msgs)
+    assert msgs[-1] == b"X0Y0\n"
+    log.close()
+
+
+def test_cli_video_with_events_and_serial_dry_run(scene, tmp_path):
+    _, path = scene
+    db = tmp_path / "ev.db"
+    r = subprocess.run([sys.executable, "-m", "maskwatch.cli", "video", str(path), "--out", str(tmp_path / "o.mp4"),
+                        "--events", str(db), "--event-json", "--serial-dry-run", "-q"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    events = [line for line in r.stdout.splitlines() if line.startswith("{")]
+    assert len(events) == 1 and '"without_mask"' in events[0]
+    assert re.search(r"^X\d+Y\d+$", r.stderr, re.M), r.stderr[-500:]  # what would be sent
+    assert "people seen: with_mask 1, without_mask 1" in r.stderr
+    from maskwatch.events import EventLog
+
+    assert EventLog(db).count() == 1
+
+
+def test_settings_file_sets_options_and_cli_wins(scene, tmp_path):
+    _, path = scene
+    cfg = tmp_path / "mw.toml"
+    cfg.write_text('confirm-frames = 1000\nevents = ""\nscore_threshold = 0.6\n')
+    r = subprocess.run([sys.executable, "-m", "maskwatch.cli", "video", str(path), "--out", str(tmp_path / "o.mp4"),
+                        "--config", str(cfg), "--event-json", "-q"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert not [line for line in r.stdout.splitlines() if line.startswith("{")]  # 1000 frames never reached
+    r = subprocess.run([sys.executable, "-m", "maskwatch.cli", "video", str(path), "--out", str(tmp_path / "o.mp4"),
+                        "--config", str(cfg), "--event-json", "--confirm-frames", "3", "-q"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and len([x for x in r.stdout.splitlines() if x.startswith("{")]) == 1
+
+
+@pytest.mark.parametrize("content, message", [
+    ("scor_threshold = 0.6\n", "unknown key 'scor_threshold'; did you mean 'score-threshold'?"),
+    ("score-threshold = 1.5\n", "'score_threshold=1.5' is invalid"),
+    ("confirm-frames = 'five'\n", "'confirm-frames' must be a int"),
+    ("sound = 1\n", "'sound' must be true or false"),
+    ("face-detector = 'retina'\n", "valid values: yunet, ssd, haar"),
+    ("this is not toml", "not valid TOML"),
+])
+def test_settings_file_errors_are_clear(tmp_path, content, message):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(content)
+    r = subprocess.run([sys.executable, "-m", "maskwatch.cli", "watch", "0", "--headless", "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert message in r.stderr, r.stderr
+
+
+def test_camera_that_stops_sending_frames(monkeypatch):
+    """A camera that delivers a few frames and then nothing: reconnects are tried, then a clear reason."""
+    from maskwatch.video import VideoSource
+
+    class DeadCam:
+        def __init__(self, n):
+            self.n = n
+
+        def isOpened(self):
+            return True
+
+        def read(self):
+            self.n -= 1
+            return (True, np.zeros((48, 64, 3), np.uint8)) if self.n >= 0 else (False, None)
+
+        def get(self, prop):
+            return 0
+
+        def release(self):
+            pass
+
+    opens = []
+
+    def fake_open(self):
+        opens.append(1)
+        return DeadCam(3 if len(opens) == 1 else 0)
+
+    monkeypatch.setattr(VideoSource, "_open", fake_open)
+    src = VideoSource(0, reconnect=2, reconnect_wait=0.01)
+    frames = list(src)
+    assert len(frames) == 3
+    assert len(opens) == 3  # the first open and two reconnects
+    assert src.stopped and "camera 0 stopped sending frames after 3 frame(s)" in src.stopped
