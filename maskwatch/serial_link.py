@@ -52,7 +52,8 @@ def target_angles(detections: Detections, width: int, height: int) -> tuple[int,
 
     The aim point is the upper centre of the face (the eyes, roughly): ``cx = x1 + w/2``, ``cy = y1 + h/3``
     (pixels). Then ``x = 180 - cx*180/width`` (the pan servo is mirrored: the left edge of the image is
-    180 degrees) and ``y = cy*180/height``, each rounded with Python's ``round`` and clamped to 0..180.
+    180 degrees) and ``y = cy*180/height``, each rounded with Python's ``round`` and clamped to 0..180, except
+    that a real target's x is at least 1: the firmware reads x = 0 as "everyone masked" and turns the LED off.
 
     Returns :data:`IDLE` ``(0, 0)`` when no face is 'without_mask' or 'mask_incorrect' (everyone is masked,
     or nobody is there). Raises :class:`~maskwatch.errors.InputError` for a width or height that is not > 0.
@@ -74,7 +75,8 @@ def target_angles(detections: Detections, width: int, height: int) -> tuple[int,
             x1, y1, x2, y2 = (float(v) for v in detections.xyxy[best_i])
             cx = x1 + (x2 - x1) / 2.0
             cy = y1 + (y2 - y1) / 3.0
-            return _angle(180.0 - cx * 180.0 / width), _angle(cy * 180.0 / height)
+            # x = 0 means "nobody to point at" to the firmware (LED off): a face at the very right edge aims at 1.
+            return max(1, _angle(180.0 - cx * 180.0 / width)), _angle(cy * 180.0 / height)
     return IDLE
 
 

@@ -96,11 +96,11 @@ def test_most_urgent_face(rows, expected):
     "box, expected",
     [
         ([-300, -300, -100, -200], (180, 0)),  # off the top-left: x > 180 and y < 0 are clamped
-        ([700, 500, 900, 800], (0, 180)),  # off the bottom-right
+        ([700, 500, 900, 800], (1, 180)),  # off the bottom-right (x is at least 1 for a real target)
         ([0, 0, 640, 480], (90, 60)),  # the whole frame: cx = 320, cy = 160
         ([0, 0, 0, 0], (180, 0)),  # a degenerate box at the origin
-        # at the right edge: cx = 639 -> 0.28 -> 0 (so x is 0, like the idle message);  cy = 464 -> 174
-        ([638, 456, 640, 480], (0, 174)),
+        # at the right edge: cx = 639 -> 0.28 -> 0, raised to 1 so the firmware does not read "everyone masked"
+        ([638, 456, 640, 480], (1, 174)),
     ],
 )
 def test_clamping_and_edges(box, expected):
