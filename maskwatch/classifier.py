@@ -116,7 +116,3 @@ class MaskClassifier:
 def _unb64(s: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(s), np.float16).astype(np.float32)
 
-
-def describe(path: Path) -> dict[str, Any]:
-    clf = MaskClassifier(path)
-    return {k: v for k, v in clf.meta.items() if k != "head"}

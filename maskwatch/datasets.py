@@ -231,11 +231,9 @@ def _clip_box(b: list[float], w: float, h: float) -> tuple[float, float, float, 
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:
-    img = cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_8)
-    if img is None:
-        return None
-    full = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    return (full.shape[1], full.shape[0]) if full is not None else None
+    """(width, height) in pixels, or None if the file is not a readable image."""
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    return (img.shape[1], img.shape[0]) if img is not None else None
 
 
 def dhash(path: Path) -> int | None:
