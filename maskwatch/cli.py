@@ -404,9 +404,37 @@ def cmd_extract_faces(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# ---------------------------------------------------------------- serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    import importlib.util
+    import os
+
+    try:
+        from .server import ServerSettings, bind, create_app, make_server
+    except ImportError as e:
+        raise InputError(f"maskwatch serve needs the 'web' extra ({e.name} is missing): pip install 'maskwatch[web]'") from None
+    if not (importlib.util.find_spec("python_multipart") or importlib.util.find_spec("multipart")):
+        raise InputError("maskwatch serve needs the 'web' extra (python-multipart is missing): pip install 'maskwatch[web]'")
+    settings = ServerSettings(host=args.host, port=args.port, cameras=args.camera or [],
+                              token=args.token or os.environ.get("MASKWATCH_TOKEN") or None, events=args.events,
+                              retention_days=args.retention_days, max_upload_mb=args.max_upload_mb,
+                              detector=detector_kwargs(args), photo_det_size=args.photo_det_size,
+                              confirm_frames=args.confirm_frames, blur_faces=args.blur_faces)
+    app = create_app(settings)
+    sock = bind(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    cams = ", ".join(w.spec.name for w in app.state.maskwatch.cameras.values()) or "none"
+    _err(f"maskwatch: dashboard on http://{'[' + host + ']' if ':' in host else host}:{port}/"
+         + ("?token=<your token>" if settings.token else "") + f" (cameras: {cams}; events in {args.events or 'memory'}); "
+         "Ctrl-C stops")
+    make_server(app).run(sockets=[sock])
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Keeps the example's line breaks and shows every default."""
+
 
 EPILOG = "Models come from MASKWATCH_MODELS, the package, or ~/.cache/maskwatch (see `maskwatch models`)."
 
@@ -500,6 +528,23 @@ def build_parser() -> argparse.ArgumentParser:
     xf.add_argument("--size", type=int, default=128, help="crop side, pixels")
     xf.add_argument("--margin", type=float, default=0.2, help="margin around the face box, fraction of its longer side")
     add_arguments(xf, ["face_detector", "score_threshold", "nms_threshold", "det_size", "upscale"], {"det_size": PHOTO_DET_SIZE})
+
+    sv = cmd("serve", "web dashboard and HTTP API: live annotated cameras, events, share masked, photo test (needs the 'web' extra)",
+             "maskwatch serve --camera 0=door --camera rtsp://cam.local/stream=yard   # then open http://127.0.0.1:8000/")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but loopback needs --token")
+    sv.add_argument("--port", type=int, default=8000, help="port to listen on")
+    sv.add_argument("--camera", action="append", metavar="SOURCE[=NAME]",
+                    help="a camera: webcam index, video file (loops) or rtsp/http URL, optionally =NAME; repeatable. "
+                         "None: a demo camera looping a sample video")
+    sv.add_argument("--token", help="API token every /v1 request must send (Authorization: Bearer TOKEN); "
+                                    "default: the MASKWATCH_TOKEN environment variable")
+    sv.add_argument("--events", default="maskwatch_events.db", help="SQLite event log ('' = in memory only)")
+    sv.add_argument("--retention-days", type=float, default=30.0, help="delete events older than this from the log")
+    sv.add_argument("--max-upload-mb", type=float, default=10.0, help="largest photo upload, MB")
+    sv.add_argument("--confirm-frames", type=int, default=5, help="frames a face must read unmasked before its one event")
+    sv.add_argument("--blur-faces", action="store_true", help="pixelate faces in the streams and annotated photos")
+    sv.add_argument("--photo-det-size", type=int, default=PHOTO_DET_SIZE, help="--det-size for uploaded photos (as detect)")
+    add_arguments(sv, DETECT_SETTINGS, {"det_size": VIDEO_DET_SIZE})
     return p
 
 
@@ -507,6 +552,7 @@ COMMANDS = {
     "detect": cmd_detect, "video": cmd_video, "watch": cmd_watch, "models": cmd_models, "train": cmd_train,
     "evaluate": cmd_evaluate, "evaluate-detection": cmd_evaluate_detection, "explain": cmd_explain,
     "extract-faces": cmd_extract_faces,
+    "serve": cmd_serve,
 }
 
 

@@ -1,0 +1,114 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Selenium (no browser download). Opens the page
+served by `maskwatch serve` on loopback, sees the live image change and an event appear, checks the phone
+layout, and saves screenshots under test-output/."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, needs_shared
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+OUT = ROOT / "test-output"
+
+pytestmark = [
+    needs_shared,
+    pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+                       reason="Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = _free_port()
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "serve", "--port", str(port), "--events", str(tmp_path / "ev.db")],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env={**os.environ, "MASKWATCH_SHARED": str(ROOT.parent / "shared")})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
+                    if json.load(r).get("status"):
+                        break
+            except OSError:
+                time.sleep(0.25)
+        else:
+            pytest.fail("the server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not try to download a browser or driver
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chrome'}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_window_size(1280, 900)
+    yield driver
+    driver.quit()
+
+
+def _wait(predicate, timeout: float, what: str):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_dashboard_live_image_events_and_phone_layout(server, browser):
+    from selenium.webdriver.common.by import By
+
+    OUT.mkdir(exist_ok=True)
+    browser.get(server + "/")
+    img = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#cameras .camera img.stream"), 30, "a camera stream on the page")[0]
+    _wait(lambda: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img), 30,
+          "the stream image to load")
+    first = img.screenshot_as_png
+    changed = _wait(lambda: img.screenshot_as_png != first, 20, "the live image to change")
+    assert changed
+    fps = browser.find_element(By.CSS_SELECTOR, "#cameras .camera .fps").text
+    assert any(ch.isdigit() for ch in fps), fps
+    event = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#events .event"), 60, "an event in the events panel")[0]
+    assert "without_mask" in event.text or "no mask" in event.text.lower(), event.text
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart") and browser.find_elements(By.CSS_SELECTOR, "#upload-file")
+    browser.save_screenshot(str(OUT / "dashboard.png"))
+    browser.set_window_size(390, 844)  # a phone
+    time.sleep(1.0)
+    overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"the page is {overflow} px wider than a phone screen"
+    browser.save_screenshot(str(OUT / "dashboard-phone.png"))
