@@ -752,7 +752,7 @@ class EventLogSink(Sink):
             self.last_error = f"event log sink: {type(e).__name__}: {e}"
 
 
-def _is_loopback(host: str | None) -> bool:
+def is_loopback(host: str | None) -> bool:
     if not host:
         return False
     if host.lower() == "localhost":
@@ -811,7 +811,7 @@ class WebhookSink(Sink):
         # Display form without query or credentials (a webhook URL may carry a token).
         self._shown = urllib.parse.urlunsplit((parts.scheme, parts.hostname + (f":{parts.port}" if parts.port else ""),
                                                parts.path, "", ""))
-        handlers: list[Any] = [urllib.request.ProxyHandler({})] if _is_loopback(parts.hostname) else []
+        handlers: list[Any] = [urllib.request.ProxyHandler({})] if is_loopback(parts.hostname) else []
         self._opener = urllib.request.build_opener(*handlers)
         self._stop = threading.Event()
         self._wake = threading.Event()

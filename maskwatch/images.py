@@ -40,7 +40,7 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
         raise InputError(f"{name}: the file is empty")
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:]:
         raise InputError(f"{name}: the JPEG is truncated (no end-of-image marker); re-copy or re-export the file")
-    _check_header_size(data, name, max_pixels)
+    check_image_header(data, name, max_pixels)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise InputError(f"{name}: not an image OpenCV can decode (JPEG, PNG, BMP, WebP, TIFF); is it really an image?")
@@ -75,7 +75,7 @@ def normalize_image(img: np.ndarray, name: str = "<array>", max_pixels: int = MA
     return img
 
 
-def _check_header_size(data: bytes, name: str, max_pixels: int) -> None:
+def check_image_header(data: bytes, name: str, max_pixels: int) -> None:
     """Refuse decompression bombs before decoding: read width/height from PNG and JPEG headers."""
     w = h = 0
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:

@@ -345,6 +345,16 @@ def test_token_is_required_on_every_v1_route():
             assert "wrong" in _assert_error(*srv.get(path, headers={"Authorization": "Bearer nope"}), 401)["error"]
         body, headers = _multipart(b"\xff\xd8")
         _assert_error(*srv.request("POST", "/v1/detect", body=body, headers=headers), 401)
+        # Without the token, an upload is refused before its body is read: announce 9 MB, send none of it, and
+        # the 401 still comes (a server that read the body first would wait for it and time out).
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+        conn.putrequest("POST", "/v1/detect")
+        conn.putheader("Content-Type", "multipart/form-data; boundary=x")
+        conn.putheader("Content-Length", str(9 * 1024 * 1024))
+        conn.putheader("Authorization", "Bearer nope")
+        conn.endheaders()
+        assert conn.getresponse().status == 401
+        conn.close()
         assert srv.json("/v1/cameras", headers={"Authorization": "Bearer s3cret-token"}) == (200, {"cameras": []})
         _assert_error(*srv.get("/v1/cameras/x/frame.jpg?token=s3cret-token"), 404)  # the query token works for images
         _assert_error(*srv.get("/v1/events?token=s3cret-token"), 401)  # ... but not for the JSON API

@@ -48,8 +48,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..annotate import BoxAnnotator, blur_faces
 from ..detections import CLASS_NAMES
 from ..errors import InputError
-from ..events import Event, EventDispatcher, EventLog, EventLogSink, Sink, _is_loopback
-from ..images import MAX_PIXELS, _check_header_size, decode_image
+from ..events import Event, EventDispatcher, EventLog, EventLogSink, Sink, is_loopback
+from ..images import MAX_PIXELS, check_image_header, decode_image
 from ..pipeline import Detector
 from ..settings import check
 from .cameras import CameraSpec, CameraWorker, parse_camera
@@ -158,7 +158,7 @@ class _State:
         s = self.settings = settings
         if not (0 <= int(s.port) <= 65535):
             raise InputError(f"'port={s.port}' is invalid. Valid 'port' values are between 0 and 65535")
-        if not _is_loopback(s.host) and not s.token:
+        if not is_loopback(s.host) and not s.token:
             raise InputError(f"binding to {s.host or 'all addresses'} puts the cameras on the network: give an API token "
                              f"(--token or the MASKWATCH_TOKEN environment variable), or bind to 127.0.0.1")
         if not s.max_upload_mb > 0 or s.confirm_frames < 0:
@@ -285,6 +285,23 @@ class _UploadLimit:
         await self.app(scope, counted, send)
 
 
+class _TokenBeforeUpload:
+    """401 (JSON) for a POST to /v1 without the right bearer token, before any of its body is read: an
+    unauthenticated client cannot make the server take in an upload."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app, self.expected = app, f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith("/v1/"):
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                answer = JSONResponse({"error": "this route needs the API token: send 'Authorization: Bearer <token>'",
+                                       "detail": None}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                return await answer(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 # -------------------------------------------------------------------------------------------------------- the app
 
 
@@ -306,6 +323,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                   description="Face-mask detection: live cameras, events, statistics and photo upload.")
     app.state.maskwatch = state
     app.add_middleware(_UploadLimit, limit=state.max_upload)
+    if s.token:
+        app.add_middleware(_TokenBeforeUpload, token=s.token)  # added last, so it runs first
 
     def _authorize(credentials: HTTPAuthorizationCredentials | None, query_token: str | None = None) -> None:
         if not s.token:
@@ -394,7 +413,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             raise ApiError(415, f"{name}: not an image (JPEG, PNG, BMP, WebP, TIFF)",
                            {"content_type": file.content_type, "bytes": len(data)})
         try:
-            _check_header_size(data, name, s.max_pixels)  # decompression bombs: before anything is decoded
+            check_image_header(data, name, s.max_pixels)  # decompression bombs: before anything is decoded
         except InputError as e:
             raise ApiError(413, str(e), {"max_pixels": s.max_pixels}) from None
         try:
