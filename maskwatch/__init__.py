@@ -10,9 +10,15 @@ Three lines::
 
 from __future__ import annotations
 
-import numpy as np
+import os
 
-from .annotate import annotate
+# OpenCV's own decoder limit, for formats whose header maskwatch does not read (TIFF ...): 50 MP, as MAX_PIXELS.
+# It only takes effect if cv2 was not imported before maskwatch.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(50_000_000))
+
+import numpy as np  # noqa: E402
+
+from .annotate import annotate  # noqa: E402
 from .detections import CLASS_NAMES, Detections
 from .errors import InputError, MaskwatchError, ModelError
 from .images import load_image
@@ -20,18 +26,19 @@ from .pipeline import Detector
 from . import video  # noqa: F401  (VideoSource, VideoSink, FPSMonitor)
 
 __version__ = "0.1.0"
-_default: Detector | None = None
+PHOTO_DET_SIZE = 800  # photos: small faces matter more than speed (the `maskwatch detect` default too)
+_detectors: dict[tuple, Detector] = {}
 
 
 def detect(image: np.ndarray, **settings: object) -> Detections:
-    """Faces with mask labels in a BGR uint8 image. The first call loads the default models; later calls reuse
-    them. With keyword settings (as :class:`Detector` takes) a new Detector is built for this call."""
-    global _default
-    if settings:
-        return Detector(**settings).detect(image)  # type: ignore[arg-type]
-    if _default is None:
-        _default = Detector()
-    return _default.detect(image)
+    """Faces with mask labels in a BGR uint8 image (a photo). The first call loads the models; later calls with
+    the same settings reuse them. Settings are :class:`Detector`'s keyword arguments (det_size defaults to 800,
+    as for `maskwatch detect`); for video frames, build one ``Detector(det_size=320)`` and call it per frame."""
+    settings.setdefault("det_size", PHOTO_DET_SIZE)
+    key = tuple(sorted((k, repr(v)) for k, v in settings.items()))
+    if key not in _detectors:
+        _detectors[key] = Detector(**settings)  # type: ignore[arg-type]
+    return _detectors[key].detect(image)
 
 
 __all__ = ["CLASS_NAMES", "Detections", "Detector", "InputError", "MaskwatchError", "ModelError", "annotate", "detect", "load_image"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,11 +99,12 @@ class MaskClassifier:
         b1 = _unb64(head["fc1_b"])
         w2 = _unb64(head["fc2_w"]).reshape(c, h1)
         if class_ids is None:
-            class_ids = probs.argmax(1)
+            class_ids = probs[:, self._order].argmax(1)
+        model_ids = [self._order[int(c)] for c in class_ids]  # w2's rows are in the model's own class order
         pooled = fmap.mean(axis=(2, 3))  # (n, k)
         hidden = pooled @ w1.T + b1  # (n, h1)
         maps = np.zeros((len(crops_rgb), self.input_size, self.input_size), np.float32)
-        for i, cid in enumerate(class_ids):
+        for i, cid in enumerate(model_ids):
             grad = (w2[cid] * (hidden[i] > 0)) @ w1  # d logit / d pooled, (k,)
             cam = np.maximum((fmap[i] * grad[:, None, None]).sum(0), 0)
             cam = cv2.resize(cam, (self.input_size, self.input_size), interpolation=cv2.INTER_CUBIC)

@@ -13,7 +13,7 @@ from .errors import InputError, MaskwatchError
 from .settings import add_arguments, detector_kwargs
 
 DETECT_SETTINGS = ["face_detector", "classifier", "score_threshold", "nms_threshold", "det_size", "upscale", "threads"]
-PHOTO_DET_SIZE = 800  # photos: small faces matter more than speed
+PHOTO_DET_SIZE = 800  # photos: small faces matter more than speed (as maskwatch.detect)
 VIDEO_DET_SIZE = 320  # video and live: speed first (faces at an entrance are large)
 
 
@@ -53,6 +53,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     annot = BoxAnnotator()
     failed: list[str] = []
     counts: dict[str, int] = {}
+    written: set[Path] = set()
     with _bar(len(files), "detecting", "img", args.quiet or len(files) < 2) as bar:
         for f in files:
             bar.update(1)
@@ -68,9 +69,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
             print(json.dumps({"source": str(f), "width": img.shape[1], "height": img.shape[0], "faces": d.to_records()}), flush=True)
             if out:
                 vis = blur_faces(img, d) if args.blur_faces else img
-                target = out / _relative(f, args.paths)
+                target = _unique(out / _relative(f, args.paths).with_suffix(".jpg"), written)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(target.with_suffix(".jpg")), annot.annotate(vis, d))
+                if not cv2.imwrite(str(target), annot.annotate(vis, d)):
+                    raise InputError(f"{target}: cannot write the annotated image here; check the folder and free space")
     n_ok = len(files) - len(failed)
     _err(f"maskwatch: {n_ok} image(s) done, {len(failed)} failed; faces: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
          + (f"; annotated copies in {out}" if out else ""))
@@ -84,6 +86,17 @@ def _open_for_writing(path: str):  # noqa: ANN202
         return open(p, "w")
     except OSError as e:
         raise InputError(f"{p}: cannot write here ({e.strerror}); choose another path") from None
+
+
+def _unique(target: Path, written: set[Path]) -> Path:
+    """``target``, or target with _2, _3 ... when this run already wrote that name (a.jpg and a.png, or the same
+    name in two folders)."""
+    candidate, k = target, 1
+    while candidate in written:
+        k += 1
+        candidate = target.with_name(f"{target.stem}_{k}{target.suffix}")
+    written.add(candidate)
+    return candidate
 
 
 def _relative(f: Path, roots: Sequence[str]) -> Path:
@@ -155,11 +168,22 @@ def _build_monitor(args: argparse.Namespace, det: Any, source: str):  # noqa: AN
 
 
 def _close_all(closers: list[Any]) -> None:
+    """Close sinks, log, outbox and serial link; say what could not be delivered or written."""
     for c in closers:
+        name = type(c).__name__
         try:
-            c.close()
+            undelivered = c.count() if name == "Outbox" else 0  # the webhook sink closed (and flushed) before this
+            result = c.close()
         except Exception as e:  # a sink that fails to close must not hide the others' errors
-            _err(f"maskwatch: warning: closing {type(c).__name__}: {e}")
+            _err(f"maskwatch: warning: closing {name}: {e}")
+            continue
+        if name == "EventLog" and result:
+            _err(f"maskwatch: warning: {result} event(s) could not be written to {c.path}: {c.last_error}")
+        elif name == "Outbox" and undelivered:
+            _err(f"maskwatch: warning: {undelivered} event(s) not yet delivered to the webhook are kept in {c.path}; "
+                 "they are sent when maskwatch next runs with the same --webhook and --events")
+        elif getattr(c, "last_error", None):
+            _err(f"maskwatch: warning: {name}: {c.last_error}")
 
 
 def _monitor_summary(mon: Any) -> str:
@@ -174,6 +198,9 @@ def cmd_video(args: argparse.Namespace) -> int:
     from .annotate import BoxAnnotator, blur_faces
     from .video import VideoSink, VideoSource
 
+    src_path, out_path = Path(args.input).resolve(), Path(args.out).resolve()
+    if src_path == out_path or (args.json and Path(args.json).resolve() in (src_path, out_path)):
+        raise InputError(f"--out {args.out}: would overwrite the input video; choose another file name")
     det = _detector(args)
     annot = BoxAnnotator()
     jfile = None
@@ -287,6 +314,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .train.trainer import TrainConfig, train
     except ImportError as e:
         raise InputError(f"training needs the 'train' extra ({e.name} is missing): pip install 'maskwatch[train]'") from None
+    if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
+        raise InputError(f"--device {args.device}: use 'auto', 'cpu' or 'cuda'")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {args.device}: this PyTorch sees no CUDA GPU; use --device cpu (or auto)")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise InputError(f"--out {args.out}: is a file; give a folder for the model and its reports")
     cfg = TrainConfig(data=args.data, out=args.out, val=args.val or [], input_size=args.input_size, epochs=args.epochs,
                       head_epochs=args.head_epochs, batch=args.batch, lr=args.lr, patience=args.patience,
                       pretrained=None if args.pretrained == "none" else args.pretrained, seed=args.seed,
@@ -387,6 +423,7 @@ def cmd_extract_faces(args: argparse.Namespace) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     n = failed = 0
+    written: set[Path] = set()
     with _bar(len(files), "extracting", "img", args.quiet) as bar:
         for f in files:
             bar.update(1)
@@ -397,8 +434,12 @@ def cmd_extract_faces(args: argparse.Namespace) -> int:
                 _err(f"maskwatch: skipped {e}")
                 continue
             d = fd.detect(img)
+            rel = _relative(f, [args.input])
             for i, crop in enumerate(crop_faces(img, d.xyxy, args.size, args.margin)):
-                cv2.imwrite(str(out / f"{f.stem}_face{i}.jpg"), crop[:, :, ::-1])
+                target = _unique(out / rel.parent / f"{rel.stem}_face{i}.jpg", written)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not cv2.imwrite(str(target), crop[:, :, ::-1]):
+                    raise InputError(f"{target}: cannot write the face crop here; check the folder and free space")
                 n += 1
     _err(f"maskwatch: {n} face(s) from {len(files) - failed} image(s) written to {out}; {failed} failed")
     return 1 if failed else 0

@@ -16,7 +16,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .detections import CLASS_NAMES
 from .errors import InputError
 from .images import IMAGE_SUFFIXES
 
@@ -111,6 +110,10 @@ def _load_folders(root: Path) -> Dataset:
             f"{root}: no class sub-folder found (sub-folders: {subs}); expected with_mask/, without_mask/ and optionally "
             "mask_incorrect/ (or spellings like WithMask, no_mask, mask_weared_incorrect), or a VOC/YOLO scene set"
         )
+    parents = sorted({str(d.parent.relative_to(root)) if d != root else "." for d in class_dirs})
+    if len(parents) > 1:
+        ds.warnings.append(f"{root}: class folders found under several sub-folders ({', '.join(parents[:6])}); all are "
+                           "merged into one set. To keep splits apart (train/ test/), pass each sub-folder on its own")
     skipped = 0
     for d in class_dirs:
         label = canonical_label(d.name)
@@ -269,6 +272,3 @@ def assign_groups(images: list[LabelledImage], max_distance: int = 4) -> None:
         rep = images[find(i)]
         im.group = f"{rep.path.parent.name}/{rep.path.name}"
 
-
-def label_index(labels: list[str], class_names: tuple[str, ...] = CLASS_NAMES) -> np.ndarray:
-    return np.array([class_names.index(lab) for lab in labels], np.int64)

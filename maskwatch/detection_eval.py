@@ -46,12 +46,14 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
     """Run ``model`` on every image; AP@iou per class (a prediction is its argmax class, scored face_score x
     confidence; ground-truth faces of a class the model cannot output are ignored, not missed) and face recall
     (any class) by the ground truth's shorter side."""
-    preds: dict[str, list[tuple[float, int, int]]] = {c: [] for c in classes}  # score, image, pred index
     n_gt = {c: 0 for c in classes}
     matched_per_class: dict[str, list[tuple[float, bool]]] = {c: [] for c in classes}
     recall_hits: dict[str, list[int]] = {name: [0, 0] for name, _, _ in SIZE_BINS}
     skipped: list[str] = []
     model_classes: tuple[str, ...] | None = None
+    if not any(b is not None for im in ds.images for b in im.boxes):
+        raise InputError("the data set has no face boxes (class folders?); end-to-end evaluation needs a VOC or YOLO "
+                         "scene set; for face crops use `maskwatch evaluate`")
     for k, im in enumerate(ds.images):
         if progress:
             progress(1)

@@ -4,20 +4,23 @@ the annotated frame."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Callable
 
 import cv2
 import numpy as np
 
 from .annotate import BoxAnnotator
+from .errors import InputError
 from .crops import square_boxes
 from .images import load_image
 from .pipeline import Detector
 from .video import VideoSink, VideoSource
 
 
-def explain_frame(det: Detector, frame_bgr: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """(h, 2w, 3) BGR: left the annotated frame, right the frame with each face's heatmap blended over it."""
+def explain_frame(det: Detector, frame_bgr: np.ndarray, alpha: float = 0.5) -> tuple[np.ndarray, int]:
+    """(h, 2w, 3) BGR: left the annotated frame, right the frame with each face's heatmap blended over it;
+    and the number of faces."""
     d = det.detect(frame_bgr)
     left = BoxAnnotator().annotate(frame_bgr, d)
     right = frame_bgr.copy()
@@ -38,15 +41,20 @@ def explain_frame(det: Detector, frame_bgr: np.ndarray, alpha: float = 0.5) -> n
             hpart = heat[cy1 - y1 : cy2 - y1, cx1 - x1 : cx2 - x1]
             right[cy1:cy2, cx1:cx2] = cv2.addWeighted(roi, 1 - alpha, hpart, alpha, 0)
         right = BoxAnnotator().annotate(right, d, copy=False)
-    return np.hstack([left, right])
+    return np.hstack([left, right]), len(d)
 
 
 def explain_image(det: Detector, path: str | os.PathLike, out: str | os.PathLike) -> int:
     """Write the side-by-side heatmap image for one photo; returns the number of faces."""
     img = load_image(path)
-    vis = explain_frame(det, img)
-    cv2.imwrite(str(out), vis)
-    return len(det.detect(img))
+    vis, n = explain_frame(det, img)
+    out = Path(out)
+    if out.suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
+        raise InputError(f"--out {out}: give an image file name (.jpg or .png)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), vis):
+        raise InputError(f"{out}: cannot write the image here; check the folder and free space")
+    return n
 
 
 def explain_video(det: Detector, source: str, out: str | os.PathLike, progress: Callable[[int], None] | None = None,
@@ -55,7 +63,7 @@ def explain_video(det: Detector, source: str, out: str | os.PathLike, progress: 
     n = 0
     with VideoSource(source) as src, VideoSink(out, src.width * 2, src.height, src.fps) as sink:
         for frame in src:
-            sink.write(explain_frame(det, frame))
+            sink.write(explain_frame(det, frame)[0])
             n += 1
             if progress:
                 progress(1)

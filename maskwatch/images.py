@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -76,9 +75,21 @@ def normalize_image(img: np.ndarray, name: str = "<array>", max_pixels: int = MA
 
 
 def check_image_header(data: bytes, name: str, max_pixels: int) -> None:
-    """Refuse decompression bombs before decoding: read width/height from PNG and JPEG headers."""
+    """Refuse decompression bombs before decoding: read width and height from PNG, JPEG, BMP and WebP headers.
+    Other formats (TIFF ...) are bounded by OpenCV's own pixel limit, which maskwatch sets to ``MAX_PIXELS``."""
     w = h = 0
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+    if data[:2] == b"BM" and len(data) >= 26:
+        w, h = abs(int.from_bytes(data[18:22], "little", signed=True)), abs(int.from_bytes(data[22:26], "little", signed=True))
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8X":
+            w, h = 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+        elif chunk == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            w, h = 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+        elif chunk == b"VP8 ":
+            w, h = int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+    elif data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
         w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     elif data[:2] == b"\xff\xd8":
         i = 2
@@ -107,7 +118,3 @@ def find_images(path: str | os.PathLike) -> list[Path]:
         return [p]
     return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
 
-
-def iter_image_files(paths: list[str | os.PathLike]) -> Iterator[Path]:
-    for path in paths:
-        yield from find_images(path)

@@ -10,6 +10,7 @@ import numpy as np
 from .classifier import MaskClassifier
 from .detections import Detections
 from .detectors import DEFAULT_FACE_DETECTOR, FaceDetector, create_face_detector
+from .errors import InputError
 from .images import normalize_image
 
 
@@ -36,8 +37,9 @@ class Detector:
         if isinstance(face_detector, FaceDetector):
             self.face_detector = face_detector
         else:
+            extra = {"threads": threads} if face_detector == "yunet" else {}
             self.face_detector = create_face_detector(face_detector, score_threshold=score_threshold,
-                                                      nms_threshold=nms_threshold, det_size=det_size, upscale=upscale)
+                                                      nms_threshold=nms_threshold, det_size=det_size, upscale=upscale, **extra)
         self.classifier = classifier if isinstance(classifier, MaskClassifier) else MaskClassifier(classifier, threads=threads)
 
     @property
@@ -46,6 +48,9 @@ class Detector:
 
     def detect(self, image: np.ndarray) -> Detections:
         """Faces with mask labels in a BGR uint8 image (h, w, 3); boxes xyxy in pixels of that image."""
+        if not isinstance(image, np.ndarray):
+            raise InputError(f"detect() takes an image array (BGR uint8, h x w x 3), got {type(image).__name__}; "
+                             "for a file use maskwatch.load_image(path) first")
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             image = normalize_image(image)
         faces = self.face_detector.detect(image)

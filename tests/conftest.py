@@ -19,8 +19,10 @@ CLASSIFY = DATA / "classify"
 needs_shared = pytest.mark.skipif(not (MODELS / "face_detection_yunet.onnx").is_file(),
                                   reason=f"third-party models and data not found in {SHARED} (clone beside shared/ to run)")
 
-if MODELS.is_dir():
-    os.environ.setdefault("MASKWATCH_MODELS", str(MODELS))
+if os.environ.get("MASKWATCH_MODELS"):  # absolute, so that servers started in another folder find it too
+    os.environ["MASKWATCH_MODELS"] = str(Path(os.environ["MASKWATCH_MODELS"]).resolve())
+elif MODELS.is_dir():
+    os.environ["MASKWATCH_MODELS"] = str(MODELS)
 
 
 @pytest.fixture

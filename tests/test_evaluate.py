@@ -15,7 +15,7 @@ import pytest
 
 from conftest import VOC, needs_shared
 from maskwatch import cli, metrics
-from maskwatch.datasets import canonical_label, load_source
+from maskwatch.datasets import load_source
 from maskwatch.detection_eval import evaluate_detection, iou_matrix, voc_ap
 from maskwatch.detections import CLASS_NAMES, Detections
 

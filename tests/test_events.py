@@ -8,7 +8,6 @@ import io
 import json
 import os
 import socket
-import sqlite3
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

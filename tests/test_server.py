@@ -407,3 +407,9 @@ def test_camera_specs():
     assert spec.source == "rtsp://cam.local/live?channel=1" and spec.name == "rtsp://cam.local/live"
     assert parse_camera("/videos/entrance.mp4").name == "entrance.mp4"
     assert parse_camera("/videos/entrance.mp4=Front door").name == "Front door"
+
+
+def test_times_that_are_not_finite_are_422(srv):
+    for path in ("/v1/stats?since=nan", "/v1/events?since=inf", "/v1/events?until=-inf"):
+        _assert_error(*srv.get(path), 422)
+    assert srv.json("/v1/stats?since=0&until=86400&bucket=3600")[0] == 200  # until=0 would have meant 'now'

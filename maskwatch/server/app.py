@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import hmac
 import json
+import math
 import re
 import shutil
 import socket
@@ -226,9 +227,13 @@ def _time_param(name: str, value: str | None) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        t = float(value)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(t):
+            raise _invalid("query", name, f"'{value}' is not a time: give ISO-8601 or unix seconds", value)
+        return t
     try:
         t = dt.datetime.fromisoformat(value.strip().replace(" ", "T"))
     except ValueError:
@@ -290,12 +295,12 @@ class _TokenBeforeUpload:
     unauthenticated client cannot make the server take in an upload."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app, self.expected = app, f"Bearer {token}".encode()
+        self.app, self.expected = app, token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith("/v1/"):
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
+            scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.expected):
                 answer = JSONResponse({"error": "this route needs the API token: send 'Authorization: Bearer <token>'",
                                        "detail": None}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
                 return await answer(scope, receive, send)
@@ -518,7 +523,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         camera: Annotated[str | None, Query(description="only this camera (name)")] = None,
     ) -> dict[str, Any]:
         now = time.time()
-        t1 = _time_param("until", until) or now
+        t1 = _time_param("until", until)
+        t1 = now if t1 is None else t1
         t0 = _time_param("since", since)
         t0 = t1 - 3600 if t0 is None else t0
         if t1 <= t0 or (t1 - t0) / bucket > 5000:

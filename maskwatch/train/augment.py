@@ -32,8 +32,13 @@ def _warp(ctx: np.ndarray, size: int, zoom: float, angle: float, shear: float, d
     centre_in = np.array([c / 2 - 0.5 + dx * c / CONTEXT, c / 2 - 0.5 + dy * c / CONTEXT])
     t = centre_in - m @ centre_out
     mat = np.hstack([m, t[:, None]]).astype(np.float32)
-    interp = cv2.INTER_AREA if s > 1.5 else cv2.INTER_LINEAR
-    return cv2.warpAffine(ctx, mat, (size, size), flags=interp | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    if s > 1.5:  # warpAffine has no area filter: pre-shrink the context so the warp samples without aliasing
+        f = 1.0 / s
+        ctx = cv2.resize(ctx, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        mat = mat.copy()
+        mat[:, :2] *= (ctx.shape[1] / c)
+        mat[:, 2] = (mat[:, 2] + 0.5) * (ctx.shape[1] / c) - 0.5
+    return cv2.warpAffine(ctx, mat, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
 
 def augment(ctx: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -139,6 +139,7 @@ def prepare_crops(cfg: TrainConfig, specs: list[str], cache_dir: Path, progress:
     cache = cache_dir / f"crops-{_cache_key(cfg, ds)}.npz"
     if cache.exists():
         cs = CropSet.load(cache)
+        cs.input_size = cfg.input_size  # one context-crop cache serves every input size up to its own
         return cs, ds.warnings + cs.warnings
     if cfg.max_images:
         rng = np.random.default_rng(cfg.seed)
@@ -163,20 +164,28 @@ def _device(name: str) -> torch.device:
 
 
 def _imagenet_state(spec: str) -> dict[str, torch.Tensor]:
-    if spec != "imagenet":
-        path = Path(spec)
-        if not path.is_file():
-            raise InputError(f"--pretrained {spec}: no such file; give 'imagenet', a torchvision mobilenet_v2 .pth, or 'none'")
-        return torch.load(path, map_location="cpu", weights_only=True)
+    """The ImageNet state dict named by --pretrained ('imagenet' = the registry's torchvision file, or a path)."""
     from ..models import resolve
 
-    return torch.load(resolve("mobilenet_v2_imagenet"), map_location="cpu", weights_only=True)
+    path = Path(spec) if spec != "imagenet" else resolve("mobilenet_v2_imagenet")
+    if not path.is_file():
+        raise InputError(f"--pretrained {spec}: no such file; give 'imagenet', a torchvision mobilenet_v2 .pth, or 'none'")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and torch errors alike: the file is not a state dict
+        raise InputError(f"--pretrained {path}: not a PyTorch state dict ({type(e).__name__}); give torchvision's "
+                         "mobilenet_v2-b0353104.pth, 'imagenet' or 'none'") from None
+    if not isinstance(state, dict):
+        raise InputError(f"--pretrained {path}: holds a {type(state).__name__}, not a state dict of tensors")
+    return state
 
 
 def train(cfg: TrainConfig, progress: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train, evaluate and export. Writes into ``cfg.out``: mask_classifier.onnx, metrics.json, report.txt,
     confusion.png, curves.png, train.log, best.pt, last.pt. Returns the metrics dict."""
     cfg.validate()
+    if cfg.pretrained and cfg.pretrained.lower() not in ("none", "imagenet") and not Path(cfg.pretrained).is_file():
+        raise InputError(f"--pretrained {cfg.pretrained}: no such file; give 'imagenet', a torchvision mobilenet_v2 .pth, or 'none'")
     out = Path(cfg.out)
     if (out / MODEL_FILE).exists() and not (cfg.force or cfg.resume):
         raise InputError(f"{out}: already holds a model ({MODEL_FILE}); pass --force to overwrite or --resume to continue")
