@@ -79,7 +79,8 @@ def main() -> None:
     rows = [
         ("maskwatch yunet det_size=320 (video default)", Detector("yunet", clf, det_size=320).detect),
         ("maskwatch yunet det_size=640", Detector("yunet", clf, det_size=640).detect),
-        ("maskwatch yunet det_size=800 (photo default)", Detector("yunet", clf, det_size=800).detect),
+        ("maskwatch yunet det_size=800", Detector("yunet", clf, det_size=800).detect),
+        ("maskwatch yunet det_size=800,1600 (photo default)", Detector("yunet", clf, det_size=(800, 1600)).detect),
         ("maskwatch ssd", Detector("ssd", clf, det_size=0).detect),
         ("maskwatch haar det_size=320", Detector("haar", clf, det_size=320).detect),
         ("documents: res10 SSD + MobileNetV2 224, per face", DocumentsPipeline(batched=False).detect),

@@ -26,14 +26,14 @@ from .pipeline import Detector
 from . import video  # noqa: F401  (VideoSource, VideoSink, FPSMonitor)
 
 __version__ = "0.1.0"
-PHOTO_DET_SIZE = 800  # photos: small faces matter more than speed (the `maskwatch detect` default too)
+PHOTO_DET_SIZE = (800, 1600)  # photos: two passes, small and large faces (the `maskwatch detect` default too)
 _detectors: dict[tuple, Detector] = {}
 
 
 def detect(image: np.ndarray, **settings: object) -> Detections:
     """Faces with mask labels in a BGR uint8 image (a photo). The first call loads the models; later calls with
-    the same settings reuse them. Settings are :class:`Detector`'s keyword arguments (det_size defaults to 800,
-    as for `maskwatch detect`); for video frames, build one ``Detector(det_size=320)`` and call it per frame."""
+    the same settings reuse them. Settings are :class:`Detector`'s keyword arguments (det_size defaults to
+    (800, 1600), two passes, as for `maskwatch detect`); for video frames, build one ``Detector(det_size=320)`` and call it per frame."""
     settings.setdefault("det_size", PHOTO_DET_SIZE)
     key = tuple(sorted((k, repr(v)) for k, v in settings.items()))
     if key not in _detectors:

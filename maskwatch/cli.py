@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import InputError, MaskwatchError
-from .settings import add_arguments, detector_kwargs
+from .settings import add_arguments, det_sizes, detector_kwargs
 
 DETECT_SETTINGS = ["face_detector", "classifier", "score_threshold", "nms_threshold", "det_size", "upscale", "threads"]
-PHOTO_DET_SIZE = 800  # photos: small faces matter more than speed (as maskwatch.detect)
+PHOTO_DET_SIZE = "800,1600"  # photos: two passes, so 10-20 px faces and large ones are both found (as maskwatch.detect)
 VIDEO_DET_SIZE = 320  # video and live: speed first (faces at an entrance are large)
 
 
@@ -584,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-upload-mb", type=float, default=10.0, help="largest photo upload, MB")
     sv.add_argument("--confirm-frames", type=int, default=5, help="frames a face must read unmasked before its one event")
     sv.add_argument("--blur-faces", action="store_true", help="pixelate faces in the streams and annotated photos")
-    sv.add_argument("--photo-det-size", type=int, default=PHOTO_DET_SIZE, help="--det-size for uploaded photos (as detect)")
+    sv.add_argument("--photo-det-size", type=det_sizes, default=PHOTO_DET_SIZE, help="--det-size for uploaded photos (as detect)")
     add_arguments(sv, DETECT_SETTINGS, {"det_size": VIDEO_DET_SIZE})
     return p
 

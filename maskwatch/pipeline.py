@@ -20,7 +20,8 @@ class Detector:
     face_detector: registry name (``yunet``, ``ssd``, ``haar``) or a FaceDetector object.
     classifier: a classifier ONNX path or ``mask_classifier`` (the bundled model).
     score_threshold: minimum face score 0..1. det_size: longer side (px) images are resized to for face
-    detection (800 finds 10-20 px faces in small photos, 320 is fast on 640x480 video, 0 = as is); upscale:
+    detection (800 finds 10-20 px faces in small photos, 320 is fast on 640x480 video, 0 = as is; (800, 1600)
+    runs two passes and merges them: the photo default); upscale:
     a fixed factor instead. threads: onnxruntime threads (default all cores).
     """
 
@@ -30,7 +31,7 @@ class Detector:
         classifier: str | os.PathLike | MaskClassifier = "mask_classifier",
         score_threshold: float = 0.5,
         nms_threshold: float = 0.3,
-        det_size: int = 640,
+        det_size: int | tuple[int, ...] = 640,
         upscale: float | None = None,
         threads: int | None = None,
     ) -> None:

@@ -11,6 +11,19 @@ from .detectors import DEFAULT_FACE_DETECTOR, FACE_DETECTORS
 from .errors import InputError
 
 
+def det_sizes(text: str | int | tuple) -> int | tuple[int, ...]:
+    """'800' -> 800; '800,1600' -> (800, 1600) (a multi-scale pass). Raises ValueError on anything else."""
+    if isinstance(text, (int, tuple)):
+        return text
+    parts = [int(p) for p in str(text).replace(" ", "").split(",") if p]
+    if not parts:
+        raise ValueError(text)
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+det_sizes.__name__ = "size[,size...]"
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -29,7 +42,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("classifier", str, "mask_classifier", "mask classifier: an ONNX path, or the bundled 'mask_classifier'"),
         Setting("score_threshold", float, 0.5, "minimum face-detector score, 0..1", 0.0, 1.0),
         Setting("nms_threshold", float, 0.3, "IoU above which overlapping face boxes merge, 0..1", 0.01, 1.0),
-        Setting("det_size", int, 640, "longer side (px) an image is resized to for face detection; 0 = as is", 64, 4096),
+        Setting("det_size", det_sizes, 640, "longer side (px) an image is resized to for face detection; 0 = as is; "
+                "several, comma-separated (800,1600), run one pass each and merge the faces", 64, 4096),
         Setting("upscale", float, None, "fixed resize factor for face detection (overrides --det-size)", 0.1, 4.0),
         Setting("threads", int, None, "CPU threads for the classifier (None = all cores)", 1, 256),
     ]
@@ -43,6 +57,10 @@ def check(name: str, value: Any) -> Any:
         return value
     if s.choices and value not in s.choices:
         raise InputError(f"'{name}={value}' is invalid. Valid '{name}' values are: {', '.join(s.choices)}")
+    if name == "det_size" and isinstance(value, tuple):
+        for v in value:
+            check(name, v)
+        return value
     if s.lo is not None and not (s.lo <= value <= s.hi) and not (name == "det_size" and value == 0):
         raise InputError(f"'{name}={value}' is invalid. Valid '{name}' values are between {s.lo} and {s.hi}")
     return value

@@ -158,3 +158,17 @@ def test_boxes_clipped_for_face_at_the_edge(voc_image):
     d = create_face_detector("yunet", det_size=800, score_threshold=0.3).detect(cut)
     assert (d.xyxy >= 0).all()
     assert (d.xyxy[:, [0, 2]] <= cut.shape[1]).all() and (d.xyxy[:, [1, 3]] <= cut.shape[0]).all()
+
+
+def test_two_pass_detection_merges_without_duplicates(voc_image):
+    """det_size (800, 1600): every face of the 800 pass is kept, more small ones are found, none twice."""
+    from maskwatch.detection_eval import iou_matrix
+
+    img = maskwatch.load_image(voc_image)
+    one = create_face_detector("yunet", det_size=800).detect(img)
+    two = create_face_detector("yunet", det_size=(800, 1600)).detect(img)
+    assert len(two) >= len(one) >= 3
+    assert (iou_matrix(one.xyxy, two.xyxy).max(1) > 0.5).all()  # nothing the single pass found is lost
+    iou = iou_matrix(two.xyxy, two.xyxy)
+    np.fill_diagonal(iou, 0)
+    assert iou.max() <= 0.3  # merged by NMS: no face twice

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import cv2
 import numpy as np
 
@@ -15,13 +17,14 @@ class FaceDetector:
     score_threshold: minimum face score, 0..1 (the documents use 0.5). nms_threshold: IoU above which
     overlapping boxes are merged. det_size: the image is resized so that its longer side is this many
     pixels before detection (800 finds 10-20 px faces in 400 px photos; 320 is fast on 640x480 video;
-    0 = as is). upscale: a fixed resize factor instead of det_size. Boxes are always mapped back to the
+    0 = as is); several sizes, e.g. (800, 1600), run one pass each and merge the faces by NMS (small and large
+    faces both found, at the cost of the passes). upscale: a fixed resize factor instead of det_size. Boxes are always mapped back to the
     input image. min_face: smallest box side kept, in pixels of the input image.
     """
 
     name = "base"
 
-    def __init__(self, score_threshold: float = 0.5, nms_threshold: float = 0.3, det_size: int = 640,
+    def __init__(self, score_threshold: float = 0.5, nms_threshold: float = 0.3, det_size: int | Sequence[int] = 640,
                  upscale: float | None = None, min_face: float = 4.0) -> None:
         if not 0.0 <= score_threshold <= 1.0:
             raise InputError(f"score_threshold={score_threshold} is invalid; valid values are between 0.0 and 1.0")
@@ -29,9 +32,14 @@ class FaceDetector:
             raise InputError(f"nms_threshold={nms_threshold} is invalid; valid values are in (0.0, 1.0]")
         if upscale is not None and not 0.1 <= upscale <= 4.0:
             raise InputError(f"upscale={upscale} is invalid; valid values are between 0.1 and 4.0")
-        if det_size != 0 and not 64 <= det_size <= 4096:
-            raise InputError(f"det_size={det_size} is invalid; valid values are 0 (no resize) or 64..4096 pixels")
-        self.det_size = det_size
+        sizes = (det_size,) if isinstance(det_size, (int, np.integer)) else tuple(det_size)
+        for size in sizes:
+            if size != 0 and not 64 <= size <= 4096:
+                raise InputError(f"det_size={size} is invalid; valid values are 0 (no resize) or 64..4096 pixels")
+        if not sizes:
+            raise InputError("det_size is empty; give one size (640) or several for a multi-scale pass (800,1600)")
+        self.det_sizes = sizes
+        self.det_size = sizes[0]
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.upscale = upscale
@@ -42,18 +50,12 @@ class FaceDetector:
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
             raise InputError(f"expected a BGR uint8 image of shape (h, w, 3), got {image_bgr.dtype} {image_bgr.shape}; use maskwatch.load_image")
         h, w = image_bgr.shape[:2]
-        img = image_bgr
-        scale = self.scale_for(w, h)
-        if abs(scale - 1.0) > 1e-3:
-            img = cv2.resize(image_bgr, (max(1, int(round(w * scale))), max(1, int(round(h * scale)))),
-                             interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
-        boxes, scores, landmarks = self._detect(img)
+        found = [self._detect_at(image_bgr, scale) for scale in self.scales_for(w, h)]
+        boxes = np.concatenate([f[0] for f in found])
         if len(boxes) == 0:
             return Detections.empty()
-        sx, sy = w / img.shape[1], h / img.shape[0]
-        boxes = boxes * np.array([sx, sy, sx, sy], np.float32)
-        if landmarks is not None:
-            landmarks = landmarks * np.array([sx, sy], np.float32)
+        scores = np.concatenate([f[1] for f in found])
+        landmarks = None if any(f[2] is None for f in found) else np.concatenate([f[2] for f in found])
         keep = scores >= self.score_threshold
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
@@ -63,13 +65,35 @@ class FaceDetector:
         idx = nms(boxes, scores, self.nms_threshold)
         return Detections(boxes[idx], scores[idx], landmarks=None if landmarks is None else landmarks[idx])
 
-    def scale_for(self, w: int, h: int) -> float:
-        """The resize factor used for a w x h image (upscale if set, else det_size / longer side, capped at 4)."""
+    def _detect_at(self, image_bgr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Raw faces found in the image resized by ``scale``, mapped back to its pixels."""
+        h, w = image_bgr.shape[:2]
+        img = image_bgr
+        if abs(scale - 1.0) > 1e-3:
+            img = cv2.resize(image_bgr, (max(1, int(round(w * scale))), max(1, int(round(h * scale)))),
+                             interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+        boxes, scores, landmarks = self._detect(img)
+        sx, sy = w / img.shape[1], h / img.shape[0]
+        boxes = (boxes * np.array([sx, sy, sx, sy], np.float32)).reshape(-1, 4)
+        if landmarks is not None:
+            landmarks = landmarks * np.array([sx, sy], np.float32)
+        return boxes, scores.reshape(-1), landmarks
+
+    def scales_for(self, w: int, h: int) -> list[float]:
+        """The resize factors used for a w x h image: ``upscale`` if set, else det_size / longer side for each
+        det_size (capped at 4; 0 = 1.0). Several det_sizes are several passes whose faces are merged by NMS."""
         if self.upscale is not None:
-            return self.upscale
-        if self.det_size == 0:
-            return 1.0
-        return min(4.0, self.det_size / max(w, h))
+            return [self.upscale]
+        scales = []
+        for size in self.det_sizes:
+            s = 1.0 if size == 0 else min(4.0, size / max(w, h))
+            if all(abs(s - t) > 1e-3 for t in scales):
+                scales.append(s)
+        return scales
+
+    def scale_for(self, w: int, h: int) -> float:
+        """The resize factor of the first (or only) pass for a w x h image."""
+        return self.scales_for(w, h)[0]
 
     def _detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Subclasses: raw boxes (n, 4) xyxy pixels of ``image_bgr``, scores (n,), landmarks (n, 5, 2) or None."""

@@ -82,7 +82,7 @@ class ServerSettings:
     max_upload_mb: float = 10.0
     max_pixels: int = MAX_PIXELS
     detector: dict[str, Any] = field(default_factory=lambda: {"det_size": 320})
-    photo_det_size: int = 800
+    photo_det_size: int | tuple[int, ...] = (800, 1600)
     confirm_frames: int = 5
     blur_faces: bool = False
     jpeg_quality: int = 80
