@@ -10,10 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 
-from .crops import crop_square, square_boxes
 from .detections import Detections
 from .pipeline import Detector
 from .tracking import Tracker
@@ -51,9 +49,12 @@ class Monitor:
         t = time.time() if t is None else t
         dets = self.tracker.update(self.detector.detect(frame_bgr), t)
         self.frames += 1
+        labels = dets.labels
         for i, tid in enumerate(dets.tracker_id):
+            if labels[i] not in self.alert_labels:
+                continue
             tr = self.tracker.track(int(tid))
-            if tr is None or tr.event_sent or dets.labels[i] not in self.alert_labels:
+            if tr is None or tr.event_sent:
                 continue
             by_frames = self.confirm_frames and tr.label_since_frames >= self.confirm_frames
             by_time = self.confirm_seconds and t - tr.label_since_time >= self.confirm_seconds
@@ -70,12 +71,7 @@ class Monitor:
     def _emit(self, frame: np.ndarray, dets: Detections, i: int, t: float) -> None:
         from .events import Event
 
-        snapshot = None
-        if self.snapshots:
-            crop = crop_square(frame, square_boxes(dets.xyxy[i : i + 1], 0.2)[0], 128)
-            snapshot = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
-        ev = Event(time=time.time(), camera=self.camera, track_id=int(dets.tracker_id[i]), label=dets.labels[i],
-                   confidence=float(dets.confidence[i]), box=[int(round(float(v))) for v in dets.xyxy[i]], snapshot=snapshot)
+        ev = Event.from_detections(dets, i, self.camera, frame=frame, snapshot=self.snapshots)  # stamped now
         self.events.append(ev)
         if self.dispatcher is not None:
             self.dispatcher.emit(ev)

@@ -78,6 +78,7 @@ class TrainConfig:
             ("margin", 0 <= self.margin <= 2, "between 0 and 2"),
             ("patience", self.patience >= 1, "1 or more"),
             ("workers", self.workers >= 0, "0 or more"),
+            ("max_images", self.max_images >= 0, "0 (all) or more"),
             ("width", self.width > 0, "above 0"),
             ("finetune_from", 0 <= self.finetune_from <= 18, "between 0 and 18 (MobileNetV2 blocks)"),
         ]
