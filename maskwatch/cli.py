@@ -12,7 +12,8 @@ from typing import Any, Sequence
 from .errors import InputError, MaskwatchError
 from .settings import add_arguments, det_sizes, detector_kwargs
 
-DETECT_SETTINGS = ["face_detector", "classifier", "score_threshold", "nms_threshold", "det_size", "upscale", "threads"]
+DETECT_SETTINGS = ["face_detector", "classifier", "score_threshold", "nms_threshold", "det_size", "upscale", "threads",
+                   "nomask_cost"]
 PHOTO_DET_SIZE = "800,1600"  # photos: two passes, so 10-20 px faces and large ones are both found (as maskwatch.detect)
 VIDEO_DET_SIZE = 320  # video and live: speed first (faces at an entrance are large)
 
@@ -348,7 +349,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_classifier
     from .metrics import confusion_png, format_report
 
-    clf = MaskClassifier(args.model, threads=args.threads)
+    clf = MaskClassifier(args.model, threads=args.threads, nomask_cost=args.nomask_cost)
     for spec in args.data:
         ds = load_source(spec)
         for w in ds.warnings:
@@ -548,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", metavar="MODEL", help="classifier ONNX file, or 'mask_classifier' (bundled)")
     e.add_argument("data", nargs="+", metavar="DATA", help="class folders or VOC/YOLO scene sets (PATH@test for the held-out part)")
     e.add_argument("--out", help="folder for confusion-matrix PNGs")
-    e.add_argument("--threads", type=int, default=None, help="CPU threads")
+    add_arguments(e, ["threads", "nomask_cost"])
 
     ed = cmd("evaluate-detection", "end-to-end AP@0.5 per class and face recall by size on VOC/YOLO scene sets",
              "maskwatch evaluate-detection data/scenes --peer aizoo")

@@ -46,10 +46,10 @@ def evaluate_classifier(clf: MaskClassifier, ds: Dataset, progress: Callable[[in
         sizes += np.minimum(arr[:, 2] - arr[:, 0], arr[:, 3] - arr[:, 1]).tolist()
         queued += len(arr)
         if queued >= batch:
-            preds.append(clf.predict(np.concatenate(crops)).argmax(1))
+            preds.append(clf.decide(clf.predict(np.concatenate(crops))))
             crops, queued = [], 0
     if crops:
-        preds.append(clf.predict(np.concatenate(crops)).argmax(1))
+        preds.append(clf.decide(clf.predict(np.concatenate(crops))))
     pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
     lab = np.array(labels)
     known = np.isin(lab, names) if len(lab) else np.zeros(0, bool)

@@ -35,7 +35,7 @@ class Monitor:
                  confirm_frames: int = 5, confirm_seconds: float = 0.0, alert_labels: tuple[str, ...] = ("without_mask",),
                  snapshots: bool = False, dispatcher: _Emits | None = None, serial: _Signals | None = None) -> None:
         self.detector, self.camera = detector, camera
-        self.tracker = tracker or Tracker()
+        self.tracker = tracker or Tracker(decide=detector.classifier.decide)
         self.confirm_frames, self.confirm_seconds = confirm_frames, confirm_seconds
         self.alert_labels = alert_labels
         self.snapshots = snapshots

@@ -22,7 +22,8 @@ class Detector:
     score_threshold: minimum face score 0..1. det_size: longer side (px) images are resized to for face
     detection (800 finds 10-20 px faces in small photos, 320 is fast on 640x480 video, 0 = as is; (800, 1600)
     runs two passes and merges them: the photo default); upscale:
-    a fixed factor instead. threads: onnxruntime threads (default all cores).
+    a fixed factor instead. nomask_cost: how much worse a bare face called masked is than the reverse (the
+    label is argmax of probability x cost; default 2). threads: onnxruntime threads (default all cores).
     """
 
     def __init__(
@@ -34,6 +35,7 @@ class Detector:
         det_size: int | tuple[int, ...] = 640,
         upscale: float | None = None,
         threads: int | None = None,
+        nomask_cost: float | None = None,
     ) -> None:
         if isinstance(face_detector, FaceDetector):
             self.face_detector = face_detector
@@ -41,7 +43,11 @@ class Detector:
             extra = {"threads": threads} if face_detector == "yunet" else {}
             self.face_detector = create_face_detector(face_detector, score_threshold=score_threshold,
                                                       nms_threshold=nms_threshold, det_size=det_size, upscale=upscale, **extra)
-        self.classifier = classifier if isinstance(classifier, MaskClassifier) else MaskClassifier(classifier, threads=threads)
+        if isinstance(classifier, MaskClassifier):
+            self.classifier = classifier
+        else:
+            kw = {} if nomask_cost is None else {"nomask_cost": nomask_cost}
+            self.classifier = MaskClassifier(classifier, threads=threads, **kw)
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -46,6 +46,8 @@ SETTINGS: dict[str, Setting] = {
                 "several, comma-separated (800,1600), run one pass each and merge the faces", 64, 4096),
         Setting("upscale", float, None, "fixed resize factor for face detection (overrides --det-size)", 0.1, 4.0),
         Setting("threads", int, None, "CPU threads for the classifier (None = all cores)", 1, 256),
+        Setting("nomask_cost", float, 2.0, "how much worse a bare face called masked is than a false alarm: the label "
+                "is the class with the highest probability x cost (1 = plain argmax)", 1.0, 100.0),
     ]
 }
 

@@ -2,7 +2,7 @@
 
 IoU association in the way of SORT (constant-velocity prediction of each box, greedy matching by IoU, with a
 centre-distance fallback for small fast faces whose boxes no longer overlap). The label of a track is the
-argmax of its class probabilities averaged over the last ``window`` frames, so one blurred frame or a turned
+classifier's decision on its class probabilities averaged over the last ``window`` frames, so one blurred frame or a turned
 head does not flip it.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -44,10 +45,13 @@ class Tracker:
 
     min_iou: IoU needed to continue a track. max_missed: frames a track survives without a detection.
     window: frames of probabilities averaged for the label. min_hits: frames before a track counts as a person.
+    decide: probabilities (n, k) -> class ids, the classifier's rule (default: argmax).
     """
 
-    def __init__(self, min_iou: float = 0.2, max_missed: int = 15, window: int = 10, min_hits: int = 3) -> None:
+    def __init__(self, min_iou: float = 0.2, max_missed: int = 15, window: int = 10, min_hits: int = 3,
+                 decide: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.min_iou, self.max_missed, self.window, self.min_hits = min_iou, max_missed, window, min_hits
+        self.decide = decide or (lambda p: p.argmax(1))  # the classifier's decision rule (MaskClassifier.decide)
         self.tracks: list[Track] = []
         self._next_id = 1
         self.seen: dict[int, str] = {}  # track id -> last smoothed label, for tracks that became people
@@ -86,15 +90,16 @@ class Tracker:
             tr = by_id[int(ids[di])]
             sm = tr.smoothed()
             probs[di] = sm
-            label = int(sm.argmax())
+            label = int(self.decide(sm[None])[0])
             if label != tr.label:
                 tr.label, tr.label_since_frames, tr.label_since_time = label, 0, t
             tr.label_since_frames += 1
             if tr.hits >= self.min_hits:
                 self.seen[tr.id] = self.class_names[label]
         self.tracks = [tr for tr in self.tracks if tr.missed <= self.max_missed]
-        out = Detections(detections.xyxy, detections.face_score, class_id=probs.argmax(1) if n else None,
-                         confidence=probs.max(1) if n else None, probs=probs, class_names=detections.class_names,
+        class_ids = self.decide(probs) if n else np.zeros(0, np.int64)
+        out = Detections(detections.xyxy, detections.face_score, class_id=class_ids,
+                         confidence=probs[np.arange(n), class_ids] if n else None, probs=probs, class_names=detections.class_names,
                          tracker_id=ids, landmarks=detections.landmarks, data=dict(detections.data))
         out.data["raw_probs"] = detections.probs
         return out

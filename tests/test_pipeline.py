@@ -34,8 +34,12 @@ def test_detect_real_photo_labels_and_probs(voc_image):
     assert d.probs.shape == (len(d), len(d.class_names))
     np.testing.assert_allclose(d.probs.sum(axis=1), 1.0, atol=1e-3)
     assert ((d.probs >= 0) & (d.probs <= 1)).all()
-    np.testing.assert_allclose(d.confidence, d.probs.max(axis=1), atol=1e-6)
-    assert (d.class_id == d.probs.argmax(axis=1)).all()
+    np.testing.assert_allclose(d.confidence, d.probs[np.arange(len(d)), d.class_id], atol=1e-6)
+    # The label is argmax of probability x cost: without_mask counts double (a bare face called masked is costly).
+    costs = np.array([2.0 if c == "without_mask" else 1.0 for c in d.class_names])
+    assert (d.class_id == (d.probs * costs).argmax(axis=1)).all()
+    plain = maskwatch.Detector(det_size=800, nomask_cost=1.0).detect(img)
+    assert (plain.class_id == plain.probs.argmax(axis=1)).all()
     h, w = img.shape[:2]
     assert (d.xyxy[:, [0, 2]] <= w).all() and (d.xyxy[:, [1, 3]] <= h).all() and (d.xyxy >= 0).all()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from maskwatch.detections import Detections
 from maskwatch.tracking import Tracker
@@ -74,3 +75,12 @@ def test_counts_people_not_frames():
 def test_empty_frames_give_empty_detections():
     out = Tracker().update(Detections.empty(NAMES), t=0)
     assert len(out) == 0 and out.class_names == NAMES
+
+
+def test_the_classifier_decision_rule_applies_to_smoothed_labels():
+    """With a cost of 2 on without_mask, a face at 40 % bare / 60 % masked is called without_mask."""
+    costs = np.array([1.0, 2.0, 1.0])
+    tr = Tracker(decide=lambda p: (p * costs).argmax(1))
+    out = tr.update(dets([[100, 100, 160, 170]], [[0.6, 0.4, 0.0]]), t=0)
+    assert out.labels == ["without_mask"] and out.confidence[0] == pytest.approx(0.4)
+    assert Tracker().update(dets([[100, 100, 160, 170]], [[0.6, 0.4, 0.0]]), t=0).labels == ["with_mask"]
