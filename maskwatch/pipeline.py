@@ -67,6 +67,3 @@ class Detector:
 
     __call__ = detect
 
-    def info(self) -> dict[str, Any]:
-        return {"face_detector": self.face_detector.name, "classifier": str(self.classifier.path),
-                "classes": list(self.class_names), "input_size": self.classifier.input_size}
