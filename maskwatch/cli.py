@@ -328,7 +328,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       head_epochs=args.head_epochs, batch=args.batch, lr=args.lr, patience=args.patience,
                       pretrained=None if args.pretrained == "none" else args.pretrained, seed=args.seed,
                       workers=args.workers, max_images=args.max_images, force=args.force, resume=args.resume,
-                      device=args.device, finetune_from=args.finetune_from)
+                      device=args.device, finetune_from=args.finetune_from, nomask_weight=args.nomask_weight,
+                      source_balance=args.source_balance, erase=args.erase, ema=args.ema)
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
@@ -340,6 +341,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     _err(format_report(rep, res["validation_by_size"]))
     _err(f"maskwatch: model written to {Path(args.out) / 'mask_classifier.onnx'}; report, confusion.png, curves.png, metrics.json beside it")
+    return 0
+
+
+def cmd_soup(args: argparse.Namespace) -> int:
+    try:
+        from .train.soup import average_models
+    except ImportError as e:
+        raise InputError(f"averaging models needs the 'train' extra ({e.name} is missing): pip install 'maskwatch[train]'") from None
+    meta = average_models(args.models, args.out, force=args.force)
+    _err(f"maskwatch: averaged {len(meta['data']['soup'])} models into {args.out}; "
+         f"check it with: maskwatch evaluate {args.out} DATA")
     return 0
 
 
@@ -541,8 +553,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--workers", type=int, default=2, help="data-loading processes")
     t.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
     t.add_argument("--max-images", type=int, default=0, help="use at most this many images per source (0 = all)")
+    t.add_argument("--nomask-weight", type=float, default=2.0, help="extra loss weight on without_mask (a bare face called masked is the costly error)")
+    t.add_argument("--source-balance", type=float, default=0.5, help="sampling weight per source ~ size^-x: 0 = as the data comes, 1 = every source equally")
+    t.add_argument("--erase", type=float, default=0.0, help="probability of random erasing (a rectangle of noise or colour) per training view")
+    t.add_argument("--ema", type=float, default=0.0, help="keep an exponential moving average of the weights with this decay per step and export it (0 = off; e.g. 0.999)")
     t.add_argument("--force", action="store_true", help="overwrite a model already in --out")
     t.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
+
+    so = cmd("soup", "average the weights of models trained from the same start (same --seed, other settings): one model, "
+             "usually better than each (a 'model soup'); needs the 'train' extra",
+             "maskwatch soup runs/a/mask_classifier.onnx runs/b/mask_classifier.onnx --out runs/soup.onnx")
+    so.add_argument("models", nargs="+", metavar="MODEL", help="two or more classifier .onnx files from `maskwatch train`")
+    so.add_argument("--out", required=True, help="the averaged model (.onnx)")
+    so.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
     e = cmd("evaluate", "classification report of a model on labelled folders or scene sets (crops from the true boxes)",
             "maskwatch evaluate maskwatch/assets/mask_classifier.onnx data/scenes@test")
@@ -592,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     "detect": cmd_detect, "video": cmd_video, "watch": cmd_watch, "models": cmd_models, "train": cmd_train,
-    "evaluate": cmd_evaluate, "evaluate-detection": cmd_evaluate_detection, "explain": cmd_explain,
+    "soup": cmd_soup, "evaluate": cmd_evaluate, "evaluate-detection": cmd_evaluate_detection, "explain": cmd_explain,
     "extract-faces": cmd_extract_faces,
     "serve": cmd_serve,
 }

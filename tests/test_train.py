@@ -286,6 +286,8 @@ def test_only_one_class(tmp_path):
     (["--input-size", "0"], "input"),
     (["--epochs", "0", "--head-epochs", "0"], "epoch"),
     (["--batch", "0"], "batch"),
+    (["--ema", "1"], "ema"),
+    (["--erase", "1.5"], "erase"),
 ])
 def test_train_rejects_bad_settings(tmp_path, opts, needle):
     """Nonsense numeric settings: exit code 2 and a message naming the setting, not a traceback."""
@@ -565,3 +567,103 @@ def test_augment_deterministic_for_a_seed():
 def test_center_view_shape():
     v = center_view(_ctx(), 32)
     assert v.shape == (32, 32, 3) and v.dtype == np.uint8
+
+
+def test_random_erasing_covers_one_rectangle_of_4_to_20_percent():
+    from maskwatch.train.augment import _erase
+
+    img = np.full((64, 64, 3), 7, np.uint8)
+    for seed in range(50):
+        out = _erase(img, np.random.default_rng(seed))
+        changed = (out != img).any(2)
+        ys, xs = np.nonzero(changed)
+        frac = changed.mean()
+        assert 0.02 <= frac <= 0.22, frac
+        box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+        assert changed.sum() >= 0.9 * box  # one filled rectangle, not scattered pixels
+    assert (img == 7).all()  # the input is not modified
+
+
+def test_ema_follows_the_weights_with_a_warm_up():
+    from maskwatch.train.trainer import _EMA
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(net.weight)
+    ema = _EMA(net, 0.99)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ema.update(net)  # first step: decay min(0.99, 2/11)
+    assert float(ema.net.weight) == pytest.approx(1 - 2 / 11)
+    for _ in range(2000):
+        ema.update(net)
+    assert float(ema.net.weight) == pytest.approx(1.0, abs=1e-6)
+    assert not ema.net.weight.requires_grad
+
+
+@needs_shared
+def test_train_with_ema_and_erasing_exports_the_average(class_data, tmp_path):
+    out = tmp_path / "out"
+    res = train(TrainConfig(data=[str(class_data)], out=str(out), **FAST, ema=0.9, erase=0.5))
+    last = torch.load(out / "last.pt", weights_only=False)
+    best = torch.load(out / "best.pt", weights_only=False)
+    assert last["ema_steps"] > 0
+    if best["epoch"] == len(res["history"]):  # the best epoch is the last: the kept weights are the average
+        for k, v in best["model"].items():
+            assert torch.equal(v, last["ema"][k]), k
+    assert not all(torch.equal(v, last["model"][k]) for k, v in last["ema"].items())
+    assert res["config"]["ema"] == 0.9 and res["config"]["erase"] == 0.5
+
+
+@needs_shared
+def test_soup_of_a_model_with_itself_predicts_the_same(trained, tmp_path, voc_image):
+    from maskwatch.classifier import MaskClassifier
+
+    model = trained["out"] / "mask_classifier.onnx"
+    out = tmp_path / "soup.onnx"
+    rc, _, err = run_cli(["soup", str(model), str(model), "--out", str(out)])
+    assert rc == 0, err
+    a, b = MaskClassifier(model), MaskClassifier(out)
+    crops = np.random.default_rng(0).integers(0, 255, (4, SIZE, SIZE, 3), dtype=np.uint8)
+    np.testing.assert_allclose(a.predict(crops), b.predict(crops), atol=1e-6)
+    assert [m["file"] for m in b.meta["data"]["soup"]] == ["out/mask_classifier.onnx"] * 2
+    maps, _ = b.heatmaps(crops)  # the averaged head in the metadata still drives Grad-CAM
+    assert maps.shape == (4, SIZE, SIZE) and np.isfinite(maps).all()
+
+
+@needs_shared
+def test_soup_averages_the_weights(trained, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    src = trained["out"] / "mask_classifier.onnx"
+    m = onnx.load(str(src))
+    init = next(i for i in m.graph.initializer if numpy_helper.to_array(i).size > 100)
+    arr = numpy_helper.to_array(init)
+    init.CopyFrom(numpy_helper.from_array((arr.astype(np.float32) + 1).astype(arr.dtype), init.name))
+    other = tmp_path / "b" / "mask_classifier.onnx"
+    other.parent.mkdir()
+    onnx.save(m, str(other))
+    from maskwatch.train.soup import average_models
+
+    average_models([src, other], tmp_path / "soup.onnx")
+    got = numpy_helper.to_array(next(i for i in onnx.load(str(tmp_path / "soup.onnx")).graph.initializer if i.name == init.name))
+    np.testing.assert_allclose(got.astype(np.float32), arr.astype(np.float32) + 0.5, atol=2e-3)
+
+
+@needs_shared
+def test_soup_bad_input(trained, tmp_path):
+    model = trained["out"] / "mask_classifier.onnx"
+    rc, _, err = run_cli(["soup", str(model), "--out", str(tmp_path / "s.onnx")])
+    assert_clean_error(rc, err, "at least two models")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    rc, _, err = run_cli(["soup", str(model), str(junk), "--out", str(tmp_path / "s.onnx")])
+    assert_clean_error(rc, err, "junk.onnx", "not an ONNX model")
+    import maskwatch
+
+    bundled = Path(maskwatch.__file__).parent / "assets" / "mask_classifier.onnx"  # three classes, 64 px
+    rc, _, err = run_cli(["soup", str(model), str(bundled), "--out", str(tmp_path / "s.onnx")])
+    assert_clean_error(rc, err, "differs", "same classes")
+    (tmp_path / "s.onnx").write_bytes(b"x")
+    rc, _, err = run_cli(["soup", str(model), str(model), "--out", str(tmp_path / "s.onnx")])
+    assert_clean_error(rc, err, "--force")

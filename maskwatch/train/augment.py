@@ -41,8 +41,11 @@ def _warp(ctx: np.ndarray, size: int, zoom: float, angle: float, shear: float, d
     return cv2.warpAffine(ctx, mat, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
 
-def augment(ctx: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """One random training view (size x size x 3 RGB uint8) of a context crop."""
+def augment(ctx: np.ndarray, size: int, rng: np.random.Generator, erase: float = 0.0) -> np.ndarray:
+    """One random training view (size x size x 3 RGB uint8) of a context crop.
+
+    ``erase``: probability of covering a random rectangle (4-20% of the view) with noise or a flat colour, so
+    the model cannot lean on one part of the face (a hand, a scarf, a cut-off chin)."""
     img = _warp(
         ctx, size,
         zoom=float(rng.uniform(0.85, 1.2)), angle=float(rng.uniform(-15, 15)), shear=float(rng.uniform(-0.1, 0.1)),
@@ -63,4 +66,22 @@ def augment(ctx: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.3:
         ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 90))])
         img = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
+    if erase and rng.random() < erase:
+        img = _erase(img, rng)
+    return img
+
+
+def _erase(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random erasing (Zhong et al. 2017): one rectangle of random area and aspect, noise or a flat colour."""
+    s = img.shape[0]
+    area = rng.uniform(0.04, 0.2) * s * s
+    aspect = math.exp(rng.uniform(math.log(0.4), math.log(2.5)))
+    h = int(min(s, max(2, round(math.sqrt(area * aspect)))))
+    w = int(min(s, max(2, round(math.sqrt(area / aspect)))))
+    y, x = int(rng.integers(0, s - h + 1)), int(rng.integers(0, s - w + 1))
+    img = img.copy()
+    if rng.random() < 0.5:
+        img[y:y + h, x:x + w] = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    else:
+        img[y:y + h, x:x + w] = rng.integers(0, 256, 3, dtype=np.uint8)
     return img

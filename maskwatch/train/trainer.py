@@ -62,6 +62,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     source_balance: float = 0.5  # sampling weight per source ~ n_source^-x: 0 = as the data comes, 1 = equal sources
     nomask_weight: float = 2.0  # extra loss weight on without_mask: a bare face called masked is the costly error
+    erase: float = 0.0  # probability of random erasing per training view (0 = off)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, per step (0 = off; e.g. 0.999)
     fp16_weights: bool = True  # store ONNX weights as float16 (computed in float32): half the file size
 
     def validate(self) -> None:
@@ -81,6 +83,8 @@ class TrainConfig:
             ("max_images", self.max_images >= 0, "0 (all) or more"),
             ("width", self.width > 0, "above 0"),
             ("finetune_from", 0 <= self.finetune_from <= 18, "between 0 and 18 (MobileNetV2 blocks)"),
+            ("erase", 0 <= self.erase <= 1, "between 0 and 1 (a probability)"),
+            ("ema", 0 <= self.ema < 1, "0 (off) or a decay below 1, e.g. 0.999"),
         ]
         for name, ok, valid in checks:
             if not ok:
@@ -90,8 +94,8 @@ class TrainConfig:
 
 
 class _Views(TorchDataset):
-    def __init__(self, cs: CropSet, train: bool, seed: int) -> None:
-        self.cs, self.train, self.seed, self.epoch = cs, train, seed, 0
+    def __init__(self, cs: CropSet, train: bool, seed: int, erase: float = 0.0) -> None:
+        self.cs, self.train, self.seed, self.epoch, self.erase = cs, train, seed, 0, erase
         self.mean, self.std = IMAGENET_MEAN * 255, IMAGENET_STD * 255
 
     def __len__(self) -> int:
@@ -101,7 +105,7 @@ class _Views(TorchDataset):
         ctx = self.cs.image(i)
         if self.train:
             rng = np.random.default_rng((self.seed, self.epoch, i))
-            img = augment(ctx, self.cs.input_size, rng)
+            img = augment(ctx, self.cs.input_size, rng, self.erase)
         else:
             img = center_view(ctx, self.cs.input_size)
         x = (img.astype(np.float32) - self.mean) / self.std
@@ -240,7 +244,7 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
     w = (1 / np.sqrt(cls_n[tr.labels])) * src_n[src_inv] ** -cfg.source_balance
     sampler = WeightedRandomSampler(torch.as_tensor(w), num_samples=len(tr), replacement=True,
                                     generator=torch.Generator().manual_seed(cfg.seed))
-    train_views = _Views(tr, True, cfg.seed)
+    train_views = _Views(tr, True, cfg.seed, cfg.erase)
     dl_kw: dict[str, Any] = {"num_workers": cfg.workers, "persistent_workers": cfg.workers > 0} if cfg.workers else {}
     train_dl = DataLoader(train_views, batch_size=cfg.batch, sampler=sampler, drop_last=len(tr) > cfg.batch, **dl_kw)
     val_dl = DataLoader(_Views(vs, False, cfg.seed), batch_size=256, shuffle=False, num_workers=min(cfg.workers, 2))
@@ -263,9 +267,13 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
     total = cfg.head_epochs + cfg.epochs
     last_path, best_path = out / "last.pt", out / "best.pt"
     opt = _optimizer(net, cfg, 0)
+    ema = _EMA(net, cfg.ema) if cfg.ema else None
     if cfg.resume and last_path.exists():
         ck = torch.load(last_path, map_location=device, weights_only=False)
         net.load_state_dict(ck["model"])
+        if ema is not None and "ema" in ck:
+            ema.net.load_state_dict(ck["ema"])
+            ema.steps = ck.get("ema_steps", 0)
         start_epoch, history, best_loss, bad_epochs = ck["epoch"] + 1, ck["history"], ck["best_loss"], ck["bad_epochs"]
         opt = _optimizer(net, cfg, start_epoch)
         if ck["phase_epoch"] == _phase_start(cfg, start_epoch):  # same phase: restore the optimiser state too
@@ -287,11 +295,14 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if ema is not None:
+                    ema.update(net)
                 run_loss += loss.item() * len(y)
                 run_ok += float((logits.argmax(1) == y).sum())
                 seen += len(y)
                 bar.set_postfix(loss=f"{run_loss / seen:.4f}", acc=f"{run_ok / seen:.4f}")
-        v_loss, v_pred, v_true = _evaluate(net, val_dl, loss_fn, device)
+        judged = ema.net if ema is not None else net  # the weights that are validated, kept and exported
+        v_loss, v_pred, v_true = _evaluate(judged, val_dl, loss_fn, device)
         rep = metrics.report(v_true, v_pred, class_names)
         row = {"epoch": epoch + 1, "train_loss": run_loss / max(seen, 1), "train_acc": run_ok / max(seen, 1),
                "val_loss": v_loss, "val_acc": rep["accuracy"], "val_bal_acc": rep["balanced_accuracy_mask_nomask"],
@@ -303,12 +314,14 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
             on_epoch(row)
         if v_loss < best_loss - 1e-4:
             best_loss, bad_epochs = v_loss, 0
-            torch.save({"model": net.state_dict(), "epoch": epoch + 1, "class_names": class_names, "config": asdict(cfg)}, best_path)
+            torch.save({"model": judged.state_dict(), "epoch": epoch + 1, "class_names": class_names, "config": asdict(cfg)}, best_path)
         elif epoch >= cfg.head_epochs:
             bad_epochs += 1
-        torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "history": history,
-                    "best_loss": best_loss, "bad_epochs": bad_epochs,
-                    "phase_epoch": _phase_start(cfg, epoch)}, last_path)
+        last = {"model": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "history": history,
+                "best_loss": best_loss, "bad_epochs": bad_epochs, "phase_epoch": _phase_start(cfg, epoch)}
+        if ema is not None:
+            last.update(ema=ema.net.state_dict(), ema_steps=ema.steps)
+        torch.save(last, last_path)
         if bad_epochs >= cfg.patience:
             log.info("early stop: no better validation loss for %d epochs", cfg.patience)
             break
@@ -333,6 +346,28 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     log.info("best epoch %d; validation report:\n%s", best["epoch"], text)
     return result
+
+
+class _EMA:
+    """Exponential moving average of the weights and BatchNorm statistics; the decay ramps up over the first
+    steps ((1 + n) / (10 + n)) so the average does not remember the random head."""
+
+    def __init__(self, net: nn.Module, decay: float) -> None:
+        import copy
+
+        self.net, self.decay, self.steps = copy.deepcopy(net), decay, 0
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, net: nn.Module) -> None:
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for e, v in zip(self.net.state_dict().values(), net.state_dict().values()):
+            if e.dtype.is_floating_point:
+                e.mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                e.copy_(v)
 
 
 def _phase_start(cfg: TrainConfig, epoch: int) -> int:
