@@ -33,8 +33,9 @@ _detectors: dict[tuple, Detector] = {}
 def detect(image: np.ndarray, **settings: object) -> Detections:
     """Faces with mask labels in a BGR uint8 image (a photo). The first call loads the models; later calls with
     the same settings reuse them. Settings are :class:`Detector`'s keyword arguments (det_size defaults to
-    (800, 1600), two passes, as for `maskwatch detect`); for video frames, build one ``Detector(det_size=320)`` and call it per frame."""
+    (800, 1600), two passes, and flip to True, as for `maskwatch detect`); for video frames, build one ``Detector(det_size=320)`` and call it per frame."""
     settings.setdefault("det_size", PHOTO_DET_SIZE)
+    settings.setdefault("flip", True)
     key = tuple(sorted((k, repr(v)) for k, v in settings.items()))
     if key not in _detectors:
         _detectors[key] = Detector(**settings)  # type: ignore[arg-type]

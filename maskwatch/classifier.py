@@ -30,10 +30,12 @@ class MaskClassifier:
     model bundled with the package). ``threads``: onnxruntime intra-op threads (default: all cores).
     ``nomask_cost``: how much worse a bare face called masked is than the reverse; the label is the class with
     the highest probability x cost (1 = plain argmax). ``probs`` stay the model's probabilities.
+    ``flip``: also classify each crop mirrored left-right and average the two (one batched call, twice the
+    work); on masks-yolo-extra it raised balanced accuracy from 0.930 to 0.942.
     """
 
     def __init__(self, model: str | os.PathLike = "mask_classifier", threads: int | None = None,
-                 nomask_cost: float = DEFAULT_NOMASK_COST) -> None:
+                 nomask_cost: float = DEFAULT_NOMASK_COST, flip: bool = False) -> None:
         from .models import resolve
 
         self.path = resolve(model)
@@ -70,6 +72,7 @@ class MaskClassifier:
         if not 1.0 <= nomask_cost <= 100.0:
             raise InputError(f"nomask_cost={nomask_cost} is invalid; valid values are between 1 and 100")
         self.nomask_cost = nomask_cost
+        self.flip = bool(flip)
         # Map model classes onto maskwatch's CLASS_NAMES columns (a two-class model leaves mask_incorrect at 0).
         unknown = [c for c in self.model_classes if c not in CLASS_NAMES]
         if unknown:
@@ -88,7 +91,12 @@ class MaskClassifier:
         """Probabilities (n, len(class_names)) for (n, S, S, 3) uint8 RGB crops, one batched call."""
         if len(crops_rgb) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
+        n = len(crops_rgb)
+        if self.flip:
+            crops_rgb = np.concatenate([crops_rgb, crops_rgb[:, :, ::-1]])
         (probs,) = self.session.run(["probs"], {self.input_name: to_input(crops_rgb)})
+        if self.flip:
+            probs = (probs[:n] + probs[n:]) / 2
         return probs[:, self._order]
 
     def crops(self, image_bgr: np.ndarray, detections: Detections) -> np.ndarray:

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import InputError, MaskwatchError
-from .settings import add_arguments, det_sizes, detector_kwargs
+from .settings import add_arguments, det_sizes, detector_kwargs, on_off
 
 DETECT_SETTINGS = ["face_detector", "classifier", "score_threshold", "nms_threshold", "det_size", "upscale", "threads",
-                   "nomask_cost"]
+                   "nomask_cost", "flip"]
 PHOTO_DET_SIZE = "800,1600"  # photos: two passes, so 10-20 px faces and large ones are both found (as maskwatch.detect)
+PHOTO_DEFAULTS = {"det_size": PHOTO_DET_SIZE, "flip": True}  # photos: accuracy first (two passes, mirrored faces too)
 VIDEO_DET_SIZE = 320  # video and live: speed first (faces at an entrance are large)
 
 
@@ -361,7 +362,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_classifier
     from .metrics import confusion_png, format_report
 
-    clf = MaskClassifier(args.model, threads=args.threads, nomask_cost=args.nomask_cost)
+    clf = MaskClassifier(args.model, threads=args.threads, nomask_cost=args.nomask_cost, flip=args.flip)
     for spec in args.data:
         ds = load_source(spec)
         for w in ds.warnings:
@@ -472,7 +473,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = ServerSettings(host=args.host, port=args.port, cameras=args.camera or [],
                               token=args.token or os.environ.get("MASKWATCH_TOKEN") or None, events=args.events,
                               retention_days=args.retention_days, max_upload_mb=args.max_upload_mb,
-                              detector=detector_kwargs(args), photo_det_size=args.photo_det_size,
+                              detector=detector_kwargs(args), photo_det_size=args.photo_det_size, photo_flip=args.photo_flip,
                               confirm_frames=args.confirm_frames, blur_faces=args.blur_faces)
     app = create_app(settings)
     sock = bind(settings.host, settings.port)
@@ -513,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     d.add_argument("--out", help="folder for annotated copies")
     d.add_argument("--blur-faces", action="store_true", help="pixelate faces in the annotated copies")
-    add_arguments(d, DETECT_SETTINGS, {"det_size": PHOTO_DET_SIZE})
+    add_arguments(d, DETECT_SETTINGS, PHOTO_DEFAULTS)
 
     v = cmd("video", "annotate a video file; optional JSON lines per frame", "maskwatch video in.mp4 --out out.mp4 --json faces.jsonl")
     v.add_argument("input", metavar="IN", help="video file")
@@ -572,20 +573,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", metavar="MODEL", help="classifier ONNX file, or 'mask_classifier' (bundled)")
     e.add_argument("data", nargs="+", metavar="DATA", help="class folders or VOC/YOLO scene sets (PATH@test for the held-out part)")
     e.add_argument("--out", help="folder for confusion-matrix PNGs")
-    add_arguments(e, ["threads", "nomask_cost"])
+    add_arguments(e, ["threads", "nomask_cost", "flip"])
 
     ed = cmd("evaluate-detection", "end-to-end AP@0.5 per class and face recall by size on VOC/YOLO scene sets",
              "maskwatch evaluate-detection data/scenes --peer aizoo")
     ed.add_argument("scenes", nargs="+", metavar="SCENES", help="VOC or YOLO scene folders")
     ed.add_argument("--peer", choices=["aizoo"], help="also measure a peer model on the same sets")
-    add_arguments(ed, DETECT_SETTINGS, {"det_size": PHOTO_DET_SIZE})
+    add_arguments(ed, DETECT_SETTINGS, PHOTO_DEFAULTS)
 
     x = cmd("explain", "class-activation heatmaps over each face, beside the frame (image or video)",
             "maskwatch explain photo.jpg --out photo_explain.jpg")
     x.add_argument("input", metavar="IMAGE|VIDEO")
     x.add_argument("--out", help="output image or video (default: next to the input, *_explain.jpg/.mp4)")
     x.add_argument("--max-frames", type=int, default=0, help="video: stop after this many frames (0 = all)")
-    add_arguments(x, DETECT_SETTINGS, {"det_size": PHOTO_DET_SIZE})
+    add_arguments(x, DETECT_SETTINGS, PHOTO_DEFAULTS)
 
     xf = cmd("extract-faces", "save every detected face as a crop (for building data sets)", "maskwatch extract-faces photos/ faces/")
     xf.add_argument("input", metavar="IN", help="image or folder")
@@ -609,6 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--confirm-frames", type=int, default=5, help="frames a face must read unmasked before its one event")
     sv.add_argument("--blur-faces", action="store_true", help="pixelate faces in the streams and annotated photos")
     sv.add_argument("--photo-det-size", type=det_sizes, default=PHOTO_DET_SIZE, help="--det-size for uploaded photos (as detect)")
+    sv.add_argument("--photo-flip", type=on_off, default="on", metavar="on|off", help="--flip for uploaded photos (as detect)")
     add_arguments(sv, DETECT_SETTINGS, {"det_size": VIDEO_DET_SIZE})
     return p
 

@@ -59,9 +59,15 @@ def crop_faces(image_bgr: np.ndarray, xyxy: np.ndarray, size: int, margin: float
     return out
 
 
+_SCALE = (1.0 / (255.0 * IMAGENET_STD)).astype(np.float32)  # (x / 255 - mean) / std == x * _SCALE - _SHIFT
+_SHIFT = (IMAGENET_MEAN / IMAGENET_STD).astype(np.float32)
+
+
 def to_input(crops_rgb: np.ndarray) -> np.ndarray:
     """(n, S, S, 3) uint8 RGB -> (n, 3, S, S) float32 normalised with the ImageNet mean and std."""
-    x = crops_rgb.astype(np.float32) * (1 / 255.0)
-    x -= IMAGENET_MEAN
-    x /= IMAGENET_STD
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    crops_rgb = np.asarray(crops_rgb)
+    out = np.empty((len(crops_rgb), 3, *crops_rgb.shape[1:3]), np.float32)
+    for c in range(3):  # one channel plane at a time: about 2-5x faster than converting, then transposing
+        np.multiply(crops_rgb[..., c], _SCALE[c], out=out[:, c], casting="unsafe")
+        out[:, c] -= _SHIFT[c]
+    return out

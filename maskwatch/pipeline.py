@@ -22,7 +22,8 @@ class Detector:
     detection (800 finds 10-20 px faces in small photos, 320 is fast on 640x480 video, 0 = as is; (800, 1600)
     runs two passes and merges them: the photo default); upscale:
     a fixed factor instead. nomask_cost: how much worse a bare face called masked is than the reverse (the
-    label is argmax of probability x cost; default 2). threads: onnxruntime threads (default all cores).
+    label is argmax of probability x cost; default 2). flip: also classify each face mirrored and average (for
+    photos; twice the classifier's time). threads: onnxruntime threads (default all cores).
     """
 
     def __init__(
@@ -35,6 +36,7 @@ class Detector:
         upscale: float | None = None,
         threads: int | None = None,
         nomask_cost: float | None = None,
+        flip: bool = False,
     ) -> None:
         if isinstance(face_detector, FaceDetector):
             self.face_detector = face_detector
@@ -46,7 +48,7 @@ class Detector:
             self.classifier = classifier
         else:
             kw = {} if nomask_cost is None else {"nomask_cost": nomask_cost}
-            self.classifier = MaskClassifier(classifier, threads=threads, **kw)
+            self.classifier = MaskClassifier(classifier, threads=threads, flip=flip, **kw)
 
     @property
     def class_names(self) -> tuple[str, ...]:

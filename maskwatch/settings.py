@@ -24,6 +24,21 @@ def det_sizes(text: str | int | tuple) -> int | tuple[int, ...]:
 det_sizes.__name__ = "size[,size...]"
 
 
+def on_off(text: str | bool) -> bool:
+    """'on'/'off', 'true'/'false', 'yes'/'no', '1'/'0' (any case) -> bool. Raises ValueError on anything else."""
+    if isinstance(text, bool):
+        return text
+    t = str(text).strip().lower()
+    if t in ("on", "true", "yes", "1"):
+        return True
+    if t in ("off", "false", "no", "0"):
+        return False
+    raise ValueError(text)
+
+
+on_off.__name__ = "on|off"
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -48,6 +63,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("threads", int, None, "CPU threads for the classifier (None = all cores)", 1, 256),
         Setting("nomask_cost", float, 2.0, "how much worse a bare face called masked is than a false alarm: the label "
                 "is the class with the highest probability x cost (1 = plain argmax)", 1.0, 100.0),
+        Setting("flip", on_off, False, "on: also classify each face mirrored left-right and average the two (twice the "
+                "classifier's time; on for photos, off for video)"),
     ]
 }
 
@@ -73,8 +90,11 @@ def add_arguments(parser: argparse.ArgumentParser, names: list[str], defaults: d
     for name in names:
         s = SETTINGS[name]
         default = (defaults or {}).get(name, s.default)
+        extra: dict[str, Any] = {}
+        if s.type is on_off:  # shown as on/off in --help; argparse runs string defaults through the type
+            default, extra["metavar"] = ("on" if default else "off"), "on|off"
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=s.type, default=default,
-                            choices=s.choices, help=s.help)
+                            choices=s.choices, help=s.help, **extra)
 
 
 def detector_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,6 +143,11 @@ def load_settings_file(path: str, parser: argparse.ArgumentParser) -> dict[str, 
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             if not isinstance(value, bool):
                 raise InputError(f"settings file {p}: '{key}' must be true or false, got {value!r}")
+        elif action.type is on_off:
+            try:
+                value = on_off(value)
+            except ValueError:
+                raise InputError(f"settings file {p}: '{key}' must be on or off (true or false), got {value!r}") from None
         elif action.type is not None and value is not None:
             if isinstance(value, bool) or isinstance(value, (list, dict)):
                 raise InputError(f"settings file {p}: '{key}' must be a {action.type.__name__}, got {value!r}")

@@ -130,6 +130,7 @@ def test_settings_file_sets_options_and_cli_wins(scene, tmp_path):
     ("score-threshold = 1.5\n", "'score_threshold=1.5' is invalid"),
     ("confirm-frames = 'five'\n", "'confirm-frames' must be a int"),
     ("sound = 1\n", "'sound' must be true or false"),
+    ("flip = 'sometimes'\n", "'flip' must be on or off"),
     ("face-detector = 'retina'\n", "valid values: yunet, ssd, haar"),
     ("this is not toml", "not valid TOML"),
 ])

@@ -169,3 +169,40 @@ def test_cli_detect_out_is_an_existing_file(voc_image, tmp_path):
     assert r.returncode != 0
     assert str(not_a_folder) in r.stderr
     assert not_a_folder.read_text() == "keep me"
+
+
+def test_flip_averages_the_face_and_its_mirror():
+    from maskwatch.classifier import MaskClassifier
+
+    plain, flipped = MaskClassifier(), MaskClassifier(flip=True)
+    crops = np.random.default_rng(1).integers(0, 255, (3, plain.input_size, plain.input_size, 3), dtype=np.uint8)
+    want = (plain.predict(crops) + plain.predict(np.ascontiguousarray(crops[:, :, ::-1]))) / 2
+    got = flipped.predict(crops)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert not np.allclose(got, plain.predict(crops), atol=1e-4)  # random crops: the mirror changes the answer
+    np.testing.assert_allclose(got.sum(1), 1, atol=1e-5)
+    assert flipped.predict(crops[:0]).shape == (0, len(flipped.class_names))
+
+
+def test_flip_is_on_for_photos_and_off_for_video():
+    from maskwatch.cli import build_parser
+
+    p = build_parser()
+    assert p.parse_args(["detect", "x.jpg"]).flip is True
+    assert p.parse_args(["evaluate-detection", "s"]).flip is True
+    assert p.parse_args(["video", "in.mp4", "--out", "o.mp4"]).flip is False
+    assert p.parse_args(["watch", "0"]).flip is False
+    assert p.parse_args(["detect", "x.jpg", "--flip", "off"]).flip is False
+    assert p.parse_args(["serve"]).photo_flip is True and p.parse_args(["serve"]).flip is False
+    assert maskwatch.Detector(flip=True).classifier.flip and not maskwatch.Detector().classifier.flip
+
+
+def test_to_input_is_imagenet_normalised_nchw():
+    from maskwatch.crops import IMAGENET_MEAN, IMAGENET_STD, to_input
+
+    x = np.random.default_rng(2).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    want = ((x.astype(np.float64) / 255 - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2)
+    got = to_input(x)
+    assert got.dtype == np.float32 and got.flags["C_CONTIGUOUS"] and got.shape == (4, 3, 16, 16)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(to_input(x[:, :, ::-1]), want[:, :, :, ::-1], atol=1e-5)  # strided input too

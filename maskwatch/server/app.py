@@ -68,8 +68,8 @@ class ServerSettings:
 
     cameras: ``SOURCE[=NAME]`` strings or CameraSpecs. demo: loop the demo video as a camera (None: only when no
     camera is given). token: API token (required when host is not loopback). events: SQLite event log ('' = in
-    memory). detector: Detector keyword arguments for the cameras (det_size 320); photo_det_size: the det_size for
-    uploaded photos (800, as ``maskwatch detect``). max_upload_mb: upload limit; max_pixels: image size limit.
+    memory). detector: Detector keyword arguments for the cameras (det_size 320); photo_det_size, photo_flip: det_size
+    and flip for uploaded photos ((800, 1600) and True, as ``maskwatch detect``). max_upload_mb: upload limit; max_pixels: image size limit.
     """
 
     host: str = "127.0.0.1"
@@ -83,6 +83,7 @@ class ServerSettings:
     max_pixels: int = MAX_PIXELS
     detector: dict[str, Any] = field(default_factory=lambda: {"det_size": 320})
     photo_det_size: int | tuple[int, ...] = (800, 1600)
+    photo_flip: bool = True
     confirm_frames: int = 5
     blur_faces: bool = False
     jpeg_quality: int = 80
@@ -169,7 +170,7 @@ class _State:
         specs = [c if isinstance(c, CameraSpec) else parse_camera(c) for c in s.cameras]
         self.closing = threading.Event()
         self.max_upload = int(s.max_upload_mb * 1024 * 1024)
-        self.photo_detector = Detector(**{**s.detector, "det_size": s.photo_det_size})
+        self.photo_detector = Detector(**{**s.detector, "det_size": s.photo_det_size, "flip": s.photo_flip})
         self.photo_lock = threading.Lock()
         self.annotator = BoxAnnotator()
         self.live = LiveEvents()
