@@ -35,7 +35,8 @@ def detect(image: np.ndarray, **settings: object) -> Detections:
     the same settings reuse them. Settings are :class:`Detector`'s keyword arguments (det_size defaults to
     (800, 1600), two passes, and flip to True, as for `maskwatch detect`); for video frames, build one ``Detector(det_size=320)`` and call it per frame."""
     settings.setdefault("det_size", PHOTO_DET_SIZE)
-    settings.setdefault("flip", True)
+    if not hasattr(settings.get("classifier"), "predict"):  # a MaskClassifier object brings its own flip
+        settings.setdefault("flip", True)
     key = tuple(sorted((k, repr(v)) for k, v in settings.items()))
     if key not in _detectors:
         _detectors[key] = Detector(**settings)  # type: ignore[arg-type]

@@ -347,6 +347,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_soup(args: argparse.Namespace) -> int:
     try:
+        import onnx  # noqa: F401  (the train extra)
+
         from .train.soup import average_models
     except ImportError as e:
         raise InputError(f"averaging models needs the 'train' extra ({e.name} is missing): pip install 'maskwatch[train]'") from None

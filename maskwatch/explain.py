@@ -1,5 +1,6 @@
 """Class-activation heatmaps (Grad-CAM from the classifier's last feature map) over each face, shown beside
-the annotated frame."""
+the annotated frame. The map is computed on the face as it is, for the label the pipeline gave it (with
+``flip`` on, that label comes from the face and its mirror image averaged)."""
 
 from __future__ import annotations
 

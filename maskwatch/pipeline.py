@@ -36,7 +36,7 @@ class Detector:
         upscale: float | None = None,
         threads: int | None = None,
         nomask_cost: float | None = None,
-        flip: bool = False,
+        flip: bool | None = None,
     ) -> None:
         if isinstance(face_detector, FaceDetector):
             self.face_detector = face_detector
@@ -45,10 +45,13 @@ class Detector:
             self.face_detector = create_face_detector(face_detector, score_threshold=score_threshold,
                                                       nms_threshold=nms_threshold, det_size=det_size, upscale=upscale, **extra)
         if isinstance(classifier, MaskClassifier):
+            if flip is not None and bool(flip) != classifier.flip:
+                raise InputError(f"flip={flip} conflicts with the MaskClassifier given (flip={classifier.flip}); "
+                                 "set it where the classifier is made: MaskClassifier(flip=...)")
             self.classifier = classifier
         else:
             kw = {} if nomask_cost is None else {"nomask_cost": nomask_cost}
-            self.classifier = MaskClassifier(classifier, threads=threads, flip=flip, **kw)
+            self.classifier = MaskClassifier(classifier, threads=threads, flip=bool(flip), **kw)
 
     @property
     def class_names(self) -> tuple[str, ...]:

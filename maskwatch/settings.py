@@ -63,8 +63,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("threads", int, None, "CPU threads for the classifier (None = all cores)", 1, 256),
         Setting("nomask_cost", float, 2.0, "how much worse a bare face called masked is than a false alarm: the label "
                 "is the class with the highest probability x cost (1 = plain argmax)", 1.0, 100.0),
-        Setting("flip", on_off, False, "on: also classify each face mirrored left-right and average the two (twice the "
-                "classifier's time; on for photos, off for video)"),
+        Setting("flip", on_off, False, "on: also classify each face mirrored left-right and average the two (more "
+                "accurate, twice the classifier's time; photo commands default to on, video ones to off)"),
     ]
 }
 

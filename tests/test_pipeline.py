@@ -195,6 +195,12 @@ def test_flip_is_on_for_photos_and_off_for_video():
     assert p.parse_args(["detect", "x.jpg", "--flip", "off"]).flip is False
     assert p.parse_args(["serve"]).photo_flip is True and p.parse_args(["serve"]).flip is False
     assert maskwatch.Detector(flip=True).classifier.flip and not maskwatch.Detector().classifier.flip
+    from maskwatch.classifier import MaskClassifier
+
+    clf = MaskClassifier()
+    assert maskwatch.Detector(classifier=clf).classifier is clf
+    with pytest.raises(maskwatch.InputError, match="flip"):
+        maskwatch.Detector(classifier=clf, flip=True)
 
 
 def test_to_input_is_imagenet_normalised_nchw():

@@ -288,6 +288,8 @@ def test_only_one_class(tmp_path):
     (["--batch", "0"], "batch"),
     (["--ema", "1"], "ema"),
     (["--erase", "1.5"], "erase"),
+    (["--nomask-weight", "0"], "nomask_weight"),
+    (["--source-balance", "2"], "source_balance"),
 ])
 def test_train_rejects_bad_settings(tmp_path, opts, needle):
     """Nonsense numeric settings: exit code 2 and a message naming the setting, not a traceback."""
@@ -602,16 +604,29 @@ def test_ema_follows_the_weights_with_a_warm_up():
 
 @needs_shared
 def test_train_with_ema_and_erasing_exports_the_average(class_data, tmp_path):
+    """One fine-tuning epoch only, so it is the best one: best.pt and the ONNX head must be the average's weights,
+    not the raw ones; resuming continues the average."""
+    import base64
+    import onnx
+
     out = tmp_path / "out"
-    res = train(TrainConfig(data=[str(class_data)], out=str(out), **FAST, ema=0.9, erase=0.5))
+    cfg = {**FAST, "head_epochs": 0, "ema": 0.9, "erase": 0.5}
+    res = train(TrainConfig(data=[str(class_data)], out=str(out), **cfg))
     last = torch.load(out / "last.pt", weights_only=False)
     best = torch.load(out / "best.pt", weights_only=False)
-    assert last["ema_steps"] > 0
-    if best["epoch"] == len(res["history"]):  # the best epoch is the last: the kept weights are the average
-        for k, v in best["model"].items():
-            assert torch.equal(v, last["ema"][k]), k
-    assert not all(torch.equal(v, last["model"][k]) for k, v in last["ema"].items())
-    assert res["config"]["ema"] == 0.9 and res["config"]["erase"] == 0.5
+    assert best["epoch"] == 1 and last["ema_steps"] > 0
+    for k, v in best["model"].items():
+        assert torch.equal(v, last["ema"][k]), k
+    assert not torch.equal(last["ema"]["fc2.weight"], last["model"]["fc2.weight"])
+    meta = json.loads(next(p.value for p in onnx.load(str(out / "mask_classifier.onnx")).metadata_props if p.key == "maskwatch"))
+    fc2 = np.frombuffer(base64.b64decode(meta["head"]["fc2_w"]), np.float16).astype(np.float32)
+    np.testing.assert_allclose(fc2, last["ema"]["fc2.weight"].numpy().ravel(), atol=1e-3)
+    assert res["config"]["ema"] == 0.9 and res["config"]["erase"] == 0.5 and meta["data"]["seed"] == 0
+
+    steps = last["ema_steps"]
+    train(TrainConfig(data=[str(class_data)], out=str(out), **{**cfg, "epochs": 2}, resume=True))
+    again = torch.load(out / "last.pt", weights_only=False)
+    assert again["epoch"] == 1 and again["ema_steps"] == 2 * steps  # one more epoch of steps on the same average
 
 
 @needs_shared
@@ -667,3 +682,30 @@ def test_soup_bad_input(trained, tmp_path):
     (tmp_path / "s.onnx").write_bytes(b"x")
     rc, _, err = run_cli(["soup", str(model), str(model), "--out", str(tmp_path / "s.onnx")])
     assert_clean_error(rc, err, "--force")
+
+
+
+@needs_shared
+def test_soup_refuses_other_seeds_and_damaged_metadata(trained, tmp_path):
+    import onnx
+
+    src = trained["out"] / "mask_classifier.onnx"
+
+    def variant(name, change):
+        m = onnx.load(str(src))
+        prop = next(p for p in m.metadata_props if p.key == "maskwatch")
+        prop.value = change(prop.value)
+        path = tmp_path / name / "mask_classifier.onnx"
+        path.parent.mkdir()
+        onnx.save(m, str(path))
+        return path
+
+    def other_seed(text):
+        meta = json.loads(text)
+        meta["data"]["seed"] = meta["data"].get("seed", 0) + 1
+        return json.dumps(meta)
+
+    rc, _, err = run_cli(["soup", str(src), str(variant("seed", other_seed)), "--out", str(tmp_path / "s.onnx")])
+    assert_clean_error(rc, err, "--seed", "not a model")
+    rc, _, err = run_cli(["soup", str(src), str(variant("bad", lambda t: t[:-40])), "--out", str(tmp_path / "s.onnx")])
+    assert_clean_error(rc, err, "damaged")

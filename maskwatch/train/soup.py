@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import InputError
 
 META_KEY = "maskwatch"
-SAME = ("class_names", "input_size", "margin", "mean", "std", "color", "layout")
+SAME = ("format", "class_names", "input_size", "margin", "mean", "std", "scale", "color", "layout")
 
 
 def _load(path: Path) -> tuple[Any, dict[str, Any]]:
@@ -39,7 +39,14 @@ def _load(path: Path) -> tuple[Any, dict[str, Any]]:
     meta = next((p.value for p in model.metadata_props if p.key == META_KEY), None)
     if meta is None:
         raise InputError(f"{path}: an ONNX file without maskwatch metadata; only models from `maskwatch train` can be averaged")
-    return model, json.loads(meta)
+    try:
+        parsed = json.loads(meta)
+        head = parsed["head"]
+        for key in ("fc1_w", "fc1_b", "fc2_w", "fc2_b"):
+            base64.b64decode(head[key], validate=True)
+    except (ValueError, KeyError, TypeError):
+        raise InputError(f"{path}: its maskwatch metadata is damaged (no readable head weights); re-export the model") from None
+    return model, parsed
 
 
 def average_models(paths: list[str | os.PathLike], out: str | os.PathLike, force: bool = False) -> dict[str, Any]:
@@ -65,6 +72,10 @@ def average_models(paths: list[str | os.PathLike], out: str | os.PathLike, force
             if meta.get(key) != base_meta.get(key):
                 raise InputError(f"{f}: {key} {meta.get(key)!r} differs from {files[0]}'s {base_meta.get(key)!r}; "
                                  "only models trained with the same classes and input settings can be averaged")
+        seeds = (meta.get("data", {}).get("seed"), base_meta.get("data", {}).get("seed"))
+        if None not in seeds and seeds[0] != seeds[1]:
+            raise InputError(f"{f}: trained with --seed {seeds[0]}, {files[0]} with --seed {seeds[1]}; runs with other seeds "
+                             "start from other random head weights and their average is not a model")
         if [i.name for i in m.graph.initializer] != names or [n.op_type for n in m.graph.node] != [n.op_type for n in base.graph.node]:
             raise InputError(f"{f}: a different network from {files[0]}; only models of one architecture and export can be averaged")
     for k, init in enumerate(base.graph.initializer):

@@ -84,6 +84,8 @@ class TrainConfig:
             ("width", self.width > 0, "above 0"),
             ("finetune_from", 0 <= self.finetune_from <= 18, "between 0 and 18 (MobileNetV2 blocks)"),
             ("erase", 0 <= self.erase <= 1, "between 0 and 1 (a probability)"),
+            ("nomask_weight", 0 < self.nomask_weight <= 100, "above 0 and at most 100"),
+            ("source_balance", 0 <= self.source_balance <= 1, "between 0 and 1"),
             ("ema", 0 <= self.ema < 1, "0 (off) or a decay below 1, e.g. 0.999"),
         ]
         for name, ok, valid in checks:
@@ -274,6 +276,8 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
         if ema is not None and "ema" in ck:
             ema.net.load_state_dict(ck["ema"])
             ema.steps = ck.get("ema_steps", 0)
+        elif ema is not None:  # the run had no average yet: start it from the resumed weights
+            ema = _EMA(net, cfg.ema)
         start_epoch, history, best_loss, bad_epochs = ck["epoch"] + 1, ck["history"], ck["best_loss"], ck["bad_epochs"]
         opt = _optimizer(net, cfg, start_epoch)
         if ck["phase_epoch"] == _phase_start(cfg, start_epoch):  # same phase: restore the optimiser state too
@@ -337,7 +341,7 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
     _curves_png(history, out / "curves.png")
     summary = {
         "classes": list(class_names), "train_counts": counts, "val_count": int(len(vs)),
-        "sources": sorted(set(tr.source)), "best_epoch": best["epoch"],
+        "sources": sorted(set(tr.source)), "best_epoch": best["epoch"], "seed": cfg.seed,
     }
     from .export import export_onnx
 
