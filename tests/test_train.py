@@ -709,3 +709,24 @@ def test_soup_refuses_other_seeds_and_damaged_metadata(trained, tmp_path):
     assert_clean_error(rc, err, "--seed", "not a model")
     rc, _, err = run_cli(["soup", str(src), str(variant("bad", lambda t: t[:-40])), "--out", str(tmp_path / "s.onnx")])
     assert_clean_error(rc, err, "damaged")
+
+
+def test_default_model_script_commands_parse():
+    """scripts/train_default_model.sh --dry-run: every command it would run is one the CLI accepts."""
+    import shlex
+    import subprocess
+
+    from maskwatch.cli import build_parser
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(["bash", str(root / "scripts" / "train_default_model.sh"), "--dry-run", "/tmp/x"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    cmds = [shlex.split(line[2:]) for line in r.stdout.splitlines() if line.startswith("+ maskwatch ")]
+    assert [c[1] for c in cmds] == ["train"] * 7 + ["soup"]
+    parser = build_parser()
+    for c in cmds:
+        args = parser.parse_args(c[1:])
+        if c[1] == "train":
+            assert args.seed == 0 and args.finetune_from == 0 and args.patience == 10
+    assert len(cmds[-1]) == 2 + 7 + 3  # maskwatch soup, seven models, --out FILE --force
