@@ -330,7 +330,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       pretrained=None if args.pretrained == "none" else args.pretrained, seed=args.seed,
                       workers=args.workers, max_images=args.max_images, force=args.force, resume=args.resume,
                       device=args.device, finetune_from=args.finetune_from, nomask_weight=args.nomask_weight,
-                      source_balance=args.source_balance, erase=args.erase, ema=args.ema)
+                      source_balance=args.source_balance, erase=args.erase, ema=args.ema, scene_boxes=args.scene_boxes)
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
@@ -365,18 +365,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .metrics import confusion_png, format_report
 
     clf = MaskClassifier(args.model, threads=args.threads, nomask_cost=args.nomask_cost, flip=args.flip)
+    fd = None
+    if args.boxes == "detector":
+        from .detectors import create_face_detector
+
+        fd = create_face_detector("yunet", det_size=(800, 1600), threads=args.threads)
     for spec in args.data:
         ds = load_source(spec)
         for w in ds.warnings:
             _err(f"maskwatch: warning: {w}")
         with _bar(len(ds.images), f"evaluating {spec}", "img", args.quiet) as bar:
-            r = evaluate_classifier(clf, ds, progress=bar.update)
+            r = evaluate_classifier(clf, ds, progress=bar.update, face_detector=fd)
         print(json.dumps({"data": spec, "model": str(clf.path), **r}))
         _err(f"== {spec}\n" + format_report(r["report"], r["by_size"]))
         if r["unknown_class"]:
             _err(f"faces of classes the model does not know, and what it called them: {r['unknown_class']}")
         if r["skipped"]:
             _err(f"skipped {len(r['skipped'])} unreadable image(s)")
+        if fd is not None:
+            _err(f"{r['snapped']} face(s) cropped around the detector's box; the rest (missed by the detector) around the annotated one")
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             confusion_png(r["report"], str(Path(args.out) / (Path(spec.split('@')[0]).name + "_confusion.png")))
@@ -559,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--nomask-weight", type=float, default=2.0, help="extra loss weight on without_mask (a bare face called masked is the costly error)")
     t.add_argument("--source-balance", type=float, default=0.5, help="sampling weight per source ~ size^-x: 0 = as the data comes, 1 = every source equally")
     t.add_argument("--erase", type=float, default=0.0, help="probability of random erasing (a rectangle of noise or colour) per training view")
+    t.add_argument("--scene-boxes", choices=["truth", "detector"], default="truth",
+                   help="scene sets (VOC/YOLO): crop around the annotated boxes, or around the face detector's boxes that match them "
+                        "(IoU >= 0.5; the framing the classifier gets at run time)")
     t.add_argument("--ema", type=float, default=0.0, help="keep an exponential moving average of the weights with this decay per step and export it (0 = off; e.g. 0.999)")
     t.add_argument("--force", action="store_true", help="overwrite a model already in --out")
     t.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
@@ -576,6 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("data", nargs="+", metavar="DATA", help="class folders or VOC/YOLO scene sets (PATH@test for the held-out part)")
     e.add_argument("--out", help="folder for confusion-matrix PNGs")
     add_arguments(e, ["threads", "nomask_cost", "flip"])
+    e.add_argument("--boxes", choices=["truth", "detector"], default="truth",
+                   help="crop around the annotated boxes, or around the face detector's boxes that match them (IoU >= 0.5, "
+                        "YuNet's photo default): how the classifier sees the faces at run time")
 
     ed = cmd("evaluate-detection", "end-to-end AP@0.5 per class and face recall by size on VOC/YOLO scene sets",
              "maskwatch evaluate-detection data/scenes --peer aizoo")

@@ -31,6 +31,20 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
+def snap_to_detections(truth: np.ndarray, found: np.ndarray, iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Replace each true box (n, 4 xyxy) by the detected box (m, 4) it overlaps best, one to one, greedily by IoU,
+    where that IoU is at least ``iou``: the framing the classifier gets at run time. Returns (boxes, snapped mask);
+    true boxes without a match stay as they are."""
+    out = np.array(truth, np.float32, copy=True).reshape(-1, 4)
+    snapped = np.zeros(len(out), bool)
+    ious = iou_matrix(out, np.asarray(found, np.float32).reshape(-1, 4))
+    while ious.size and ious.max() >= iou:
+        g, d = np.unravel_index(int(ious.argmax()), ious.shape)
+        out[g], snapped[g] = found[d], True
+        ious[g, :], ious[:, d] = -1, -1
+    return out, snapped
+
+
 def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
     """All-point interpolated average precision (VOC 2010+)."""
     r = np.concatenate([[0.0], recall, [1.0]])

@@ -264,3 +264,74 @@ def test_evaluate_detection_real_detector(tmp_path):
     assert r["face_recall"] > 0.3  # YuNet finds a good part of these faces
     assert r["skipped"] == []
     assert sum(r["faces_by_size"].values()) == len(gt_objects(stems))
+
+
+# ---------------------------------------------------------------- run-time framing (detector boxes)
+def test_snap_to_detections_is_one_to_one_and_needs_the_iou():
+    from maskwatch.detection_eval import snap_to_detections
+
+    truth = np.array([[0, 0, 10, 10], [100, 100, 120, 120], [200, 200, 210, 210]], np.float32)
+    found = np.array([[1, 1, 11, 11], [0, 0, 9, 9], [104, 104, 124, 124], [300, 300, 310, 310]], np.float32)
+    boxes, snapped = snap_to_detections(truth, found)
+    # the first truth box takes the detection it overlaps most (IoU 0.81 beats 0.68); the second has IoU 0.47: kept
+    assert snapped.tolist() == [True, False, False]
+    np.testing.assert_array_equal(boxes[0], [0, 0, 9, 9])
+    np.testing.assert_array_equal(boxes[1:], truth[1:])
+    boxes, snapped = snap_to_detections(truth, found, iou=0.4)
+    assert snapped.tolist() == [True, True, False] and boxes[1].tolist() == [104, 104, 124, 124]
+    assert snap_to_detections(truth, np.zeros((0, 4)))[1].tolist() == [False] * 3
+    assert snap_to_detections(np.zeros((0, 4)), found)[0].shape == (0, 4)
+
+
+class _ShiftedTruth:
+    """A stand-in face detector: every true box of the image, moved right by 20 % of its width."""
+
+    def __init__(self, ds):
+        self.by_shape = {}
+        self.ds = ds
+
+    def detect(self, image):
+        for im in self.ds.images:
+            from maskwatch.images import load_image
+
+            if load_image(im.path).shape == image.shape:
+                b = np.array(im.boxes, np.float32)
+                b[:, [0, 2]] += 0.2 * (b[:, 2:3] - b[:, 0:1])
+                return Detections(b, np.ones(len(b), np.float32))
+        return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+
+
+@needs_shared
+def test_evaluate_and_train_crops_can_use_the_detectors_framing(tiny_voc):
+    from maskwatch.classifier import MaskClassifier
+    from maskwatch.evaluate import evaluate_classifier
+    from maskwatch.train.cropset import build_cropset
+
+    clf = MaskClassifier(BUNDLED)
+    ds = load_source(str(tiny_voc))
+    fake = _ShiftedTruth(ds)
+    plain, framed = evaluate_classifier(clf, ds), evaluate_classifier(clf, ds, face_detector=fake)
+    n = plain["report"]["n"]
+    assert plain["snapped"] == 0 and framed["snapped"] == len(gt_objects(EVAL_STEMS))
+    assert framed["report"]["n"] == n
+    assert {k: v["n"] for k, v in framed["by_size"].items()} == {k: v["n"] for k, v in plain["by_size"].items()}  # true sizes
+
+    truth_cs, _ = build_cropset(ds, 32)
+    det_cs, _ = build_cropset(ds, 32, face_detector=fake)
+    assert len(truth_cs) == len(det_cs) and (truth_cs.face_px == det_cs.face_px).all()
+    differ = sum(truth_cs.jpegs[i] != det_cs.jpegs[i] for i in range(len(det_cs)))
+    assert differ == len(det_cs)  # every crop was cut around the moved box
+
+    from maskwatch.train.trainer import TrainConfig, _cache_key
+
+    keys = {_cache_key(TrainConfig(data=[], out="x", scene_boxes=b), ds) for b in ("truth", "detector")}
+    assert len(keys) == 2  # a detector-framed crop cache is never mistaken for a truth-framed one
+
+
+@needs_shared
+def test_evaluate_cli_boxes_detector(tiny_voc):
+    rc, out, err = run_cli(["evaluate", str(BUNDLED), str(tiny_voc), "--boxes", "detector", "--quiet"])
+    assert rc == 0, err
+    r = json.loads(out.splitlines()[-1])
+    assert 0 < r["snapped"] <= r["report"]["n"] + r["report"]["classes"].get("mask_incorrect", {}).get("support", 0)
+    assert "cropped around the detector's box" in err

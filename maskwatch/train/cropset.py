@@ -12,13 +12,14 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 
 from ..crops import DEFAULT_MARGIN, crop_square, square_boxes, whole_image_box
 from ..datasets import Dataset, assign_groups
+from ..detection_eval import snap_to_detections
 from ..detections import CLASS_NAMES
 from ..errors import InputError
 from ..images import load_image
@@ -86,8 +87,12 @@ def build_cropset(
     margin: float = DEFAULT_MARGIN,
     class_names: tuple[str, ...] = CLASS_NAMES,
     progress: Callable[[int], None] | None = None,
+    face_detector: Any = None,
 ) -> tuple[CropSet, list[str]]:
-    """Crops for every labelled face in ``ds``. Unreadable images are skipped and counted (second return value)."""
+    """Crops for every labelled face in ``ds``. Unreadable images are skipped and counted (second return value).
+
+    ``face_detector``: if given, the true boxes of scene images are replaced by the detected boxes they overlap
+    best (IoU >= 0.5), so training crops are framed as at run time; missed faces keep their true box."""
     assign_groups(ds.images)
     ctx = context_size(input_size)
     jpegs, labels, face_px, groups, sources = [], [], [], [], []
@@ -101,12 +106,16 @@ def build_cropset(
             skipped.append(str(e))
             continue
         h, w = img.shape[:2]
-        for box, label in zip(im.boxes, im.labels):
+        framing = list(im.boxes)
+        if face_detector is not None and im.boxes and all(b is not None for b in im.boxes):
+            snapped, _ = snap_to_detections(np.array(im.boxes, np.float32), face_detector.detect(img).xyxy)
+            framing = [tuple(b) for b in snapped.tolist()]
+        for box, frame_box, label in zip(im.boxes, framing, im.labels):
             if label not in class_names:
                 continue
             if box is None:
-                box = whole_image_box(w, h, margin)
-            sq = square_boxes(np.array([box]), margin, scale=CONTEXT)[0]
+                box = frame_box = whole_image_box(w, h, margin)
+            sq = square_boxes(np.array([frame_box]), margin, scale=CONTEXT)[0]
             crop = crop_square(img, sq, ctx)
             ok, enc = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 93])
             jpegs.append(enc.tobytes())

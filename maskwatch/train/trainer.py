@@ -63,6 +63,7 @@ class TrainConfig:
     source_balance: float = 0.5  # sampling weight per source ~ n_source^-x: 0 = as the data comes, 1 = equal sources
     nomask_weight: float = 2.0  # extra loss weight on without_mask: a bare face called masked is the costly error
     erase: float = 0.0  # probability of random erasing per training view (0 = off)
+    scene_boxes: str = "truth"  # scene sets: crop around the "truth" boxes, or the "detector"'s boxes matched to them
     ema: float = 0.0  # decay of an exponential moving average of the weights, per step (0 = off; e.g. 0.999)
     fp16_weights: bool = True  # store ONNX weights as float16 (computed in float32): half the file size
 
@@ -86,6 +87,7 @@ class TrainConfig:
             ("erase", 0 <= self.erase <= 1, "between 0 and 1 (a probability)"),
             ("nomask_weight", 0 < self.nomask_weight <= 100, "above 0 and at most 100"),
             ("source_balance", 0 <= self.source_balance <= 1, "between 0 and 1"),
+            ("scene_boxes", self.scene_boxes in ("truth", "detector"), "truth or detector"),
             ("ema", 0 <= self.ema < 1, "0 (off) or a decay below 1, e.g. 0.999"),
         ]
         for name, ok, valid in checks:
@@ -133,7 +135,10 @@ def stratified_group_split(labels: np.ndarray, groups: list[str], frac: float, s
 
 def _cache_key(cfg: TrainConfig, ds: Dataset) -> str:
     """Changes whenever the images, their labels or boxes, the crop size or the margin change."""
-    h = hashlib.sha1(json.dumps([context_size(cfg.input_size), cfg.margin, cfg.max_images, cfg.seed]).encode())
+    key = [context_size(cfg.input_size), cfg.margin, cfg.max_images, cfg.seed]
+    if cfg.scene_boxes != "truth":  # (the default leaves the keys of existing caches as they were)
+        key.append(cfg.scene_boxes)
+    h = hashlib.sha1(json.dumps(key).encode())
     for im in ds.images:
         st = im.path.stat()
         h.update(f"{im.path}|{st.st_size}|{st.st_mtime_ns}|{im.labels}|{im.boxes}|{im.source}".encode())
@@ -157,7 +162,12 @@ def prepare_crops(cfg: TrainConfig, specs: list[str], cache_dir: Path, progress:
     from tqdm import tqdm
 
     with tqdm(total=len(ds.images), desc="cropping faces", unit="img", disable=not progress) as bar:
-        cs, skipped = build_cropset(ds, cfg.input_size, cfg.margin, progress=bar.update)
+        fd = None
+        if cfg.scene_boxes == "detector":  # the photo default: YuNet, two passes
+            from ..detectors import create_face_detector
+
+            fd = create_face_detector("yunet", det_size=(800, 1600))
+        cs, skipped = build_cropset(ds, cfg.input_size, cfg.margin, progress=bar.update, face_detector=fd)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cs.warnings = [f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}"] if skipped else []
     cs.save(cache)
