@@ -55,8 +55,8 @@ def average_models(paths: list[str | os.PathLike], out: str | os.PathLike, force
     Every file must have the same graph (tensor names and shapes) and the same classes, input size, margin and
     normalisation. Returns the metadata written (``data.soup`` lists each member's file name and sha256).
     """
-    from onnx import numpy_helper
     import onnx
+    from onnx import numpy_helper
 
     files = [Path(p) for p in paths]
     if len(files) < 2:
