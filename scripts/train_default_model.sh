@@ -15,7 +15,7 @@ if [[ "${1:-}" == "--dry-run" ]]; then DRY=1; shift; fi
 OUT=${1:-runs/default-model}
 SHARED=${SHARED:-../shared}
 DATA=("$SHARED/data/classify/facemask12k/train" "$SHARED/data/classify/chandrikadeb7" "$SHARED/data/detect/masks-voc-dev@train")
-COMMON=(--finetune-from 0 --patience 10 --seed 0)
+COMMON=(--finetune-from 0 --patience 10 --seed 0 --scene-boxes truth)
 
 # name | settings beyond COMMON (H is the first default model; it was trained with --epochs 40)
 MEMBERS=(

@@ -335,3 +335,20 @@ def test_evaluate_cli_boxes_detector(tiny_voc):
     r = json.loads(out.splitlines()[-1])
     assert 0 < r["snapped"] <= r["report"]["n"] + r["report"]["classes"].get("mask_incorrect", {}).get("support", 0)
     assert "cropped around the detector's box" in err
+
+
+@needs_shared
+def test_training_crops_default_to_the_detectors_framing(tiny_voc, tmp_path):
+    """TrainConfig's default frames scene faces with YuNet's matching boxes (the real detector, not a stand-in)."""
+    from maskwatch.train.trainer import TrainConfig, prepare_crops
+
+    cfg = TrainConfig(data=[str(tiny_voc)], out=str(tmp_path / "out"), input_size=32)
+    assert cfg.scene_boxes == "detector"
+    det_cs, _ = prepare_crops(cfg, cfg.data, tmp_path / "cache")
+    truth_cfg = TrainConfig(data=[str(tiny_voc)], out=str(tmp_path / "out"), input_size=32, scene_boxes="truth")
+    truth_cs, _ = prepare_crops(truth_cfg, truth_cfg.data, tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("crops-*.npz"))) == 2
+    assert len(det_cs) == len(truth_cs) == len(gt_objects(EVAL_STEMS))
+    assert (det_cs.labels == truth_cs.labels).all() and (det_cs.face_px == truth_cs.face_px).all()
+    moved = sum(a != b for a, b in zip(det_cs.jpegs, truth_cs.jpegs))
+    assert moved >= len(det_cs) // 2  # YuNet finds most of these faces, and never frames them exactly as annotated

@@ -728,5 +728,5 @@ def test_default_model_script_commands_parse():
     for c in cmds:
         args = parser.parse_args(c[1:])
         if c[1] == "train":
-            assert args.seed == 0 and args.finetune_from == 0 and args.patience == 10
+            assert args.seed == 0 and args.finetune_from == 0 and args.patience == 10 and args.scene_boxes == "truth"
     assert len(cmds[-1]) == 2 + 7 + 3  # maskwatch soup, seven models, --out FILE --force

@@ -63,7 +63,8 @@ class TrainConfig:
     source_balance: float = 0.5  # sampling weight per source ~ n_source^-x: 0 = as the data comes, 1 = equal sources
     nomask_weight: float = 2.0  # extra loss weight on without_mask: a bare face called masked is the costly error
     erase: float = 0.0  # probability of random erasing per training view (0 = off)
-    scene_boxes: str = "truth"  # scene sets: crop around the "truth" boxes, or the "detector"'s boxes matched to them
+    scene_boxes: str = "detector"  # scene sets: crop around the face detector's boxes matched to the true ones
+    # (IoU >= 0.5; the run-time framing), or around the "truth" boxes themselves
     ema: float = 0.0  # decay of an exponential moving average of the weights, per step (0 = off; e.g. 0.999)
     fp16_weights: bool = True  # store ONNX weights as float16 (computed in float32): half the file size
 
@@ -136,7 +137,7 @@ def stratified_group_split(labels: np.ndarray, groups: list[str], frac: float, s
 def _cache_key(cfg: TrainConfig, ds: Dataset) -> str:
     """Changes whenever the images, their labels or boxes, the crop size or the margin change."""
     key = [context_size(cfg.input_size), cfg.margin, cfg.max_images, cfg.seed]
-    if cfg.scene_boxes != "truth":  # (the default leaves the keys of existing caches as they were)
+    if cfg.scene_boxes != "truth":  # (truth framing keeps the keys of caches made before this setting existed)
         key.append(cfg.scene_boxes)
     h = hashlib.sha1(json.dumps(key).encode())
     for im in ds.images:
