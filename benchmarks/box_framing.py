@@ -1,0 +1,83 @@
+"""How the face detector's boxes sit against a scene set's annotated boxes, and what the photo pipeline
+returns off the annotated faces. One table per scene set:
+
+- per class: faces, found at IoU >= 0.5, found only at IoU 0.3-0.5 (framed differently), not found (< 0.1);
+- the annotated box relative to the matched detected box (IoU >= 0.3): medians of its left and top edge
+  offsets and of its width and height, in units of the detected box;
+- detections that match no annotated face (IoU < 0.3), by the label the classifier gives them.
+
+    python benchmarks/box_framing.py [SCENES ...] [--det-size 800,1600] [--flip on|off]
+
+Defaults: ../shared/data/detect/masks-voc-dev@test and masks-yolo-extra, the photo defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from maskwatch.classifier import MaskClassifier  # noqa: E402
+from maskwatch.datasets import load_source  # noqa: E402
+from maskwatch.detection_eval import iou_matrix  # noqa: E402
+from maskwatch.detectors import create_face_detector  # noqa: E402
+from maskwatch.images import load_image  # noqa: E402
+from maskwatch.settings import det_sizes, on_off  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
+
+
+def measure(spec: str, detector, clf: MaskClassifier) -> None:
+    ds = load_source(spec)
+    per_class: dict[str, list[float]] = {}
+    rel: list[tuple[float, float, float, float]] = []
+    off: dict[str, int] = {}
+    n_det = 0
+    for im in ds.images:
+        img = load_image(im.path)
+        faces = detector.detect(img)
+        n_det += len(faces)
+        gt = np.array(im.boxes, np.float32).reshape(-1, 4)
+        ious = iou_matrix(gt, faces.xyxy)
+        for g, lab in enumerate(im.labels):
+            best = float(ious[g].max()) if ious.shape[1] else 0.0
+            per_class.setdefault(lab, []).append(best)
+            if best >= 0.3:
+                d = faces.xyxy[int(ious[g].argmax())]
+                dw, dh = d[2] - d[0], d[3] - d[1]
+                rel.append(((gt[g, 0] - d[0]) / dw, (gt[g, 1] - d[1]) / dh, (gt[g, 2] - gt[g, 0]) / dw, (gt[g, 3] - gt[g, 1]) / dh))
+        unmatched = ~(ious.max(0) >= 0.3) if ious.shape[0] else np.ones(len(faces), bool)
+        if unmatched.any():
+            out = clf.classify(img, faces)
+            for i in np.nonzero(unmatched)[0]:
+                lab = out.class_names[out.class_id[i]]
+                off[lab] = off.get(lab, 0) + 1
+    print(f"== {spec}")
+    print(f"{'class':>14} | faces | IoU>=0.5 | IoU 0.3-0.5 | not found (<0.1)")
+    for lab, v in sorted(per_class.items()):
+        a = np.array(v)
+        print(f"{lab:>14} | {len(a):5d} | {(a >= 0.5).mean():8.3f} | {((a >= 0.3) & (a < 0.5)).sum():11d} | {(a < 0.1).sum():6d}")
+    if rel:
+        m = np.median(np.array(rel), 0)
+        print(f"annotated box vs detected (medians, in detected-box units): left {m[0]:+.2f}, top {m[1]:+.2f}, "
+              f"width x{m[2]:.2f}, height x{m[3]:.2f}  ({len(rel)} pairs)")
+    print(f"detections: {n_det}; on no annotated face (IoU < 0.3): {sum(off.values())}, labelled {dict(sorted(off.items()))}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("scenes", nargs="*", default=[f"{SHARED}/masks-voc-dev@test", f"{SHARED}/masks-yolo-extra"])
+    ap.add_argument("--det-size", type=det_sizes, default="800,1600")
+    ap.add_argument("--flip", type=on_off, default="on")
+    a = ap.parse_args()
+    detector = create_face_detector("yunet", det_size=a.det_size)
+    clf = MaskClassifier(flip=a.flip)
+    for spec in a.scenes:
+        measure(spec, detector, clf)
+
+
+if __name__ == "__main__":
+    main()
