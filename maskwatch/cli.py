@@ -566,10 +566,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--nomask-weight", type=float, default=2.0, help="extra loss weight on without_mask (a bare face called masked is the costly error)")
     t.add_argument("--source-balance", type=float, default=0.5, help="sampling weight per source ~ size^-x: 0 = as the data comes, 1 = every source equally")
     t.add_argument("--erase", type=float, default=0.0, help="probability of random erasing (a rectangle of noise or colour) per training view")
-    t.add_argument("--scene-boxes", choices=["truth", "detector"], default="detector",
-                   help="scene sets (VOC/YOLO): crop around the face detector's box that matches each annotated one (IoU >= 0.5; "
-                        "the framing the classifier gets at run time; faces it misses keep their annotated box), or around the "
-                        "annotated boxes ('truth', as the bundled model was trained)")
+    t.add_argument("--scene-boxes", choices=["truth", "detector"], default="truth",
+                   help="scene sets (VOC/YOLO): crop around the annotated boxes, or around the face detector's box that matches "
+                        "each one ('detector': IoU >= 0.5, the framing the classifier gets at run time; faces it misses keep "
+                        "their annotated box)")
     t.add_argument("--ema", type=float, default=0.0, help="keep an exponential moving average of the weights with this decay per step and export it (0 = off; e.g. 0.999)")
     t.add_argument("--force", action="store_true", help="overwrite a model already in --out")
     t.add_argument("--resume", action="store_true", help="continue from --out/last.pt")

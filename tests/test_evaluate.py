@@ -338,15 +338,16 @@ def test_evaluate_cli_boxes_detector(tiny_voc):
 
 
 @needs_shared
-def test_training_crops_default_to_the_detectors_framing(tiny_voc, tmp_path):
-    """TrainConfig's default frames scene faces with YuNet's matching boxes (the real detector, not a stand-in)."""
+def test_training_crops_can_use_the_real_detectors_framing(tiny_voc, tmp_path):
+    """--scene-boxes detector frames scene faces with YuNet's matching boxes (the real detector, not a stand-in);
+    the default stays the annotated boxes."""
     from maskwatch.train.trainer import TrainConfig, prepare_crops
 
-    cfg = TrainConfig(data=[str(tiny_voc)], out=str(tmp_path / "out"), input_size=32)
-    assert cfg.scene_boxes == "detector"
-    det_cs, _ = prepare_crops(cfg, cfg.data, tmp_path / "cache")
-    truth_cfg = TrainConfig(data=[str(tiny_voc)], out=str(tmp_path / "out"), input_size=32, scene_boxes="truth")
+    truth_cfg = TrainConfig(data=[str(tiny_voc)], out=str(tmp_path / "out"), input_size=32)
+    assert truth_cfg.scene_boxes == "truth"
     truth_cs, _ = prepare_crops(truth_cfg, truth_cfg.data, tmp_path / "cache")
+    cfg = TrainConfig(data=[str(tiny_voc)], out=str(tmp_path / "out"), input_size=32, scene_boxes="detector")
+    det_cs, _ = prepare_crops(cfg, cfg.data, tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("crops-*.npz"))) == 2
     assert len(det_cs) == len(truth_cs) == len(gt_objects(EVAL_STEMS))
     assert (det_cs.labels == truth_cs.labels).all() and (det_cs.face_px == truth_cs.face_px).all()

@@ -63,8 +63,8 @@ class TrainConfig:
     source_balance: float = 0.5  # sampling weight per source ~ n_source^-x: 0 = as the data comes, 1 = equal sources
     nomask_weight: float = 2.0  # extra loss weight on without_mask: a bare face called masked is the costly error
     erase: float = 0.0  # probability of random erasing per training view (0 = off)
-    scene_boxes: str = "detector"  # scene sets: crop around the face detector's boxes matched to the true ones
-    # (IoU >= 0.5; the run-time framing), or around the "truth" boxes themselves
+    scene_boxes: str = "truth"  # scene sets: crop around the "truth" boxes, or the face "detector"'s boxes matched
+    # to them (IoU >= 0.5; the run-time framing)
     ema: float = 0.0  # decay of an exponential moving average of the weights, per step (0 = off; e.g. 0.999)
     fp16_weights: bool = True  # store ONNX weights as float16 (computed in float32): half the file size
 
