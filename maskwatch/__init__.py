@@ -26,7 +26,7 @@ from .pipeline import Detector
 from . import video  # noqa: F401  (VideoSource, VideoSink, FPSMonitor)
 
 __version__ = "0.1.0"
-PHOTO_DET_SIZE = (800, 1600)  # photos: two passes, small and large faces (the `maskwatch detect` default too)
+from .settings import PHOTO_DET_SIZE  # noqa: E402
 _detectors: dict[tuple, Detector] = {}
 
 

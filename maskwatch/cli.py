@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import InputError, MaskwatchError
-from .settings import add_arguments, det_sizes, detector_kwargs, on_off
+from .settings import PHOTO_DET_SIZE as PHOTO_DET_SIZES, add_arguments, det_sizes, detector_kwargs, on_off
 
 DETECT_SETTINGS = ["face_detector", "classifier", "score_threshold", "nms_threshold", "det_size", "upscale", "threads",
                    "nomask_cost", "flip"]
-PHOTO_DET_SIZE = "800,1600"  # photos: two passes, so 10-20 px faces and large ones are both found (as maskwatch.detect)
+PHOTO_DET_SIZE = ",".join(map(str, PHOTO_DET_SIZES))  # as a command-line value: "800,1600"
 PHOTO_DEFAULTS = {"det_size": PHOTO_DET_SIZE, "flip": True}  # photos: accuracy first (two passes, mirrored faces too)
 VIDEO_DET_SIZE = 320  # video and live: speed first (faces at an entrance are large)
 
@@ -369,7 +369,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.boxes == "detector":
         from .detectors import create_face_detector
 
-        fd = create_face_detector("yunet", det_size=(800, 1600), threads=args.threads)
+        fd = create_face_detector("yunet", det_size=PHOTO_DET_SIZES, threads=args.threads)
     for spec in args.data:
         ds = load_source(spec)
         for w in ds.warnings:

@@ -23,6 +23,10 @@ def det_sizes(text: str | int | tuple) -> int | tuple[int, ...]:
 
 det_sizes.__name__ = "size[,size...]"
 
+PHOTO_DET_SIZE = (800, 1600)
+"""Face-detection sizes for photos: two passes, so 10-20 px faces and large ones are both found. The default of
+``maskwatch detect``, ``maskwatch.detect()``, the server's uploads and ``--boxes/--scene-boxes detector``."""
+
 
 def on_off(text: str | bool) -> bool:
     """'on'/'off', 'true'/'false', 'yes'/'no', '1'/'0' (any case) -> bool. Raises ValueError on anything else."""

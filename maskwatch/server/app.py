@@ -52,7 +52,7 @@ from ..errors import InputError
 from ..events import Event, EventDispatcher, EventLog, EventLogSink, Sink, is_loopback
 from ..images import MAX_PIXELS, check_image_header, decode_image
 from ..pipeline import Detector
-from ..settings import check
+from ..settings import PHOTO_DET_SIZE, check
 from .cameras import CameraSpec, CameraWorker, parse_camera
 from .demo import write_demo_video
 
@@ -82,7 +82,7 @@ class ServerSettings:
     max_upload_mb: float = 10.0
     max_pixels: int = MAX_PIXELS
     detector: dict[str, Any] = field(default_factory=lambda: {"det_size": 320})
-    photo_det_size: int | tuple[int, ...] = (800, 1600)
+    photo_det_size: int | tuple[int, ...] = PHOTO_DET_SIZE
     photo_flip: bool = True
     confirm_frames: int = 5
     blur_faces: bool = False

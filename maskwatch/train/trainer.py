@@ -166,8 +166,9 @@ def prepare_crops(cfg: TrainConfig, specs: list[str], cache_dir: Path, progress:
         fd = None
         if cfg.scene_boxes == "detector":  # the photo default: YuNet, two passes
             from ..detectors import create_face_detector
+            from ..settings import PHOTO_DET_SIZE
 
-            fd = create_face_detector("yunet", det_size=(800, 1600))
+            fd = create_face_detector("yunet", det_size=PHOTO_DET_SIZE)
         cs, skipped = build_cropset(ds, cfg.input_size, cfg.margin, progress=bar.update, face_detector=fd)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cs.warnings = [f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}"] if skipped else []
