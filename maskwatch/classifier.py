@@ -36,20 +36,11 @@ class MaskClassifier:
 
     def __init__(self, model: str | os.PathLike = "mask_classifier", threads: int | None = None,
                  nomask_cost: float = DEFAULT_NOMASK_COST, flip: bool = False) -> None:
-        from .models import resolve
+        from .models import onnx_session, resolve
 
         self.path = resolve(model)
         try:
-            import onnxruntime as ort
-
-            so = ort.SessionOptions()
-            # Two sessions (face detector, classifier) take turns each frame: spinning threads of one would
-            # steal the CPU from the other.
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            if threads:
-                so.intra_op_num_threads = threads
-            so.log_severity_level = 3
-            self.session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+            self.session = onnx_session(self.path, threads)
         except Exception as e:  # onnxruntime raises its own exception types for corrupt files
             raise ModelError(f"{self.path}: not a loadable ONNX model ({str(e).splitlines()[0][:200]}); re-download or re-export it") from None
         meta = self.session.get_modelmeta().custom_metadata_map.get("maskwatch")

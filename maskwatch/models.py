@@ -157,3 +157,22 @@ def _entry(name: str) -> ModelFile:
     if name not in REGISTRY:
         raise ModelError(f"unknown model '{name}'; known: {', '.join(REGISTRY)}")
     return REGISTRY[name]
+
+
+def onnx_session(path: str | os.PathLike, threads: int | None = None):
+    """An onnxruntime CPU session for ``path`` with maskwatch's threading settings.
+
+    ``threads``: intra-op threads (None or 0: all cores). The threads spin between the operators of one run
+    (a lone face: 1.5 ms instead of 2.0 ms on a 2-core CPU, ``benchmarks/classifier_speed.py``) and stop
+    spinning when the run returns, so the face detector and the classifier, which take turns every frame,
+    do not steal the CPU from each other. Errors from onnxruntime propagate; callers turn them into ModelError.
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    so.add_session_config_entry("session.force_spinning_stop", "1")
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from ..errors import ModelError
-from ..models import resolve
+from ..models import onnx_session, resolve
 from .base import FaceDetector
 
 _STRIDES = (8, 16, 32)
@@ -32,16 +32,7 @@ class YuNetDetector(FaceDetector):
                 self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), self._raw_threshold, self.nms_threshold, 5000)
                 self._size = (320, 320)
             elif backend == "onnxruntime":
-                import onnxruntime as ort
-
-                so = ort.SessionOptions()
-                # Two sessions (face detector, classifier) take turns each frame: spinning threads of one would
-                # steal the CPU from the other.
-                so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                so.log_severity_level = 3
-                if threads:
-                    so.intra_op_num_threads = threads
-                self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+                self._sess = onnx_session(path, threads)
                 names = {o.name for o in self._sess.get_outputs()}
                 if not {f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in _STRIDES} <= names:
                     raise ModelError(f"{path}: not a YuNet model (outputs {sorted(names)})")
