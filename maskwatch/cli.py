@@ -364,6 +364,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_classifier
     from .metrics import confusion_png, format_report
 
+    if args.errors and not args.out:
+        raise InputError("--errors needs --out FOLDER: the misclassified faces are written there")
     clf = MaskClassifier(args.model, threads=args.threads, nomask_cost=args.nomask_cost, flip=args.flip)
     fd = None
     if args.boxes == "detector":
@@ -375,7 +377,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for w in ds.warnings:
             _err(f"maskwatch: warning: {w}")
         with _bar(len(ds.images), f"evaluating {spec}", "img", args.quiet) as bar:
-            r = evaluate_classifier(clf, ds, progress=bar.update, face_detector=fd)
+            errors = Path(args.out) / (Path(spec.split("@")[0]).name + "_errors") if args.errors else None
+            r = evaluate_classifier(clf, ds, progress=bar.update, face_detector=fd, errors_dir=errors)
         print(json.dumps({"data": spec, "model": str(clf.path), **r}))
         _err(f"== {spec}\n" + format_report(r["report"], r["by_size"]))
         if r["unknown_class"]:
@@ -384,6 +387,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             _err(f"skipped {len(r['skipped'])} unreadable image(s)")
         if fd is not None:
             _err(f"{r['snapped']} face(s) cropped around the detector's box; the rest (missed by the detector) around the annotated one")
+        if errors is not None:
+            _err(f"{r['errors']} misclassified face(s) written to {errors}/ (surest mistakes first; errors.csv lists them)")
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             confusion_png(r["report"], str(Path(args.out) / (Path(spec.split('@')[0]).name + "_confusion.png")))
@@ -586,6 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", metavar="MODEL", help="classifier ONNX file, or 'mask_classifier' (bundled)")
     e.add_argument("data", nargs="+", metavar="DATA", help="class folders or VOC/YOLO scene sets (PATH@test for the held-out part)")
     e.add_argument("--out", help="folder for confusion-matrix PNGs")
+    e.add_argument("--errors", action="store_true",
+                   help="also save every misclassified face into OUT/SET_errors/TRUE_as_PREDICTED/ (the crop the model saw "
+                        "beside its surroundings) with an errors.csv: to find label errors and what the model gets wrong")
     add_arguments(e, ["threads", "nomask_cost", "flip"])
     e.add_argument("--boxes", choices=["truth", "detector"], default="truth",
                    help="crop around the annotated boxes, or around the face detector's boxes that match them (IoU >= 0.5, "

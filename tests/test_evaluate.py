@@ -189,6 +189,55 @@ def test_cli_evaluate_missing_data(tmp_path):
     assert rc == 2 and "Traceback" not in err and "no such folder" in err
 
 
+@needs_shared
+def test_cli_evaluate_errors_gallery_matches_the_confusion_matrix(tiny_voc, tmp_path):
+    """--errors writes exactly the off-diagonal faces of the confusion matrix, each under TRUE_as_PREDICTED/."""
+    import csv
+
+    import cv2
+
+    rc, out, err = run_cli(["evaluate", str(BUNDLED), str(tiny_voc), "-q", "--out", str(tmp_path), "--errors",
+                            "--nomask-cost", "100"])  # a high cost forces some masked faces to be called bare
+    assert rc == 0, err
+    rec = json.loads(out)
+    cm = np.array(rec["report"]["confusion"])
+    names = rec["report"]["class_names"]
+    n_wrong = int(cm.sum() - np.trace(cm))
+    assert rec["errors"] == n_wrong > 0
+    folder = tmp_path / "voc_errors"
+    rows = list(csv.DictReader(open(folder / "errors.csv")))
+    assert len(rows) == n_wrong
+    for i, t in enumerate(names):
+        for j, p in enumerate(names):
+            files = sorted((folder / f"{t}_as_{p}").glob("*.jpg")) if i != j else []
+            assert len(files) == (cm[i, j] if i != j else 0), (t, p)
+    for r in rows:
+        assert r["truth"] != r["predicted"]
+        img = cv2.imread(str(folder / r["file"]))
+        assert img.shape == (128, 256, 3)  # the classifier's view beside the surroundings
+        pct = int(r["file"].split("/")[1][:3])
+        assert pct == round(100 * float(r[f"p_{r['predicted']}"]))
+
+
+def test_write_errors_face_crop_images_have_no_surroundings(tmp_path):
+    import cv2
+
+    from maskwatch.evaluate import write_errors
+
+    img = np.full((90, 90, 3), 200, np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    n = write_errors(tmp_path / "e", [(tmp_path / "a.png", np.array([10, 10, 80, 80], np.float32), True)],
+                     ["with_mask"], ["without_mask"], np.array([[0.3, 0.7, 0.0]]), CLASS_NAMES, 0.2)
+    assert n == 1
+    (f,) = (tmp_path / "e" / "with_mask_as_without_mask").glob("*.jpg")
+    assert f.name.startswith("070_a_") and cv2.imread(str(f)).shape == (128, 128, 3)
+
+
+def test_cli_evaluate_errors_needs_out(tmp_path):
+    rc, out, err = run_cli(["evaluate", "mask_classifier", str(tmp_path), "--errors", "-q"])
+    assert rc == 2 and "--errors needs --out" in err and "Traceback" not in err
+
+
 # ---------------------------------------------------------------- detection evaluation
 def test_voc_ap_known_curve():
     assert voc_ap(np.array([0.2, 0.4, 0.4, 0.6]), np.array([1.0, 1.0, 0.67, 0.75])) == pytest.approx(0.55)
