@@ -105,29 +105,42 @@ class MaskClassifier:
     def heatmaps(self, crops_rgb: np.ndarray, class_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Grad-CAM maps (n, S, S) float 0..1 for the predicted (or given) class of each crop, and the probs.
 
-        Computed from the model's last convolutional feature map and the head weights stored in the file.
+        Computed from the model's last convolutional feature map and the head weights stored in the file. With
+        ``flip`` on, the map is the mean of the crop's map and the mirrored crop's map (mirrored back), like
+        the probabilities, so the map explains the label that was given.
         """
+        n = len(crops_rgb)
+        views = np.concatenate([crops_rgb, crops_rgb[:, :, ::-1]]) if self.flip else crops_rgb
+        (probs, fmap) = self.session.run(["probs", "features"], {self.input_name: to_input(views)})
+        if self.flip:
+            probs = (probs[:n] + probs[n:]) / 2
+        if class_ids is None:
+            class_ids = self.decide(probs[:, self._order])
+        model_ids = np.array([self._order[int(c)] for c in class_ids], np.int64)  # w2's rows: the model's class order
+        cams = self._cams(fmap, np.tile(model_ids, len(views) // max(n, 1)))
+        if self.flip:
+            cams = (cams[:n] + cams[n:, :, ::-1]) / 2
+        peak = cams.reshape(n, -1).max(1) if n else np.zeros(0, np.float32)
+        maps = np.where(peak[:, None, None] > 0, cams / np.maximum(peak, 1e-12)[:, None, None], cams)
+        return maps.astype(np.float32), probs[:, self._order]
+
+    def _cams(self, fmap: np.ndarray, model_ids: np.ndarray) -> np.ndarray:
+        """Non-negative class-activation maps (n, S, S), not normalised, from feature maps (n, k, h, w)."""
         import cv2
 
-        (probs, fmap) = self.session.run(["probs", "features"], {self.input_name: to_input(crops_rgb)})
         head = self.meta["head"]
         (h1, k), (c, _) = head["shapes"]
         w1 = _unb64(head["fc1_w"]).reshape(h1, k)
         b1 = _unb64(head["fc1_b"])
         w2 = _unb64(head["fc2_w"]).reshape(c, h1)
-        if class_ids is None:
-            class_ids = self.decide(probs[:, self._order])
-        model_ids = [self._order[int(c)] for c in class_ids]  # w2's rows are in the model's own class order
         pooled = fmap.mean(axis=(2, 3))  # (n, k)
         hidden = pooled @ w1.T + b1  # (n, h1)
-        maps = np.zeros((len(crops_rgb), self.input_size, self.input_size), np.float32)
+        out = np.zeros((len(fmap), self.input_size, self.input_size), np.float32)
         for i, cid in enumerate(model_ids):
             grad = (w2[cid] * (hidden[i] > 0)) @ w1  # d logit / d pooled, (k,)
             cam = np.maximum((fmap[i] * grad[:, None, None]).sum(0), 0)
-            cam = cv2.resize(cam, (self.input_size, self.input_size), interpolation=cv2.INTER_CUBIC)
-            cam = np.maximum(cam, 0)
-            maps[i] = cam / cam.max() if cam.max() > 0 else cam
-        return maps, probs[:, self._order]
+            out[i] = np.maximum(cv2.resize(cam, (self.input_size, self.input_size), interpolation=cv2.INTER_CUBIC), 0)
+        return out
 
 
 def _unb64(s: str) -> np.ndarray:

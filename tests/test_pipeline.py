@@ -184,6 +184,25 @@ def test_flip_averages_the_face_and_its_mirror():
     assert flipped.predict(crops[:0]).shape == (0, len(flipped.class_names))
 
 
+def test_flip_heatmaps_explain_the_averaged_label():
+    """With flip on, a face's heatmap is the mean of its own and its mirror's (mirrored back): so the map of a
+    mirrored face is the mirrored map, and the probabilities are those predict() gives."""
+    from maskwatch.classifier import MaskClassifier
+
+    plain, flipped = MaskClassifier(), MaskClassifier(flip=True)
+    crops = np.random.default_rng(2).integers(0, 255, (3, plain.input_size, plain.input_size, 3), dtype=np.uint8)
+    mirrored = np.ascontiguousarray(crops[:, :, ::-1])
+    maps, probs = flipped.heatmaps(crops)
+    np.testing.assert_allclose(probs, flipped.predict(crops), atol=1e-5)
+    ids = flipped.decide(probs)
+    maps_m, _ = flipped.heatmaps(mirrored, ids)
+    np.testing.assert_allclose(maps_m, maps[:, :, ::-1], atol=1e-4)
+    assert maps.shape == (3, plain.input_size, plain.input_size) and maps.min() >= 0 and maps.max() <= 1
+    own, _ = plain.heatmaps(crops, ids)
+    assert not np.allclose(own, maps, atol=1e-3)  # the unmirrored view alone is another map
+    assert flipped.heatmaps(crops[:0])[0].shape == (0, plain.input_size, plain.input_size)
+
+
 def test_flip_is_on_for_photos_and_off_for_video():
     from maskwatch.cli import build_parser
 
