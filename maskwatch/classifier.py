@@ -117,9 +117,11 @@ class MaskClassifier:
         if class_ids is None:
             class_ids = self.decide(probs[:, self._order])
         model_ids = np.array([self._order[int(c)] for c in class_ids], np.int64)  # w2's rows: the model's class order
-        cams = self._cams(fmap, np.tile(model_ids, len(views) // max(n, 1)))
         if self.flip:
+            cams = self._cams(fmap, np.concatenate([model_ids, model_ids]))
             cams = (cams[:n] + cams[n:, :, ::-1]) / 2
+        else:
+            cams = self._cams(fmap, model_ids)
         peak = cams.reshape(n, -1).max(1) if n else np.zeros(0, np.float32)
         maps = np.where(peak[:, None, None] > 0, cams / np.maximum(peak, 1e-12)[:, None, None], cams)
         return maps.astype(np.float32), probs[:, self._order]

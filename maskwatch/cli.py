@@ -376,8 +376,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         ds = load_source(spec)
         for w in ds.warnings:
             _err(f"maskwatch: warning: {w}")
+        name = Path(spec.split("@")[0]).name
+        errors = Path(args.out) / f"{name}_errors" if args.errors else None
         with _bar(len(ds.images), f"evaluating {spec}", "img", args.quiet) as bar:
-            errors = Path(args.out) / (Path(spec.split("@")[0]).name + "_errors") if args.errors else None
             r = evaluate_classifier(clf, ds, progress=bar.update, face_detector=fd, errors_dir=errors)
         print(json.dumps({"data": spec, "model": str(clf.path), **r}))
         _err(f"== {spec}\n" + format_report(r["report"], r["by_size"]))
@@ -391,7 +392,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             _err(f"{r['errors']} misclassified face(s) written to {errors}/ (surest mistakes first; errors.csv lists them)")
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
-            confusion_png(r["report"], str(Path(args.out) / (Path(spec.split('@')[0]).name + "_confusion.png")))
+            confusion_png(r["report"], str(Path(args.out) / f"{name}_confusion.png"))
     return 0
 
 

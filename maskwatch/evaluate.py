@@ -76,21 +76,18 @@ def evaluate_classifier(clf: MaskClassifier, ds: Dataset, progress: Callable[[in
     for x, p in zip(lab[~known], pred[~known]):
         d = unknown.setdefault(str(x), {})
         d[names[int(p)]] = d.get(names[int(p)], 0) + 1
-    out: dict[str, Any] = {}
-    if errors_dir is not None:
-        idx = np.flatnonzero(known)
-        wrong = idx[yp != yt]
-        out["errors"] = write_errors(errors_dir, [where[i] for i in wrong], lab[wrong].tolist(),
-                                     [names[int(p)] for p in pred[wrong]], prob[wrong], names, clf.margin)
-    return {
-        **out,
+    result: dict[str, Any] = {
         "report": metrics.report(yt, yp, names),
         "by_size": metrics.report_by_size(yt, yp, sz, names),
         "unknown_class": unknown,
         "skipped": skipped,
         "snapped": n_snapped,
     }
-
+    if errors_dir is not None:
+        wrong = np.flatnonzero(known)[yp != yt]
+        result["errors"] = write_errors(errors_dir, [where[i] for i in wrong], lab[wrong].tolist(),
+                                        [names[int(p)] for p in pred[wrong]], prob[wrong], names, clf.margin)
+    return result
 
 
 def write_errors(folder: str | os.PathLike, faces: list[tuple[Path, np.ndarray, bool]], truth: list[str], predicted: list[str],
@@ -109,14 +106,13 @@ def write_errors(folder: str | os.PathLike, faces: list[tuple[Path, np.ndarray, 
 
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
-    cache: dict[Path, np.ndarray] = {}
+    loaded: Path | None = None  # faces come grouped by image: decode each image once
     with open(root / "errors.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["image", "x1", "y1", "x2", "y2", "truth", "predicted", *(f"p_{c}" for c in class_names), "file"])
         for k, ((path, box, whole), t, p, pr) in enumerate(zip(faces, truth, predicted, probs)):
-            if path not in cache:
-                cache = {path: load_image(path)}  # faces come grouped by image: keep one decoded at a time
-            img = cache[path]
+            if path != loaded:
+                img, loaded = load_image(path), path
             view = crop_square(img, square_boxes(box, margin)[0], tile)
             if not whole:  # a face-crop image has no surroundings to show
                 wide = square_boxes(box, margin, scale=3.0)[0]
