@@ -9,6 +9,7 @@ import re
 import select
 import sys
 import time
+import types
 from typing import Callable
 
 import pytest
@@ -219,67 +220,67 @@ def _drain(master: int, got: bytearray, size: int, timeout: float = 2.0) -> None
             got.extend(os.read(master, 4096))
 
 
-@needs_pty
-def test_exact_bytes_on_a_pty():
+@pytest.fixture
+def pty():
+    """A pseudo-terminal pair: ``master`` is our end of the cable, ``name`` the port SerialSignal opens. A test
+    that closes ``master`` itself sets it to -1."""
     pytest.importorskip("serial")
     master, slave = os.openpty()
-    name = os.ttyname(slave)
-    got = bytearray()
-    try:
-        with SerialSignal(name, interval_ms=10) as sig:
-            sig.update(UNMASKED_A, W, H)
-            assert _read_pty(master, got, MSG_A), bytes(got)
-            sig.update(NOBODY, W, H)
-            assert _read_pty(master, got, IDLE_MSG), bytes(got)
-            sig.update(UNMASKED_B, W, H)
-            assert _read_pty(master, got, MSG_B), bytes(got)
-            sig.update(MASKED, W, H)
-            assert _read_pty(master, got, IDLE_MSG), bytes(got)
-            assert sig.status() == {"port": name, "connected": True, "last_error": None,
-                                    "messages_sent": sig.messages_sent, "dry_run": False}
-        # Every byte written (the final X0Y0 from close() included) reached the other end, unchanged.
-        written = b"".join(sig.sent)
-        assert sig.sent[-1] == FINAL_MESSAGE and len(sig.sent) == sig.messages_sent < 1000
-        _drain(master, got, len(written))
-        assert bytes(got) == written
-        # Raw bytes: no "\r\n" translation by the tty, no echo, whole messages only.
-        assert re.fullmatch(rb"(X138Y30\n)+(X0Y0\n)+(X56Y90\n)+(X0Y0\n)+", bytes(got)), bytes(got)
-    finally:
-        os.close(master)
-        os.close(slave)
+    p = types.SimpleNamespace(master=master, name=os.ttyname(slave))
+    yield p
+    if p.master >= 0:
+        os.close(p.master)
+    os.close(slave)
 
 
 @needs_pty
-def test_pty_unplugged_mid_run_keeps_the_loop_going():
-    pytest.importorskip("serial")
-    master, slave = os.openpty()
-    name = os.ttyname(slave)
+def test_exact_bytes_on_a_pty(pty):
+    master, name = pty.master, pty.name
     got = bytearray()
-    try:
-        sig = SerialSignal(name, interval_ms=10, reconnect_s=0.05)
+    with SerialSignal(name, interval_ms=10) as sig:
         sig.update(UNMASKED_A, W, H)
-        assert _read_pty(master, got, MSG_A)
-        os.close(master)  # the cable is pulled: writes to the slave now fail with EIO
-        master = -1
-        worst = 0.0
-        end = time.monotonic() + 0.3
-        while time.monotonic() < end:  # the video loop keeps running at full speed
-            t = time.perf_counter()
-            sig.update(UNMASKED_B, W, H)
-            worst = max(worst, time.perf_counter() - t)
-            time.sleep(0.002)
-        assert worst < 0.05
-        assert wait_for(lambda: sig.status()["last_error"] is not None)
-        status = sig.status()
-        assert status["connected"] is False
-        assert name in status["last_error"]
+        assert _read_pty(master, got, MSG_A), bytes(got)
+        sig.update(NOBODY, W, H)
+        assert _read_pty(master, got, IDLE_MSG), bytes(got)
+        sig.update(UNMASKED_B, W, H)
+        assert _read_pty(master, got, MSG_B), bytes(got)
+        sig.update(MASKED, W, H)
+        assert _read_pty(master, got, IDLE_MSG), bytes(got)
+        assert sig.status() == {"port": name, "connected": True, "last_error": None,
+                                "messages_sent": sig.messages_sent, "dry_run": False}
+    # Every byte written (the final X0Y0 from close() included) reached the other end, unchanged.
+    written = b"".join(sig.sent)
+    assert sig.sent[-1] == FINAL_MESSAGE and len(sig.sent) == sig.messages_sent < 1000
+    _drain(master, got, len(written))
+    assert bytes(got) == written
+    # Raw bytes: no "\r\n" translation by the tty, no echo, whole messages only.
+    assert re.fullmatch(rb"(X138Y30\n)+(X0Y0\n)+(X56Y90\n)+(X0Y0\n)+", bytes(got)), bytes(got)
+
+
+@needs_pty
+def test_pty_unplugged_mid_run_keeps_the_loop_going(pty):
+    master, name = pty.master, pty.name
+    got = bytearray()
+    sig = SerialSignal(name, interval_ms=10, reconnect_s=0.05)
+    sig.update(UNMASKED_A, W, H)
+    assert _read_pty(master, got, MSG_A)
+    os.close(master)  # the cable is pulled: writes to the slave now fail with EIO
+    pty.master = -1
+    worst = 0.0
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:  # the video loop keeps running at full speed
         t = time.perf_counter()
-        sig.close()
-        assert time.perf_counter() - t < 1.0
-    finally:
-        if master >= 0:
-            os.close(master)
-        os.close(slave)
+        sig.update(UNMASKED_B, W, H)
+        worst = max(worst, time.perf_counter() - t)
+        time.sleep(0.002)
+    assert worst < 0.05
+    assert wait_for(lambda: sig.status()["last_error"] is not None)
+    status = sig.status()
+    assert status["connected"] is False
+    assert name in status["last_error"]
+    t = time.perf_counter()
+    sig.close()
+    assert time.perf_counter() - t < 1.0
 
 
 # -- dry run ---------------------------------------------------------------------------------------------------

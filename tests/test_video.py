@@ -103,13 +103,18 @@ def test_missing_video(tmp_path):
         VideoSource(tmp_path / "missing.mp4")
 
 
+def _cut(clip: Path, keep: float) -> Path:
+    """A copy of ``clip`` cut after the first ``keep`` of its bytes (a download or a copy that stopped)."""
+    data = clip.read_bytes()
+    cut = clip.with_name("cut" + clip.suffix)
+    cut.write_bytes(data[: int(len(data) * keep)])
+    return cut
+
+
 @needs_shared
 def test_truncated_mp4(tmp_path, voc_image):
     # mp4v/MP4 keeps its index (moov) at the end: cut at 60% the file cannot be opened at all.
-    clip = _make_video(tmp_path / "in.mp4", voc_image, "mp4v")
-    data = clip.read_bytes()
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(data[: int(len(data) * 0.6)])
+    cut = _cut(_make_video(tmp_path / "in.mp4", voc_image, "mp4v"), 0.6)
     r = _run_cli("video", str(cut), "--out", str(tmp_path / "o.mp4"), "-q")
     assert "Traceback" not in r.stderr
     if r.returncode == 0:
@@ -122,10 +127,7 @@ def test_truncated_mp4(tmp_path, voc_image):
 @needs_shared
 def test_truncated_avi_processes_frames_and_warns(tmp_path, voc_image):
     # AVI/MJPG frames are self-contained: a file cut at 60% still plays its first frames.
-    clip = _make_video(tmp_path / "in.avi", voc_image, "MJPG")
-    data = clip.read_bytes()
-    cut = tmp_path / "cut.avi"
-    cut.write_bytes(data[: int(len(data) * 0.6)])
+    cut = _cut(_make_video(tmp_path / "in.avi", voc_image, "MJPG"), 0.6)
     out, jpath = tmp_path / "o.avi", tmp_path / "o.jsonl"
     r = _run_cli("video", str(cut), "--out", str(out), "--json", str(jpath), "-q")
     assert "Traceback" not in r.stderr
