@@ -1,8 +1,10 @@
 """Labelled data sets: class folders, Pascal VOC and YOLO scene sets, read into one list of labelled faces.
 
-A source is a path, optionally followed by ``@train`` or ``@test``: a fixed, deterministic split that keeps
-about a quarter of the source's images (grouped by perceptual hash, so near-duplicates stay together) out
-of training. ``masks-voc-dev@test`` is what the default model is measured on and never trained on.
+A source is a path, optionally followed by ``@train``, ``@val`` or ``@test``: a fixed, deterministic split of
+the source's images (grouped by perceptual hash, so near-duplicates stay together). ``@test`` is about a
+quarter of the images: what models are measured on, never trained or tuned on. ``@val`` is about an eighth,
+for early stopping, calibration and choosing thresholds. ``@train`` is the rest (about 5/8): the ``@val``
+images are not in it. ``masks-voc-dev@test`` is what the default model is measured on.
 """
 
 from __future__ import annotations
@@ -25,8 +27,17 @@ _ALIASES = {
     "maskwearedincorrect": "mask_incorrect", "maskwornincorrect": "mask_incorrect", "maskincorrect": "mask_incorrect",
     "incorrectmask": "mask_incorrect", "incorrect": "mask_incorrect", "maskworn_incorrectly": "mask_incorrect",
     "maskwornincorrectly": "mask_incorrect", "improperlyworn": "mask_incorrect", "bad": "mask_incorrect",
+    "withincorrectmask": "mask_incorrect", "wrongmask": "mask_incorrect", "rightmask": "with_mask",  # ilc-2021, maskdetect-cn
 }
-HOLDOUT_BUCKETS = 4  # @test = groups whose hash falls in bucket 0 of 4 (about 25 %)
+SPLIT_BUCKETS = 8  # a group's bucket is crc32(group) % 8: @test = buckets 0 and 4 (crc32 % 4 == 0, about 25 %),
+VAL_BUCKET = 1  # @val = bucket 1 (about 12.5 %), @train = every other bucket (about 62.5 %)
+SPLITS = ("train", "val", "test")
+
+
+def split_of(group: str) -> str:
+    """'train', 'val' or 'test': the fixed split an image group belongs to."""
+    bucket = zlib.crc32(group.encode()) % SPLIT_BUCKETS
+    return "test" if bucket % 4 == 0 else "val" if bucket == VAL_BUCKET else "train"
 
 
 def canonical_label(name: str) -> str | None:
@@ -62,8 +73,8 @@ class Dataset:
 def load_source(spec: str) -> Dataset:
     """Read one source spec (``PATH`` or ``PATH@train`` / ``PATH@test``)."""
     path, _, fold = spec.partition("@") if "@" in Path(spec).name else (spec, "", "")
-    if fold not in ("", "train", "test"):
-        raise InputError(f"{spec}: unknown split '@{fold}'; use PATH, PATH@train or PATH@test")
+    if fold not in ("", *SPLITS):
+        raise InputError(f"{spec}: unknown split '@{fold}'; use PATH, PATH@train, PATH@val or PATH@test")
     root = Path(path)
     if not root.exists():
         raise InputError(f"{root}: no such folder; check the path")
@@ -75,8 +86,7 @@ def load_source(spec: str) -> Dataset:
         im.source = str(root)
     if fold:
         assign_groups(ds.images)
-        want_test = fold == "test"
-        ds.images = [im for im in ds.images if (zlib.crc32(im.group.encode()) % HOLDOUT_BUCKETS == 0) == want_test]
+        ds.images = [im for im in ds.images if split_of(im.group) == fold]
     if not ds.images:
         raise InputError(f"{spec}: no labelled image found")
     return ds

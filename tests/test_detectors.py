@@ -13,7 +13,7 @@ from conftest import needs_shared
 import maskwatch
 from maskwatch import Detections, InputError
 from maskwatch.cli import main
-from maskwatch.detection_eval import iou_matrix
+from maskwatch.boxes import iou_matrix
 from maskwatch.detectors import FACE_DETECTORS, create_face_detector
 
 
@@ -162,7 +162,7 @@ def test_boxes_clipped_for_face_at_the_edge(voc_image):
 
 def test_two_pass_detection_merges_without_duplicates(voc_image):
     """det_size (800, 1600): every face of the 800 pass is kept, more small ones are found, none twice."""
-    from maskwatch.detection_eval import iou_matrix
+    from maskwatch.boxes import iou_matrix
 
     img = maskwatch.load_image(voc_image)
     one = create_face_detector("yunet", det_size=800).detect(img)
