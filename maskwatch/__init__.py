@@ -26,17 +26,19 @@ from .pipeline import Detector
 from . import video  # noqa: F401  (VideoSource, VideoSink, FPSMonitor)
 
 __version__ = "0.1.0"
-from .settings import PHOTO_DET_SIZE  # noqa: E402
+from .settings import PHOTO  # noqa: E402
 _detectors: dict[tuple, Detector] = {}
 
 
 def detect(image: np.ndarray, **settings: object) -> Detections:
     """Faces with mask labels in a BGR uint8 image (a photo). The first call loads the models; later calls with
-    the same settings reuse them. Settings are :class:`Detector`'s keyword arguments (det_size defaults to
-    (800, 1600), two passes, and flip to True, as for `maskwatch detect`); for video frames, build one ``Detector(det_size=320)`` and call it per frame."""
-    settings.setdefault("det_size", PHOTO_DET_SIZE)
-    if not hasattr(settings.get("classifier"), "predict"):  # a MaskClassifier object brings its own flip
-        settings.setdefault("flip", True)
+    the same settings reuse them. Settings are :class:`Detector`'s keyword arguments (defaults: the photo preset
+    ``maskwatch.settings.PHOTO``, as for `maskwatch detect`: two passes, mirrored faces, the photo thresholds); for video frames, build one ``Detector(det_size=320)`` and call it per frame."""
+    for k, v in PHOTO.items():
+        if k == "flip" or k.startswith("sure_"):
+            if hasattr(settings.get("classifier"), "predict"):  # a MaskClassifier object brings its own flip and thresholds
+                continue
+        settings.setdefault(k, v)
     key = tuple(sorted((k, repr(v)) for k, v in settings.items()))
     if key not in _detectors:
         _detectors[key] = Detector(**settings)  # type: ignore[arg-type]

@@ -7,9 +7,10 @@ import numpy as np
 
 from .detections import Detections
 
-# BGR colours: green = mask worn, red = no mask, orange = worn wrongly, grey = not classified.
-COLOURS = {"with_mask": (0, 200, 0), "without_mask": (0, 0, 230), "mask_incorrect": (0, 140, 255), "": (160, 160, 160)}
-CAPTIONS = {"with_mask": "Mask", "without_mask": "No Mask", "mask_incorrect": "Incorrect", "": "Face"}
+# BGR colours: green = mask worn, red = no mask, orange = worn wrongly, grey = uncertain or not classified.
+COLOURS = {"with_mask": (0, 200, 0), "without_mask": (0, 0, 230), "mask_incorrect": (0, 140, 255), "uncertain": (160, 160, 160),
+           "": (160, 160, 160)}
+CAPTIONS = {"with_mask": "Mask", "without_mask": "No Mask", "mask_incorrect": "Incorrect", "uncertain": "?", "": "Face"}
 
 
 class BoxAnnotator:
@@ -26,9 +27,9 @@ class BoxAnnotator:
         for i, label in enumerate(detections.labels):
             x1, y1, x2, y2 = (int(round(float(v))) for v in detections.xyxy[i])
             colour = COLOURS.get(label, COLOURS[""])
-            cv2.rectangle(img, (x1, y1), (x2, y2), colour, t)
+            cv2.rectangle(img, (x1, y1), (x2, y2), colour, 1 if label == "uncertain" else t)  # uncertain: thin grey
             text = CAPTIONS.get(label, label)
-            if label:
+            if label and label != "uncertain":
                 text += f": {detections.confidence[i] * 100:.2f}%"
             if self.show_track and detections.tracker_id[i] >= 0:
                 text = f"#{detections.tracker_id[i]} " + text

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .crops import crop_faces, to_input
-from .detections import CLASS_NAMES, Detections
+from .detections import MODEL_CLASSES, NOT_FACE, UNCERTAIN_ID, Detections
 from .errors import InputError, ModelError
 
 
@@ -32,10 +32,15 @@ class MaskClassifier:
     the highest probability x cost (1 = plain argmax). ``probs`` stay the model's probabilities.
     ``flip``: also classify each crop mirrored left-right and average the two (one batched call, twice the
     work); on masks-yolo-extra it raised balanced accuracy from 0.930 to 0.942.
+    ``sure``: the operating point, {label: probability} (0..1): a face whose label's probability is below its
+    entry, or whose face score is below ``sure_face_score``, is labelled ``uncertain`` (class id -2) instead.
+    Labels missing from ``sure`` are always sure (the default: no uncertain state). ``not_face`` is never
+    uncertain: a box the model calls not_face is removed by the pipeline.
     """
 
     def __init__(self, model: str | os.PathLike = "mask_classifier", threads: int | None = None,
-                 nomask_cost: float = DEFAULT_NOMASK_COST, flip: bool = False) -> None:
+                 nomask_cost: float = DEFAULT_NOMASK_COST, flip: bool = False, sure: dict[str, float] | None = None,
+                 sure_face_score: float = 0.0) -> None:
         from .models import onnx_session, resolve
 
         self.path = resolve(model)
@@ -64,19 +69,51 @@ class MaskClassifier:
             raise InputError(f"nomask_cost={nomask_cost} is invalid; valid values are between 1 and 100")
         self.nomask_cost = nomask_cost
         self.flip = bool(flip)
-        # Map model classes onto maskwatch's CLASS_NAMES columns (a two-class model leaves mask_incorrect at 0).
-        unknown = [c for c in self.model_classes if c not in CLASS_NAMES]
+        self.sure = dict(sure or {})
+        for label, p in self.sure.items():
+            if not 0.0 <= p <= 1.0:
+                raise InputError(f"sure[{label!r}]={p} is invalid; valid values are between 0 and 1 (a probability)")
+        if not 0.0 <= sure_face_score <= 1.0:
+            raise InputError(f"sure_face_score={sure_face_score} is invalid; valid values are between 0 and 1")
+        self.sure_face_score = sure_face_score
+        # Map model classes onto maskwatch's MODEL_CLASSES columns (a two-class model has no mask_incorrect or not_face).
+        unknown = [c for c in self.model_classes if c not in MODEL_CLASSES]
         if unknown:
-            raise ModelError(f"{self.path}: unknown class names {unknown}; expected a subset of {CLASS_NAMES}")
-        self.class_names = tuple(c for c in CLASS_NAMES if c in self.model_classes)
+            raise ModelError(f"{self.path}: unknown class names {unknown}; expected a subset of {MODEL_CLASSES}")
+        self.class_names = tuple(c for c in MODEL_CLASSES if c in self.model_classes)
         self._order = [self.model_classes.index(c) for c in self.class_names]
+        self.temperature = float(self.meta.get("temperature", 1.0))  # calibration fitted on validation crops
+        if not 0.05 <= self.temperature <= 20:
+            raise ModelError(f"{self.path}: temperature {self.temperature} in its metadata is outside 0.05-20; re-export it")
 
-    def decide(self, probs: np.ndarray) -> np.ndarray:
-        """Class ids (n,) for probabilities (n, k) over ``class_names``: argmax of probability x cost."""
+    def decide(self, probs: np.ndarray, face_score: np.ndarray | None = None) -> np.ndarray:
+        """Class ids (n,) for probabilities (n, k) over ``class_names``: argmax of probability x cost, or -2
+        (uncertain) where that class's probability is below its ``sure`` threshold or the face score (n,) below
+        ``sure_face_score``."""
         if len(probs) == 0:
             return np.zeros(0, np.int64)
+        probs = np.asarray(probs)
         costs = np.array([self.nomask_cost if c == "without_mask" else 1.0 for c in self.class_names], np.float32)
-        return (np.asarray(probs) * costs).argmax(1)
+        ids = (probs * costs).argmax(1)
+        if not self.sure and not self.sure_face_score:
+            return ids
+        need = np.array([self.sure.get(c, 0.0) if c != NOT_FACE else 0.0 for c in self.class_names], np.float32)
+        unsure = probs[np.arange(len(ids)), ids] < need[ids]
+        if face_score is not None and self.sure_face_score:
+            unsure |= (np.asarray(face_score) < self.sure_face_score) & (ids != self._not_face_id)
+        return np.where(unsure, UNCERTAIN_ID, ids)
+
+    @property
+    def _not_face_id(self) -> int:
+        return self.class_names.index(NOT_FACE) if NOT_FACE in self.class_names else -99
+
+    @staticmethod
+    def confidence(probs: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """The probability of each face's label; for an uncertain face, of its most likely class."""
+        if len(ids) == 0:
+            return np.zeros(0, np.float32)
+        probs = np.asarray(probs)
+        return np.where(ids >= 0, probs[np.arange(len(ids)), np.maximum(ids, 0)], probs.max(1))
 
     def predict(self, crops_rgb: np.ndarray) -> np.ndarray:
         """Probabilities (n, len(class_names)) for (n, S, S, 3) uint8 RGB crops, one batched call."""
@@ -86,9 +123,17 @@ class MaskClassifier:
         if self.flip:
             crops_rgb = np.concatenate([crops_rgb, crops_rgb[:, :, ::-1]])
         (probs,) = self.session.run(["probs"], {self.input_name: to_input(crops_rgb)})
+        probs = self._calibrate(probs)
         if self.flip:
             probs = (probs[:n] + probs[n:]) / 2
         return probs[:, self._order]
+
+    def _calibrate(self, probs: np.ndarray) -> np.ndarray:
+        """softmax(logits / T) from softmax(logits): p ** (1 / T), renormalised."""
+        if self.temperature == 1.0:
+            return probs
+        p = np.power(np.maximum(probs, 1e-12), 1.0 / self.temperature)
+        return (p / p.sum(1, keepdims=True)).astype(np.float32)
 
     def crops(self, image_bgr: np.ndarray, detections: Detections) -> np.ndarray:
         return crop_faces(image_bgr, detections.xyxy, self.input_size, self.margin)
@@ -96,9 +141,9 @@ class MaskClassifier:
     def classify(self, image_bgr: np.ndarray, detections: Detections) -> Detections:
         """Add class_id, confidence and probs to ``detections`` (faces in the BGR image, xyxy pixels)."""
         probs = self.predict(self.crops(image_bgr, detections))
-        ids = self.decide(probs)
+        ids = self.decide(probs, detections.face_score)
         out = Detections(detections.xyxy, detections.face_score, class_names=self.class_names,
-                         probs=probs, class_id=ids, confidence=probs[np.arange(len(ids)), ids],
+                         probs=probs, class_id=ids, confidence=self.confidence(probs, ids),
                          tracker_id=detections.tracker_id, landmarks=detections.landmarks, data=dict(detections.data))
         return out
 
@@ -112,10 +157,12 @@ class MaskClassifier:
         n = len(crops_rgb)
         views = np.concatenate([crops_rgb, crops_rgb[:, :, ::-1]]) if self.flip else crops_rgb
         (probs, fmap) = self.session.run(["probs", "features"], {self.input_name: to_input(views)})
+        probs = self._calibrate(probs)
         if self.flip:
             probs = (probs[:n] + probs[n:]) / 2
         if class_ids is None:
             class_ids = self.decide(probs[:, self._order])
+        class_ids = np.where(np.asarray(class_ids) >= 0, class_ids, probs[:, self._order].argmax(1))  # uncertain: the likeliest
         model_ids = np.array([self._order[int(c)] for c in class_ids], np.int64)  # w2's rows: the model's class order
         if self.flip:
             cams = self._cams(fmap, np.concatenate([model_ids, model_ids]))

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import InputError, MaskwatchError
-from .settings import PHOTO_DET_SIZE as PHOTO_DET_SIZES, add_arguments, det_sizes, detector_kwargs, on_off
+from .settings import LIVE, PHOTO, SURE_SETTINGS, PHOTO_DET_SIZE as PHOTO_DET_SIZES, add_arguments, det_sizes, detector_kwargs, on_off
 
 DETECT_SETTINGS = ["face_detector", "classifier", "score_threshold", "nms_threshold", "det_size", "upscale", "threads",
-                   "nomask_cost", "flip"]
+                   "nomask_cost", "flip", *SURE_SETTINGS]
 PHOTO_DET_SIZE = ",".join(map(str, PHOTO_DET_SIZES))  # as a command-line value: "800,1600"
-PHOTO_DEFAULTS = {"det_size": PHOTO_DET_SIZE, "flip": True}  # photos: accuracy first (two passes, mirrored faces too)
-VIDEO_DET_SIZE = 320  # video and live: speed first (faces at an entrance are large)
+PHOTO_DEFAULTS = {**PHOTO, "det_size": PHOTO_DET_SIZE}  # photos: accuracy first (two passes, mirrored faces too)
+VIDEO_DEFAULTS = dict(LIVE)  # video and live: speed first (faces at an entrance are large)
+VIDEO_DET_SIZE = LIVE["det_size"]
 
 
 def _err(msg: str) -> None:
@@ -330,7 +331,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       pretrained=None if args.pretrained == "none" else args.pretrained, seed=args.seed,
                       workers=args.workers, max_images=args.max_images, force=args.force, resume=args.resume,
                       device=args.device, finetune_from=args.finetune_from, nomask_weight=args.nomask_weight,
-                      source_balance=args.source_balance, erase=args.erase, ema=args.ema, scene_boxes=args.scene_boxes)
+                      source_balance=args.source_balance, erase=args.erase, ema=args.ema, scene_boxes=args.scene_boxes,
+                      not_face=args.not_face, not_face_max_score=args.not_face_max_score, select=args.select)
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
@@ -414,7 +416,14 @@ def cmd_evaluate_detection(args: argparse.Namespace) -> int:
             ap = " ".join(f"AP50[{k}]={v:.3f}" for k, v in r["ap50"].items())
             by = " ".join(f"{k}:{'-' if v is None else f'{v:.2f}'}" for k, v in r["face_recall_by_size"].items())
             _err(f"{spec} | {name} | mAP50(mask/no-mask)={r['map50']:.3f} {ap} | face recall {r['face_recall']:.3f} ({by})")
+            shown = " ".join(f"{lab} P {_fmt(v['precision'])} R {_fmt(v['recall'])}" for lab, v in r["labels"].items())
+            _err(f"   shown: {shown} | false boxes/photo {r['false_boxes_per_photo']:.2f} | false red boxes/100 photos "
+                 f"{r['false_red_per_100_photos']:.1f}")
     return 0
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 # ---------------------------------------------------------------- explain / extract-faces
@@ -536,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="annotated video to write (.mp4 or .avi); same size and fps")
     v.add_argument("--json", help="write one JSON line per frame to this file")
     v.add_argument("--blur-faces", action="store_true", help="pixelate faces in the output video")
-    add_arguments(v, DETECT_SETTINGS, {"det_size": VIDEO_DET_SIZE})
+    add_arguments(v, DETECT_SETTINGS, VIDEO_DEFAULTS)
     _add_monitor_arguments(v, events_default=None)
 
     w = cmd("watch", "live view of a webcam, video file or rtsp/http stream (q or Esc quits)", "maskwatch watch 0")
@@ -546,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--blur-faces", action="store_true", help="pixelate faces in the window")
     w.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0 = run until the source ends)")
     w.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a stream before giving up")
-    add_arguments(w, DETECT_SETTINGS, {"det_size": VIDEO_DET_SIZE})
+    add_arguments(w, DETECT_SETTINGS, VIDEO_DEFAULTS)
     _add_monitor_arguments(w, events_default="maskwatch_events.db")
 
     m = cmd("models", "list the model registry and where each file was found", "maskwatch models")
@@ -563,7 +572,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--finetune-from", type=int, default=8, help="first backbone block trained in fine-tuning (0 = all)")
     t.add_argument("--batch", type=int, default=32, help="batch size")
     t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate for fine-tuning")
-    t.add_argument("--patience", type=int, default=5, help="early stopping: epochs without a better validation loss")
+    t.add_argument("--patience", type=int, default=5, help="early stopping: epochs without a better validation score")
+    t.add_argument("--select", choices=["recall", "loss"], default="recall",
+                   help="the epoch kept: best mean validation recall over the classes (balanced accuracy), or lowest "
+                        "validation loss; the kept model's probabilities are then calibrated on the validation crops")
     t.add_argument("--pretrained", default="imagenet", help="'imagenet', a torchvision mobilenet_v2 .pth, or 'none'")
     t.add_argument("--seed", type=int, default=0, help="random seed (split, sampling, augmentation)")
     t.add_argument("--workers", type=int, default=2, help="data-loading processes")
@@ -572,10 +584,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--nomask-weight", type=float, default=2.0, help="extra loss weight on without_mask (a bare face called masked is the costly error)")
     t.add_argument("--source-balance", type=float, default=0.5, help="sampling weight per source ~ size^-x: 0 = as the data comes, 1 = every source equally")
     t.add_argument("--erase", type=float, default=0.0, help="probability of random erasing (a rectangle of noise or colour) per training view")
-    t.add_argument("--scene-boxes", choices=["truth", "detector"], default="truth",
+    t.add_argument("--scene-boxes", choices=["truth", "detector"], default="detector",
                    help="scene sets (VOC/YOLO): crop around the annotated boxes, or around the face detector's box that matches "
                         "each one ('detector': IoU >= 0.5, the framing the classifier gets at run time; faces it misses keep "
                         "their annotated box)")
+    t.add_argument("--not-face", type=on_off, default="on", metavar="on|off",
+                   help="also learn a not_face class from the face detector's boxes that overlap no annotated face (IoU < 0.3) "
+                        "in the scene sets: hands, bags, backs of heads. At run time such boxes are removed (needs --scene-boxes detector)")
+    t.add_argument("--not-face-max-score", type=float, default=0.8,
+                   help="leave out of not_face the boxes the face detector scores above this: most are real faces the "
+                        "annotators skipped")
     t.add_argument("--ema", type=float, default=0.0, help="keep an exponential moving average of the weights with this decay per step and export it (0 = off; e.g. 0.999)")
     t.add_argument("--force", action="store_true", help="overwrite a model already in --out")
     t.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
@@ -636,7 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--blur-faces", action="store_true", help="pixelate faces in the streams and annotated photos")
     sv.add_argument("--photo-det-size", type=det_sizes, default=PHOTO_DET_SIZE, help="--det-size for uploaded photos (as detect)")
     sv.add_argument("--photo-flip", type=on_off, default="on", metavar="on|off", help="--flip for uploaded photos (as detect)")
-    add_arguments(sv, DETECT_SETTINGS, {"det_size": VIDEO_DET_SIZE})
+    add_arguments(sv, DETECT_SETTINGS, VIDEO_DEFAULTS)
     return p
 
 

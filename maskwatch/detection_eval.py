@@ -6,6 +6,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from .boxes import iou_matrix, snap_to_detections  # noqa: F401  (re-exported for callers of the old home)
 from .datasets import Dataset
 from .detections import Detections
 from .errors import InputError
@@ -17,32 +18,59 @@ class _Detects(Protocol):
     def detect(self, image: np.ndarray) -> Detections: ...
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU between every xyxy box of a (n, 4) and b (m, 4) -> (n, m)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+def match_faces(truth: np.ndarray, found: np.ndarray, order: np.ndarray, iou: float = 0.5) -> np.ndarray:
+    """For each detected box (m, 4), the index of the true box (n, 4) it is matched to, or -1: one to one, boxes
+    taken in ``order`` (highest score first), each to the free true box it overlaps most at IoU >= ``iou``."""
+    match = np.full(len(found), -1, np.int64)
+    ious = iou_matrix(np.asarray(found, np.float32).reshape(-1, 4), np.asarray(truth, np.float32).reshape(-1, 4))
+    used = np.zeros(ious.shape[1], bool)
+    for i in order:
+        if not ious.shape[1]:
+            break
+        cand = np.where(used, -1.0, ious[i])
+        g = int(cand.argmax())
+        if cand[g] >= iou:
+            match[i], used[g] = g, True
+    return match
 
 
-def snap_to_detections(truth: np.ndarray, found: np.ndarray, iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """Replace each true box (n, 4 xyxy) by the detected box (m, 4) it overlaps best, one to one, greedily by IoU,
-    where that IoU is at least ``iou``: the framing the classifier gets at run time. Returns (boxes, snapped mask);
-    true boxes without a match stay as they are."""
-    out = np.array(truth, np.float32, copy=True).reshape(-1, 4)
-    snapped = np.zeros(len(out), bool)
-    ious = iou_matrix(out, np.asarray(found, np.float32).reshape(-1, 4))
-    while ious.size and ious.max() >= iou:
-        g, d = np.unravel_index(int(ious.argmax()), ious.shape)
-        out[g], snapped[g] = found[d], True
-        ious[g, :], ious[:, d] = -1, -1
-    return out, snapped
+def face_outcomes(model: _Detects, ds: Dataset, iou: float = 0.5,
+                  progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Every box ``model`` returns on the scene images of ``ds``, with what it lies on, for choosing thresholds
+    (``benchmarks/operating_points.py``) and counting false alarms.
+
+    Returns arrays over boxes: ``face_score``, ``probs`` (n, k over ``class_names``), ``truth`` (the label of the
+    annotated face matched one to one at IoU >= ``iou``, or "" for a box on no annotated face) and ``image``
+    (index); per annotated face: ``gt_labels``, ``gt_found`` (matched by some box); ``n_images``; ``skipped``."""
+    scores, probs, truth, image, gt_labels, gt_found, skipped = [], [], [], [], [], [], []
+    names: tuple[str, ...] = ()
+    for k, im in enumerate(ds.images):
+        if progress:
+            progress(1)
+        try:
+            img = load_image(im.path)
+        except InputError as e:
+            skipped.append(str(e))
+            continue
+        det = model.detect(img)
+        names = det.class_names
+        gt = np.array([b for b in im.boxes if b is not None], np.float32).reshape(-1, 4)
+        match = match_faces(gt, det.xyxy, np.argsort(-det.face_score, kind="stable"), iou)
+        scores.append(det.face_score)
+        probs.append(det.probs)
+        truth += [im.labels[g] if g >= 0 else "" for g in match]
+        image += [k] * len(det)
+        gt_labels += list(im.labels)
+        found = np.zeros(len(gt), bool)
+        found[match[match >= 0]] = True
+        gt_found += found.tolist()
+    return {
+        "class_names": names, "face_score": np.concatenate(scores) if scores else np.zeros(0, np.float32),
+        "probs": np.concatenate(probs) if probs else np.zeros((0, len(names)), np.float32),
+        "truth": np.array(truth, dtype=object), "image": np.array(image, np.int64),
+        "gt_labels": np.array(gt_labels, dtype=object), "gt_found": np.array(gt_found, bool),
+        "n_images": len(ds.images) - len(skipped), "skipped": skipped,
+    }
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
@@ -59,12 +87,21 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
                        classes: tuple[str, ...] = ("with_mask", "without_mask", "mask_incorrect")) -> dict[str, Any]:
     """Run ``model`` on every image; AP@iou per class (a prediction is its argmax class, scored face_score x
     confidence; ground-truth faces of a class the model cannot output are ignored, not missed) and face recall
-    (any class) by the ground truth's shorter side."""
+    (any class) by the ground truth's shorter side.
+
+    Also what a user sees, at the model's operating point: per shown label (``uncertain`` included), the boxes
+    shown with it, the share of them on an annotated face of that label (precision; boxes matched one to one at
+    ``iou``, highest face score first) and the share of that label's faces shown with it (recall);
+    ``false_boxes_per_photo`` (boxes on no annotated face) and ``false_red_per_100_photos`` (without_mask shown on
+    a face of another label or on none)."""
     n_gt = {c: 0 for c in classes}
     matched_per_class: dict[str, list[tuple[float, bool]]] = {c: [] for c in classes}
     recall_hits: dict[str, list[int]] = {name: [0, 0] for name, _, _ in SIZE_BINS}
     skipped: list[str] = []
     model_classes: tuple[str, ...] | None = None
+    shown: dict[str, list[int]] = {}  # label -> [boxes shown with it, of them on an annotated face of that label]
+    n_gt_all: dict[str, int] = {}
+    off_face = n_images = 0
     if not any(b is not None for im in ds.images for b in im.boxes):
         raise InputError("the data set has no face boxes (class folders?); end-to-end evaluation needs a VOC or YOLO "
                          "scene set; for face crops use `maskwatch evaluate`")
@@ -78,8 +115,17 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
             continue
         det = model.detect(img)
         model_classes = det.class_names
+        n_images += 1
         gt = np.array([b for b in im.boxes if b is not None], np.float32).reshape(-1, 4)
         gl = np.array(im.labels)
+        match = match_faces(gt, det.xyxy, np.argsort(-det.face_score, kind="stable"), iou)
+        off_face += int((match < 0).sum())
+        for lab in im.labels:
+            n_gt_all[lab] = n_gt_all.get(lab, 0) + 1
+        for lab, g in zip(det.labels, match):
+            row = shown.setdefault(lab, [0, 0])
+            row[0] += 1
+            row[1] += int(g >= 0 and im.labels[g] == lab)
         ious = iou_matrix(gt, det.xyxy)
         side = np.minimum(gt[:, 2] - gt[:, 0], gt[:, 3] - gt[:, 1]) if len(gt) else np.zeros(0)
         found = ious.max(1) >= iou if ious.size else np.zeros(len(gt), bool)
@@ -87,8 +133,10 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
             m = (side >= lo) & (side < hi)
             recall_hits[name][0] += int(found[m].sum())
             recall_hits[name][1] += int(m.sum())
-        labels = det.labels
-        score = det.face_score * det.confidence
+        # AP ranks every box: an uncertain face counts as its most likely class (thresholds only decide what is shown)
+        ranked = np.where(det.class_id >= 0, det.class_id, det.probs.argmax(1) if len(det) else det.class_id)
+        labels = [det.class_names[int(c)] if c >= 0 else "" for c in ranked]
+        score = det.face_score * (det.probs[np.arange(len(det)), ranked] if len(det) else det.confidence)
         for c in classes:
             if c not in det.class_names:
                 continue
@@ -121,7 +169,13 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
         prec = tp / np.maximum(tp + fp, 1) if len(m) else np.zeros(0)
         ap[c] = voc_ap(rec, prec)
     total = [sum(v[0] for v in recall_hits.values()), sum(v[1] for v in recall_hits.values())]
+    labels = {lab: {"shown": v[0], "right": v[1], "precision": v[1] / v[0] if v[0] else None,
+                    "recall": v[1] / n_gt_all[lab] if n_gt_all.get(lab) else None} for lab, v in sorted(shown.items())}
+    red = shown.get("without_mask", [0, 0])
     return {
+        "labels": labels,
+        "false_boxes_per_photo": off_face / max(n_images, 1),
+        "false_red_per_100_photos": 100 * (red[0] - red[1]) / max(n_images, 1),
         "ap50": ap,
         "map50": float(np.mean([ap[c] for c in ap if c != "mask_incorrect"])) if ap else 0.0,
         "face_recall": total[0] / max(total[1], 1),

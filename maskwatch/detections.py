@@ -13,7 +13,17 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 CLASS_NAMES: tuple[str, ...] = ("with_mask", "without_mask", "mask_incorrect")
-"""The labels maskwatch speaks. A classifier may know a subset (two-class models have no mask_incorrect)."""
+"""The face labels maskwatch speaks. A classifier may know a subset (two-class models have no mask_incorrect)."""
+NOT_FACE = "not_face"
+"""The class of a box the face detector found on something that is no face (a hand, a bag, the back of a head).
+The pipeline removes such boxes; they never reach a sink or raise an event."""
+MODEL_CLASSES: tuple[str, ...] = CLASS_NAMES + (NOT_FACE,)
+"""Every class a classifier may output, in maskwatch's column order."""
+UNCERTAIN = "uncertain"
+"""The label of a face the system is not sure of (a low face score, or no class clearly ahead): drawn thin grey
+"?", reported with its probabilities, never an event, a webhook or a signal to the Arduino."""
+UNCERTAIN_ID = -2
+"""``class_id`` of an uncertain face (-1 = not classified)."""
 
 
 @dataclass
@@ -21,7 +31,8 @@ class Detections:
     """Parallel arrays, one row per face.
 
     xyxy: (n, 4) float32 pixel boxes. face_score: (n,) detector confidence 0..1.
-    class_id: (n,) int index into ``class_names`` (-1 = not classified). confidence: (n,) probability of that class.
+    class_id: (n,) int index into ``class_names`` (-1 = not classified, -2 = uncertain). confidence: (n,) probability
+    of that class (of the most likely class for an uncertain face).
     probs: (n, k) probabilities over ``class_names``. tracker_id: (n,) int or -1.
     landmarks: optional (n, 5, 2) face landmarks (pixels) when the detector gives them.
     """
@@ -81,7 +92,7 @@ class Detections:
             probs=self.probs[index],
             tracker_id=self.tracker_id[index],
             landmarks=None if self.landmarks is None else self.landmarks[index],
-            data=dict(self.data),
+            data={k: v[index] if isinstance(v, np.ndarray) and v.ndim and len(v) == len(self) else v for k, v in self.data.items()},
         )
 
     def __iter__(self) -> Iterator["Detections"]:
@@ -90,8 +101,8 @@ class Detections:
 
     @property
     def labels(self) -> list[str]:
-        """Class name per face ('' where not classified)."""
-        return [self.class_names[c] if c >= 0 else "" for c in self.class_id]
+        """Label per face: a class name, 'uncertain', or '' where not classified."""
+        return [label_name(self.class_names, int(c)) for c in self.class_id]
 
     @property
     def width(self) -> np.ndarray:
@@ -109,14 +120,19 @@ class Detections:
                 "box": [int(round(float(v))) for v in self.xyxy[i]],
                 "face_score": round(float(self.face_score[i]), 4),
             }
-            if self.class_id[i] >= 0:
-                rec["label"] = self.class_names[int(self.class_id[i])]
+            if self.class_id[i] >= 0 or self.class_id[i] == UNCERTAIN_ID:
+                rec["label"] = label_name(self.class_names, int(self.class_id[i]))
                 rec["confidence"] = round(float(self.confidence[i]), 4)
                 rec["probs"] = {n: round(float(p), 4) for n, p in zip(self.class_names, self.probs[i])}
             if self.tracker_id[i] >= 0:
                 rec["track_id"] = int(self.tracker_id[i])
             out.append(rec)
         return out
+
+
+def label_name(class_names: Sequence[str], class_id: int) -> str:
+    """The label of a class id: a class name, 'uncertain' (-2) or '' (-1, not classified)."""
+    return class_names[class_id] if class_id >= 0 else UNCERTAIN if class_id == UNCERTAIN_ID else ""
 
 
 def _column(values: Any, n: int, name: str, dtype: type) -> np.ndarray:

@@ -13,7 +13,7 @@ from . import metrics
 from .classifier import MaskClassifier
 from .crops import crop_faces, whole_image_box
 from .datasets import Dataset
-from .detection_eval import snap_to_detections
+from .boxes import snap_to_detections
 from .errors import InputError
 from .images import load_image
 

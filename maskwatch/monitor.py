@@ -1,8 +1,9 @@
 """The live monitor: pipeline -> tracker -> one event per person confirmed unmasked -> sinks and the Arduino.
 
 ``Monitor.process(frame, t)`` runs every stage for one frame and returns the tracked Detections. The event rule:
-a track whose smoothed label is ``without_mask`` (and, if asked, ``mask_incorrect``) for ``confirm_frames``
-consecutive frames or ``confirm_seconds`` seconds gives exactly one event.
+a track whose smoothed label is ``without_mask`` (and, if asked, ``mask_incorrect``), sure (not ``uncertain``), with
+its whole box inside the frame, for ``confirm_frames`` consecutive frames or ``confirm_seconds`` seconds gives exactly
+one event. A face cut by the frame edge never counts: half a mask reads as none.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Monitor:
         self.dispatcher, self.serial = dispatcher, serial
         self.events: list[Any] = []  # events emitted in this run (also sent to the dispatcher)
         self.frames = 0
+        self._alerting: dict[int, tuple[int, float]] = {}  # track id -> (frames, since) read as alert, inside the frame
 
     def process(self, frame_bgr: np.ndarray, t: float | None = None) -> Detections:
         """One frame (BGR uint8); t: its time in seconds, for tracking and confirm_seconds (default: now; a video
@@ -50,17 +52,23 @@ class Monitor:
         dets = self.tracker.update(self.detector.detect(frame_bgr), t)
         self.frames += 1
         labels = dets.labels
+        h, w = frame_bgr.shape[:2]
+        alerting: dict[int, tuple[int, float]] = {}
         for i, tid in enumerate(dets.tracker_id):
-            if labels[i] not in self.alert_labels:
-                continue
+            x1, y1, x2, y2 = dets.xyxy[i]
+            if labels[i] not in self.alert_labels or x1 <= 1 or y1 <= 1 or x2 >= w - 1 or y2 >= h - 1:
+                continue  # not alerting, or cut by the frame edge: the count starts again
+            frames, since = self._alerting.get(int(tid), (0, t))
+            alerting[int(tid)] = (frames + 1, since)
             tr = self.tracker.track(int(tid))
             if tr is None or tr.event_sent:
                 continue
-            by_frames = self.confirm_frames and tr.label_since_frames >= self.confirm_frames
-            by_time = self.confirm_seconds and t - tr.label_since_time >= self.confirm_seconds
+            by_frames = self.confirm_frames and frames + 1 >= self.confirm_frames
+            by_time = self.confirm_seconds and t - since >= self.confirm_seconds
             if by_frames or by_time:
                 tr.event_sent = True
                 self._emit(frame_bgr, dets, i, t)
+        self._alerting = alerting
         if self.serial is not None:
             self.serial.update(dets, frame_bgr.shape[1], frame_bgr.shape[0])
         return dets

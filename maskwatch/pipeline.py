@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from .classifier import MaskClassifier
-from .detections import Detections
+from .detections import NOT_FACE, UNCERTAIN, Detections
 from .detectors import DEFAULT_FACE_DETECTOR, FaceDetector, create_face_detector
 from .errors import InputError
 from .images import normalize_image
@@ -23,7 +23,11 @@ class Detector:
     runs two passes and merges them: the photo default); upscale:
     a fixed factor instead. nomask_cost: how much worse a bare face called masked is than the reverse (the
     label is argmax of probability x cost; default 2). flip: also classify each face mirrored and average (for
-    photos; twice the classifier's time). threads: onnxruntime threads (default all cores).
+    photos; twice the classifier's time). threads: onnxruntime threads (default all cores). sure_face_score,
+    sure_mask, sure_nomask, sure_incorrect: the operating point (0..1): a face scored below ``sure_face_score`` or
+    whose label's probability is below its ``sure_*`` is labelled ``uncertain`` (grey, no event). keep_not_face: keep
+    the boxes the classifier calls ``not_face`` (a box on no face: a hand, a bag, the back of a head) instead of
+    removing them; for debugging, they never raise an event.
     """
 
     def __init__(
@@ -37,7 +41,13 @@ class Detector:
         threads: int | None = None,
         nomask_cost: float | None = None,
         flip: bool | None = None,
+        keep_not_face: bool = False,
+        sure_face_score: float = 0.0,
+        sure_mask: float = 0.0,
+        sure_nomask: float = 0.0,
+        sure_incorrect: float = 0.0,
     ) -> None:
+        self.keep_not_face = bool(keep_not_face)
         if isinstance(face_detector, FaceDetector):
             self.face_detector = face_detector
         else:
@@ -50,12 +60,19 @@ class Detector:
                                  "set it where the classifier is made: MaskClassifier(flip=...)")
             self.classifier = classifier
         else:
-            kw = {} if nomask_cost is None else {"nomask_cost": nomask_cost}
-            self.classifier = MaskClassifier(classifier, threads=threads, flip=bool(flip), **kw)
+            kw: dict = {} if nomask_cost is None else {"nomask_cost": nomask_cost}
+            sure = {"with_mask": sure_mask, "without_mask": sure_nomask, "mask_incorrect": sure_incorrect}
+            self.classifier = MaskClassifier(classifier, threads=threads, flip=bool(flip), sure={k: v for k, v in sure.items() if v},
+                                             sure_face_score=sure_face_score, **kw)
 
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.classifier.class_names
+
+    @property
+    def shown_labels(self) -> tuple[str, ...]:
+        """The labels a face can be shown with: the model's face classes and ``uncertain``."""
+        return tuple(c for c in self.class_names if c != NOT_FACE) + (UNCERTAIN,)
 
     def detect(self, image: np.ndarray) -> Detections:
         """Faces with mask labels in a BGR uint8 image (h, w, 3); boxes xyxy in pixels of that image."""
@@ -67,7 +84,10 @@ class Detector:
         faces = self.face_detector.detect(image)
         if len(faces) == 0:
             return Detections.empty(self.class_names)
-        return self.classifier.classify(image, faces)
+        out = self.classifier.classify(image, faces)
+        if not self.keep_not_face and NOT_FACE in out.class_names:
+            out = out[out.class_id != out.class_names.index(NOT_FACE)]
+        return out
 
     __call__ = detect
 

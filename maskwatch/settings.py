@@ -69,8 +69,25 @@ SETTINGS: dict[str, Setting] = {
                 "is the class with the highest probability x cost (1 = plain argmax)", 1.0, 100.0),
         Setting("flip", on_off, False, "on: also classify each face mirrored left-right and average the two (more "
                 "accurate, twice the classifier's time; photo commands default to on, video ones to off)"),
+        Setting("sure_face_score", float, 0.0, "faces the detector scores below this are shown grey '?' (uncertain): "
+                "no label, no event", 0.0, 1.0),
+        Setting("sure_mask", float, 0.0, "green 'Mask' only when P(with_mask) is at least this; below, grey '?'", 0.0, 1.0),
+        Setting("sure_nomask", float, 0.0, "red 'No Mask' (and alerts) only when P(without_mask) is at least this; below, "
+                "grey '?'", 0.0, 1.0),
+        Setting("sure_incorrect", float, 0.0, "orange 'Incorrect' only when P(mask_incorrect) is at least this; below, "
+                "grey '?'", 0.0, 1.0),
     ]
 }
+
+SURE_SETTINGS = ("sure_face_score", "sure_mask", "sure_nomask", "sure_incorrect")
+"""The operating point: when a face is shown as sure (benchmarks/operating_points.py chooses them)."""
+
+PHOTO: dict[str, Any] = {"det_size": PHOTO_DET_SIZE, "flip": True, "sure_face_score": 0.0, "sure_mask": 0.0,
+                         "sure_nomask": 0.0, "sure_incorrect": 0.0}
+"""The photo preset (detect, evaluate-detection, explain, uploads, ``maskwatch.detect()``): accuracy first."""
+LIVE: dict[str, Any] = {"det_size": 320, "flip": False, "sure_face_score": 0.0, "sure_mask": 0.0, "sure_nomask": 0.0,
+                        "sure_incorrect": 0.0}
+"""The live preset (video, watch, the dashboard's cameras): speed first; the tracker smooths labels over frames."""
 
 
 def check(name: str, value: Any) -> Any:

@@ -14,8 +14,8 @@ from typing import Callable
 
 import numpy as np
 
-from .detection_eval import iou_matrix
-from .detections import Detections
+from .boxes import iou_matrix
+from .detections import NOT_FACE, UNCERTAIN, Detections, label_name
 
 
 @dataclass
@@ -28,8 +28,6 @@ class Track:
     missed: int = 0
     first_time: float = 0.0
     last_time: float = 0.0
-    label_since_frames: int = 0  # consecutive frames with the current smoothed label
-    label_since_time: float = 0.0  # time the current smoothed label started
     label: int = -1
     event_sent: bool = False
 
@@ -45,13 +43,15 @@ class Tracker:
 
     min_iou: IoU needed to continue a track. max_missed: frames a track survives without a detection.
     window: frames of probabilities averaged for the label. min_hits: frames before a track counts as a person.
-    decide: probabilities (n, k) -> class ids, the classifier's rule (default: argmax).
+    decide: (probabilities (n, k), face scores (n,)) -> class ids, the classifier's rule with its operating point
+    (``MaskClassifier.decide``; default: argmax). Labels are decided on the smoothed probabilities, so a track is
+    sure only when its recent frames agree.
     """
 
     def __init__(self, min_iou: float = 0.2, max_missed: int = 15, window: int = 10, min_hits: int = 3,
-                 decide: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+                 decide: Callable[..., np.ndarray] | None = None) -> None:
         self.min_iou, self.max_missed, self.window, self.min_hits = min_iou, max_missed, window, min_hits
-        self.decide = decide or (lambda p: p.argmax(1))  # the classifier's decision rule (MaskClassifier.decide)
+        self.decide = decide or (lambda p, s=None: p.argmax(1))  # the classifier's rule (MaskClassifier.decide)
         self.tracks: list[Track] = []
         self._next_id = 1
         self.seen: dict[int, str] = {}  # track id -> last smoothed label, for tracks that became people
@@ -78,7 +78,7 @@ class Tracker:
         for di in range(n):
             if ids[di] < 0:
                 tr = Track(self._next_id, detections.xyxy[di].astype(np.float32), np.zeros(4, np.float32),
-                           deque([detections.probs[di]], maxlen=self.window), first_time=t, last_time=t, label_since_time=t)
+                           deque([detections.probs[di]], maxlen=self.window), first_time=t, last_time=t)
                 self._next_id += 1
                 self.tracks.append(tr)
                 ids[di] = tr.id
@@ -90,16 +90,14 @@ class Tracker:
             tr = by_id[int(ids[di])]
             sm = tr.smoothed()
             probs[di] = sm
-            label = int(self.decide(sm[None])[0])
-            if label != tr.label:
-                tr.label, tr.label_since_frames, tr.label_since_time = label, 0, t
-            tr.label_since_frames += 1
+            label = int(self.decide(sm[None], detections.face_score[di : di + 1])[0])
+            tr.label = label
             if tr.hits >= self.min_hits:
-                self.seen[tr.id] = self.class_names[label]
+                self.seen[tr.id] = label_name(self.class_names, label)
         self.tracks = [tr for tr in self.tracks if tr.missed <= self.max_missed]
-        class_ids = self.decide(probs) if n else np.zeros(0, np.int64)
-        out = Detections(detections.xyxy, detections.face_score, class_id=class_ids,
-                         confidence=probs[np.arange(n), class_ids] if n else None, probs=probs, class_names=detections.class_names,
+        class_ids = self.decide(probs, detections.face_score) if n else np.zeros(0, np.int64)
+        conf = np.where(class_ids >= 0, probs[np.arange(n), np.maximum(class_ids, 0)], probs.max(1)) if n else None
+        out = Detections(detections.xyxy, detections.face_score, class_id=class_ids, confidence=conf, probs=probs, class_names=detections.class_names,
                          tracker_id=ids, landmarks=detections.landmarks, data=dict(detections.data))
         out.data["raw_probs"] = detections.probs
         return out
@@ -109,7 +107,7 @@ class Tracker:
 
     def counts(self) -> dict[str, int]:
         """People seen so far (tracks of at least ``min_hits`` frames) by their latest smoothed label."""
-        out = {name: 0 for name in self.class_names}
+        out = {name: 0 for name in self.class_names if name != NOT_FACE} | ({UNCERTAIN: 0} if self.class_names else {})
         for label in self.seen.values():
             out[label] = out.get(label, 0) + 1
         return out

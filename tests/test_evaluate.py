@@ -388,17 +388,20 @@ def test_evaluate_cli_boxes_detector(tiny_voc):
 
 @needs_shared
 def test_training_crops_can_use_the_real_detectors_framing(tiny_voc, tmp_path):
-    """--scene-boxes detector frames scene faces with YuNet's matching boxes (the real detector, not a stand-in);
-    the default stays the annotated boxes."""
+    """The default, --scene-boxes detector, frames scene faces with YuNet's matching boxes (the real detector, not
+    a stand-in) and adds its boxes on no annotated face as not_face crops; 'truth' keeps the annotated boxes."""
+    from maskwatch.detections import MODEL_CLASSES
     from maskwatch.train.trainer import TrainConfig, prepare_crops
 
-    truth_cfg = TrainConfig(data=[str(tiny_voc)], out=str(tmp_path / "out"), input_size=32)
-    assert truth_cfg.scene_boxes == "truth"
+    truth_cfg = TrainConfig(data=[str(tiny_voc)], out=str(tmp_path / "out"), input_size=32, scene_boxes="truth", not_face=False)
     truth_cs, _ = prepare_crops(truth_cfg, truth_cfg.data, tmp_path / "cache")
-    cfg = TrainConfig(data=[str(tiny_voc)], out=str(tmp_path / "out"), input_size=32, scene_boxes="detector")
+    cfg = TrainConfig(data=[str(tiny_voc)], out=str(tmp_path / "out"), input_size=32)
+    assert cfg.scene_boxes == "detector" and cfg.not_face
     det_cs, _ = prepare_crops(cfg, cfg.data, tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("crops-*.npz"))) == 2
-    assert len(det_cs) == len(truth_cs) == len(gt_objects(EVAL_STEMS))
-    assert (det_cs.labels == truth_cs.labels).all() and (det_cs.face_px == truth_cs.face_px).all()
-    moved = sum(a != b for a, b in zip(det_cs.jpegs, truth_cs.jpegs))
-    assert moved >= len(det_cs) // 2  # YuNet finds most of these faces, and never frames them exactly as annotated
+    faces = det_cs.labels != MODEL_CLASSES.index("not_face")
+    assert faces.sum() == len(truth_cs) == len(gt_objects(EVAL_STEMS))
+    assert (det_cs.labels[faces] == truth_cs.labels).all() and (det_cs.face_px[faces] == truth_cs.face_px).all()
+    moved = sum(a != b for a, b in zip(np.array(det_cs.jpegs, object)[faces], truth_cs.jpegs))
+    assert moved >= faces.sum() // 2  # YuNet finds most of these faces, and never frames them exactly as annotated
+    assert (truth_cs.score == -1).all() and (det_cs.score[~faces] >= 0.5).all()  # not_face crops keep their face score

@@ -161,7 +161,7 @@ def test_demo_camera_streams_and_its_frame_changes(srv):
     assert cams, _cameras(srv)
     demo = cams["demo"]
     assert demo["kind"] == "demo" and demo["name"] == "demo" and demo["fps"] > 0
-    assert set(demo["counts"]) == {"with_mask", "without_mask", "mask_incorrect"} and set(demo["seen"]) == set(demo["counts"])
+    assert set(demo["counts"]) == {"with_mask", "without_mask", "mask_incorrect", "uncertain"} and set(demo["seen"]) == set(demo["counts"])
     assert demo["stream"] == "/v1/cameras/demo/stream.mjpg" and demo["frame"] == "/v1/cameras/demo/frame.jpg"
     frames = []
     for _ in range(2):

@@ -69,7 +69,7 @@ def test_counts_people_not_frames():
     for i in range(10):
         tr.update(dets([[10, 10, 60, 70], [300, 10, 350, 70]], [BARE, MASK]), t=i)
     tr.update(dets([[600, 300, 640, 350]], [MASK]), t=11)  # one frame only: not a person yet
-    assert tr.counts() == {"with_mask": 1, "without_mask": 1, "mask_incorrect": 0}
+    assert tr.counts() == {"with_mask": 1, "without_mask": 1, "mask_incorrect": 0, "uncertain": 0}
 
 
 def test_empty_frames_give_empty_detections():
@@ -80,7 +80,7 @@ def test_empty_frames_give_empty_detections():
 def test_the_classifier_decision_rule_applies_to_smoothed_labels():
     """With a cost of 2 on without_mask, a face at 40 % bare / 60 % masked is called without_mask."""
     costs = np.array([1.0, 2.0, 1.0])
-    tr = Tracker(decide=lambda p: (p * costs).argmax(1))
+    tr = Tracker(decide=lambda p, s=None: (p * costs).argmax(1))
     out = tr.update(dets([[100, 100, 160, 170]], [[0.6, 0.4, 0.0]]), t=0)
     assert out.labels == ["without_mask"] and out.confidence[0] == pytest.approx(0.4)
     assert Tracker().update(dets([[100, 100, 160, 170]], [[0.6, 0.4, 0.0]]), t=0).labels == ["with_mask"]

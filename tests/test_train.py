@@ -466,18 +466,20 @@ def test_train_test_split_of_a_source_is_disjoint_and_complete(tmp_path):
     shutil.copy(first, root / "with_mask" / "zz_dup.jpg")
     full = {im.path for im in load_source(str(root)).images}
     tr = {im.path for im in load_source(f"{root}@train").images}
+    va = {im.path for im in load_source(f"{root}@val").images}
     te = {im.path for im in load_source(f"{root}@test").images}
-    assert tr and te
-    assert not tr & te
-    assert tr | te == full
+    assert tr and va and te
+    assert not tr & te and not tr & va and not va & te
+    assert tr | va | te == full
     assert 0.05 < len(te) / len(full) < 0.5
+    assert len(va) < len(te) < len(tr)
     # the duplicate pair lands on one side
     dup = {first, root / "with_mask" / "zz_dup.jpg"}
-    assert dup <= tr or dup <= te
+    assert dup <= tr or dup <= va or dup <= te
     # deterministic
     assert {im.path for im in load_source(f"{root}@test").images} == te
     with pytest.raises(InputError, match="unknown split"):
-        load_source(f"{root}@val")
+        load_source(f"{root}@dev")
 
 
 # ---------------------------------------------------------------- crops
@@ -730,3 +732,73 @@ def test_default_model_script_commands_parse():
         if c[1] == "train":
             assert args.seed == 0 and args.finetune_from == 0 and args.patience == 10 and args.scene_boxes == "truth"
     assert len(cmds[-1]) == 2 + 7 + 3  # maskwatch soup, seven models, --out FILE --force
+
+
+# ---------------------------------------------------------------- not_face
+@needs_shared
+@pytest.mark.slow
+def test_not_face_crops_come_from_detections_on_no_annotated_face_and_train(class_data, tmp_path):
+    """A scene whose annotation skips a face the detector finds: that box becomes a not_face crop (with its face
+    score), the annotated faces do not; a model trained on it knows not_face, and the pipeline removes such boxes."""
+    import maskwatch
+    from maskwatch.boxes import iou_matrix
+    from maskwatch.detections import MODEL_CLASSES, NOT_FACE
+    from maskwatch.detectors import create_face_detector
+    from maskwatch.settings import PHOTO_DET_SIZE
+
+    stem = "maksssksksss0"
+    scene = copy_voc(tmp_path / "scene", [stem])
+    xml = scene / "annotations" / f"{stem}.xml"
+    tree = ET.parse(xml)
+    found = create_face_detector("yunet", det_size=PHOTO_DET_SIZE).detect(maskwatch.load_image(scene / "images" / f"{stem}.jpg"))
+    boxes = np.array(voc_boxes(stem), np.float32)
+    ious = iou_matrix(boxes, found.xyxy)
+    drop = int(ious.max(1).argmax())  # the annotated face the detector frames best: "forget" it
+    dropped_box = found.xyxy[int(ious[drop].argmax())]
+    objs = list(tree.getroot().iter("object"))
+    tree.getroot().remove(objs[drop])
+    tree.write(xml)
+
+    cfg = TrainConfig(data=[str(scene), str(class_data)], out=str(tmp_path / "out"), **FAST, not_face_max_score=1.0)
+    cs, _ = prepare_crops(cfg, cfg.data, tmp_path / "cache")
+    nf = np.nonzero(cs.labels == MODEL_CLASSES.index(NOT_FACE))[0]
+    assert len(nf) >= 1
+    assert all("scene" in cs.source[i] for i in nf)
+    assert (cs.score[nf] >= 0.5).all()  # a face score from the detector
+    n_scene_faces = sum(1 for i in range(len(cs)) if "scene" in cs.source[i] and cs.labels[i] != MODEL_CLASSES.index(NOT_FACE))
+    assert n_scene_faces == len(boxes) - 1
+    sides = np.minimum(dropped_box[2] - dropped_box[0], dropped_box[3] - dropped_box[1])
+    assert np.isclose(cs.face_px[nf], sides, atol=0.5).any()  # the forgotten face is one of them
+
+    low = TrainConfig(data=cfg.data, out=cfg.out, **FAST, not_face_max_score=0.01)
+    from maskwatch.train.trainer import _not_face_rule
+
+    assert (_not_face_rule(cs, low).labels != MODEL_CLASSES.index(NOT_FACE)).all()  # the score rule drops them all
+    assert (_not_face_rule(cs, TrainConfig(data=cfg.data, out=cfg.out, **FAST, not_face=False)).labels != MODEL_CLASSES.index(NOT_FACE)).all()
+
+    res = train(cfg)
+    assert NOT_FACE in res["data"]["classes"] and res["temperature"] > 0
+    clf = maskwatch.classifier.MaskClassifier(tmp_path / "out" / "mask_classifier.onnx")
+    assert NOT_FACE in clf.class_names and clf.temperature == pytest.approx(res["temperature"])
+    det = maskwatch.Detector(det_size=800, classifier=clf, keep_not_face=True)
+    img = maskwatch.load_image(scene / "images" / f"{stem}.jpg")
+    kept, shown = det.detect(img), maskwatch.Detector(det_size=800, classifier=clf).detect(img)
+    assert len(shown) == sum(lab != NOT_FACE for lab in kept.labels)
+
+
+def test_not_face_needs_detector_framing(tmp_path):
+    with pytest.raises(InputError, match="scene_boxes"):
+        TrainConfig(data=["x"], out=str(tmp_path), scene_boxes="truth").validate()
+    TrainConfig(data=["x"], out=str(tmp_path), scene_boxes="truth", not_face=False).validate()
+
+
+def test_fit_temperature_recovers_a_known_temperature():
+    from maskwatch.train.trainer import fit_temperature
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (4000, 3))
+    p = np.exp(logits / 2.0)
+    p /= p.sum(1, keepdims=True)
+    labels = np.array([rng.choice(3, p=row) for row in p])  # drawn from softmax(logits / 2)
+    assert fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.1)
+    assert fit_temperature(logits * 0.5, labels) == pytest.approx(1.0, rel=0.1)

@@ -52,7 +52,7 @@ from ..errors import InputError
 from ..events import Event, EventDispatcher, EventLog, EventLogSink, Sink, is_loopback
 from ..images import MAX_PIXELS, check_image_header, decode_image
 from ..pipeline import Detector
-from ..settings import PHOTO_DET_SIZE, check
+from ..settings import PHOTO, SURE_SETTINGS, PHOTO_DET_SIZE, check
 from .cameras import CameraSpec, CameraWorker, parse_camera
 from .demo import write_demo_video
 
@@ -170,7 +170,8 @@ class _State:
         specs = [c if isinstance(c, CameraSpec) else parse_camera(c) for c in s.cameras]
         self.closing = threading.Event()
         self.max_upload = int(s.max_upload_mb * 1024 * 1024)
-        self.photo_detector = Detector(**{**s.detector, "det_size": s.photo_det_size, "flip": s.photo_flip})
+        photo_sure = {k: PHOTO[k] for k in SURE_SETTINGS}  # uploads are photos: the photo operating point
+        self.photo_detector = Detector(**{**s.detector, **photo_sure, "det_size": s.photo_det_size, "flip": s.photo_flip})
         self.photo_lock = threading.Lock()
         self.annotator = BoxAnnotator()
         self.live = LiveEvents()

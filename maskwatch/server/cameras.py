@@ -95,7 +95,7 @@ class CameraWorker(threading.Thread):
         super().__init__(name=f"maskwatch-camera-{cam_id}", daemon=True)
         self.id, self.spec = cam_id, spec
         self.monitor = Monitor(detector, camera=spec.name, confirm_frames=confirm_frames, dispatcher=dispatcher)
-        self.labels = tuple(detector.class_names)
+        self.labels = tuple(detector.shown_labels)
         self.blur, self.jpeg_quality = blur, int(jpeg_quality)
         self.open_timeout, self.reconnect_wait = float(open_timeout), float(reconnect_wait)
         self.max_wait, self.max_retries = float(max_wait), int(max_retries)

@@ -3,6 +3,10 @@
 Each crop is the square that :func:`maskwatch.crops.crop_faces` would cut at run time, widened by
 ``CONTEXT`` so that zoom, shift and rotation during training show real pixels. Crops are stored as JPEG
 bytes in one ``.npz`` file (small enough to move to another machine).
+
+With a face detector, scene images also give ``not_face`` crops: every detected box that overlaps no annotated
+face (IoU < :data:`maskwatch.boxes.NOT_FACE_IOU`), framed exactly as at run time, with its face score kept so
+that training can leave out the high-scoring ones (mostly real faces the annotators skipped).
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ import numpy as np
 
 from ..crops import DEFAULT_MARGIN, crop_square, square_boxes, whole_image_box
 from ..datasets import Dataset, assign_groups
-from ..detection_eval import snap_to_detections
-from ..detections import CLASS_NAMES
+from ..boxes import off_faces, snap_to_detections
+from ..detections import MODEL_CLASSES, NOT_FACE
 from ..errors import InputError
 from ..images import load_image
 
@@ -35,8 +39,10 @@ def context_size(input_size: int) -> int:
 
 @dataclass
 class CropSet:
-    """Labelled context crops. jpegs: encoded RGB->BGR JPEG bytes; face_px: face box's shorter side in the
-    original image (pixels); group: near-duplicate group of the source image; source: source folder."""
+    """Labelled context crops. jpegs: encoded RGB->BGR JPEG bytes; labels: index into MODEL_CLASSES; face_px:
+    face box's shorter side in the original image (pixels); group: near-duplicate group of the source image;
+    source: source folder; score: the face detector's score of the box the crop is framed on (-1 = framed on
+    the annotated box)."""
 
     jpegs: list[bytes]
     labels: np.ndarray
@@ -46,6 +52,11 @@ class CropSet:
     input_size: int
     margin: float
     warnings: list[str] = field(default_factory=list)
+    score: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.score is None:
+            self.score = np.full(len(self.labels), -1.0, np.float32)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -59,13 +70,14 @@ class CropSet:
         return CropSet(
             [self.jpegs[i] for i in idx], self.labels[idx], self.face_px[idx],
             [self.group[i] for i in idx], [self.source[i] for i in idx], self.input_size, self.margin,
+            score=self.score[idx],
         )
 
     def save(self, path: Path) -> None:
         lengths = np.array([len(j) for j in self.jpegs], np.int64)
         np.savez(
             path, blob=np.frombuffer(b"".join(self.jpegs), np.uint8), lengths=lengths, labels=self.labels,
-            face_px=self.face_px, group=np.array(self.group), source=np.array(self.source),
+            face_px=self.face_px, group=np.array(self.group), source=np.array(self.source), score=self.score,
             meta=np.array(json.dumps({"input_size": self.input_size, "margin": self.margin, "warnings": self.warnings})),
         )
 
@@ -78,6 +90,7 @@ class CropSet:
         return cls(
             [blob[s:e] for s, e in zip(starts, ends)], z["labels"], z["face_px"], list(z["group"]),
             list(z["source"]), meta["input_size"], meta["margin"], meta.get("warnings", []),
+            score=z["score"] if "score" in z.files else None,
         )
 
 
@@ -85,17 +98,18 @@ def build_cropset(
     ds: Dataset,
     input_size: int,
     margin: float = DEFAULT_MARGIN,
-    class_names: tuple[str, ...] = CLASS_NAMES,
+    class_names: tuple[str, ...] = MODEL_CLASSES,
     progress: Callable[[int], None] | None = None,
     face_detector: Any = None,
 ) -> tuple[CropSet, list[str]]:
     """Crops for every labelled face in ``ds``. Unreadable images are skipped and counted (second return value).
 
     ``face_detector``: if given, the true boxes of scene images are replaced by the detected boxes they overlap
-    best (IoU >= 0.5), so training crops are framed as at run time; missed faces keep their true box."""
+    best (IoU >= 0.5), so training crops are framed as at run time; missed faces keep their true box. Detected
+    boxes on no annotated face become ``not_face`` crops (when ``class_names`` has it), with their score."""
     assign_groups(ds.images)
     ctx = context_size(input_size)
-    jpegs, labels, face_px, groups, sources = [], [], [], [], []
+    jpegs, labels, face_px, groups, sources, scores = [], [], [], [], [], []
     skipped: list[str] = []
     for im in ds.images:
         if progress:
@@ -106,11 +120,18 @@ def build_cropset(
             skipped.append(str(e))
             continue
         h, w = img.shape[:2]
-        framing = list(im.boxes)
-        if face_detector is not None and im.boxes and all(b is not None for b in im.boxes):
-            snapped, _ = snap_to_detections(np.array(im.boxes, np.float32), face_detector.detect(img).xyxy)
-            framing = [tuple(b) for b in snapped.tolist()]
-        for box, frame_box, label in zip(im.boxes, framing, im.labels):
+        items = [(b, b, lab, -1.0) for b, lab in zip(im.boxes, im.labels)]  # (size box, framing box, label, score)
+        if face_detector is not None and all(b is not None for b in im.boxes):  # a scene image (maybe no face)
+            found = face_detector.detect(img)
+            truth = np.array(im.boxes, np.float32).reshape(-1, 4)
+            snapped, hit = snap_to_detections(truth, found.xyxy)
+            by_box = {tuple(b): float(s) for b, s in zip(found.xyxy.tolist(), found.face_score)}
+            items = [(b, tuple(f), lab, by_box.get(tuple(f), -1.0) if k else -1.0)
+                     for b, f, lab, k in zip(im.boxes, snapped.tolist(), im.labels, hit)]
+            if NOT_FACE in class_names:
+                off = off_faces(truth, found.xyxy)
+                items += [(tuple(b), tuple(b), NOT_FACE, float(s)) for b, s in zip(found.xyxy[off].tolist(), found.face_score[off])]
+        for box, frame_box, label, score in items:
             if label not in class_names:
                 continue
             if box is None:
@@ -118,10 +139,15 @@ def build_cropset(
             sq = square_boxes(np.array([frame_box]), margin, scale=CONTEXT)[0]
             crop = crop_square(img, sq, ctx)
             ok, enc = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 93])
+            if not ok:
+                skipped.append(f"{im.path}: a face crop could not be encoded")
+                continue
             jpegs.append(enc.tobytes())
             labels.append(class_names.index(label))
             face_px.append(min(box[2] - box[0], box[3] - box[1]))
             groups.append(hashlib.md5(f"{im.source}|{im.group}".encode()).hexdigest()[:12])
             sources.append("/".join(Path(im.source).parts[-2:]))
-    cs = CropSet(jpegs, np.array(labels, np.int64), np.array(face_px, np.float32), groups, sources, input_size, margin)
+            scores.append(score)
+    cs = CropSet(jpegs, np.array(labels, np.int64), np.array(face_px, np.float32), groups, sources, input_size, margin,
+                 score=np.array(scores, np.float32))
     return cs, skipped

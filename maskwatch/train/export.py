@@ -25,7 +25,9 @@ def _b64(a: torch.Tensor) -> str:
 
 
 def export_onnx(net: MaskNet, path: Path, class_names: tuple[str, ...], input_size: int, margin: float,
-                summary: dict[str, Any], fp16_weights: bool = True) -> None:
+                summary: dict[str, Any], fp16_weights: bool = True, temperature: float = 1.0) -> None:
+    """Write ``net`` as ONNX with maskwatch's metadata. ``temperature``: the calibration the run-time classifier
+    applies to the probabilities (softmax(logits / T)); 1 = none."""
     import onnx
 
     net = net.cpu().eval()
@@ -42,6 +44,7 @@ def export_onnx(net: MaskNet, path: Path, class_names: tuple[str, ...], input_si
         "format": "maskwatch-classifier/1", "class_names": list(class_names), "input_size": input_size,
         "color": "RGB", "layout": "NCHW", "mean": IMAGENET_MEAN.tolist(), "std": IMAGENET_STD.tolist(),
         "scale": "pixel / 255, then (x - mean) / std", "margin": margin, "data": summary,
+        "temperature": float(temperature),
         "head": {"fc1_w": _b64(net.fc1.weight), "fc1_b": _b64(net.fc1.bias), "fc2_w": _b64(net.fc2.weight),
                  "fc2_b": _b64(net.fc2.bias), "shapes": [list(net.fc1.weight.shape), list(net.fc2.weight.shape)]},
     }

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset as TorchDataset, WeightedRandom
 from .. import metrics
 from ..crops import DEFAULT_MARGIN, IMAGENET_MEAN, IMAGENET_STD
 from ..datasets import Dataset, load_sources
-from ..detections import CLASS_NAMES
+from ..detections import MODEL_CLASSES, NOT_FACE
 from ..errors import InputError
 from .augment import augment, center_view
 from .cropset import CropSet, build_cropset, context_size
@@ -51,7 +51,9 @@ class TrainConfig:
     lr: float = 1e-4
     head_lr: float = 1e-3
     finetune_from: int = 8  # backbone block index from which layers are trained in phase 2 (0 = all)
-    patience: int = 5  # early stopping: epochs without a better validation loss
+    patience: int = 5  # early stopping: epochs without a better validation score (see select)
+    select: str = "recall"  # the epoch kept: best validation "recall" (mean recall over the classes, i.e. balanced
+    # accuracy; calibration then fixes over-confidence) or lowest validation "loss"
     val_frac: float = 0.2
     seed: int = 0
     workers: int = min(8, os.cpu_count() or 1)
@@ -63,8 +65,11 @@ class TrainConfig:
     source_balance: float = 0.5  # sampling weight per source ~ n_source^-x: 0 = as the data comes, 1 = equal sources
     nomask_weight: float = 2.0  # extra loss weight on without_mask: a bare face called masked is the costly error
     erase: float = 0.0  # probability of random erasing per training view (0 = off)
-    scene_boxes: str = "truth"  # scene sets: crop around the "truth" boxes, or the face "detector"'s boxes matched
+    scene_boxes: str = "detector"  # scene sets: crop around the "truth" boxes, or the face "detector"'s boxes matched
     # to them (IoU >= 0.5; the run-time framing)
+    not_face: bool = True  # learn a not_face class from the detector's boxes on no annotated face (needs scene_boxes detector)
+    not_face_max_score: float = 0.8  # leave out not_face boxes the detector scores above this: mostly real faces the
+    # annotators skipped (looked at by eye; MODEL_CARD.md)
     ema: float = 0.0  # decay of an exponential moving average of the weights, per step (0 = off; e.g. 0.999)
     fp16_weights: bool = True  # store ONNX weights as float16 (computed in float32): half the file size
 
@@ -90,12 +95,17 @@ class TrainConfig:
             ("source_balance", 0 <= self.source_balance <= 1, "between 0 and 1"),
             ("scene_boxes", self.scene_boxes in ("truth", "detector"), "truth or detector"),
             ("ema", 0 <= self.ema < 1, "0 (off) or a decay below 1, e.g. 0.999"),
+            ("select", self.select in ("recall", "loss"), "recall or loss"),
+            ("not_face_max_score", 0 < self.not_face_max_score <= 1, "above 0 and at most 1 (a face score)"),
         ]
         for name, ok, valid in checks:
             if not ok:
                 raise InputError(f"'{name}' is invalid. Valid values are {valid}")
         if not self.data:
             raise InputError("no training data given; pass one or more folders")
+        if self.not_face and self.scene_boxes != "detector":
+            raise InputError("'not_face' needs 'scene_boxes' detector: its crops are the face detector's boxes on no annotated "
+                             "face; pass --scene-boxes detector, or --not-face off")
 
 
 class _Views(TorchDataset):
@@ -138,7 +148,7 @@ def _cache_key(cfg: TrainConfig, ds: Dataset) -> str:
     """Changes whenever the images, their labels or boxes, the crop size or the margin change."""
     key = [context_size(cfg.input_size), cfg.margin, cfg.max_images, cfg.seed]
     if cfg.scene_boxes != "truth":  # (truth framing keeps the keys of caches made before this setting existed)
-        key.append(cfg.scene_boxes)
+        key += [cfg.scene_boxes, "not_face-1"]  # detector caches hold the not_face crops too
     h = hashlib.sha1(json.dumps(key).encode())
     for im in ds.images:
         st = im.path.stat()
@@ -174,6 +184,37 @@ def prepare_crops(cfg: TrainConfig, specs: list[str], cache_dir: Path, progress:
     cs.warnings = [f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}"] if skipped else []
     cs.save(cache)
     return cs, ds.warnings + cs.warnings
+
+
+def _not_face_rule(cs: CropSet, cfg: TrainConfig) -> CropSet:
+    """The not_face crops training uses: none with ``not_face`` off, else those scored at most ``not_face_max_score``."""
+    nf = cs.labels == MODEL_CLASSES.index(NOT_FACE)
+    drop = nf & ((cs.score > cfg.not_face_max_score) | (not cfg.not_face))
+    return cs.subset(np.nonzero(~drop)[0]) if drop.any() else cs
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature T (0.25-10) minimising the negative log-likelihood of softmax(logits / T) on held-out crops
+    (Guo et al. 2017): probabilities that mean what they say. A golden-section search on log T."""
+    z = np.asarray(logits, np.float64)
+    y = np.asarray(labels, np.int64)
+
+    def nll(log_t: float) -> float:
+        s = z / np.exp(log_t)
+        s = s - s.max(1, keepdims=True)
+        return float(np.mean(np.log(np.exp(s).sum(1)) - s[np.arange(len(y)), y]))
+
+    a, b = np.log(0.25), np.log(10.0)
+    g = (np.sqrt(5) - 1) / 2
+    c, d = b - g * (b - a), a + g * (b - a)
+    for _ in range(60):
+        if nll(c) < nll(d):
+            b, d = d, c
+            c = b - g * (b - a)
+        else:
+            a, c = c, d
+            d = a + g * (b - a)
+    return float(np.exp((a + b) / 2))
 
 
 def _device(name: str) -> torch.device:
@@ -228,15 +269,17 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
     cs, warnings = prepare_crops(cfg, cfg.data, cache_dir, progress)
     for w in warnings:
         log.warning(w)
+    cs = _not_face_rule(cs, cfg)
     present = sorted(set(cs.labels.tolist()))
-    if len(present) < 2:
-        only = CLASS_NAMES[present[0]] if present else "none"
+    if len([p for p in present if MODEL_CLASSES[p] != NOT_FACE]) < 2:
+        only = MODEL_CLASSES[present[0]] if present else "none"
         raise InputError(f"the training data holds one class only ({only}); a classifier needs with_mask and without_mask faces")
-    class_names = tuple(CLASS_NAMES[i] for i in present)
+    class_names = tuple(MODEL_CLASSES[i] for i in present)
     remap = {old: new for new, old in enumerate(present)}
     cs.labels = np.array([remap[v] for v in cs.labels], np.int64)
     if cfg.val:
         vs, _ = prepare_crops(cfg, cfg.val, cache_dir, progress)
+        vs = _not_face_rule(vs, cfg)
         keep = np.isin(vs.labels, present)
         vs = vs.subset(np.nonzero(keep)[0])
         vs.labels = np.array([remap[v] for v in vs.labels], np.int64)
@@ -318,7 +361,7 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
                 seen += len(y)
                 bar.set_postfix(loss=f"{run_loss / seen:.4f}", acc=f"{run_ok / seen:.4f}")
         judged = ema.net if ema is not None else net  # the weights that are validated, kept and exported
-        v_loss, v_pred, v_true = _evaluate(judged, val_dl, loss_fn, device)
+        v_loss, v_pred, v_true, _ = _evaluate(judged, val_dl, loss_fn, device)
         rep = metrics.report(v_true, v_pred, class_names)
         row = {"epoch": epoch + 1, "train_loss": run_loss / max(seen, 1), "train_acc": run_ok / max(seen, 1),
                "val_loss": v_loss, "val_acc": rep["accuracy"], "val_bal_acc": rep["balanced_accuracy_mask_nomask"],
@@ -328,8 +371,10 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
                  row["train_loss"], row["train_acc"], v_loss, rep["accuracy"], rep["balanced_accuracy_mask_nomask"] or 0, row["seconds"])
         if on_epoch:
             on_epoch(row)
-        if v_loss < best_loss - 1e-4:
-            best_loss, bad_epochs = v_loss, 0
+        score = v_loss if cfg.select == "loss" else -float(np.mean([c["recall"] for c in rep["classes"].values() if c["support"]]))
+        row["val_mean_recall"] = -score if cfg.select == "recall" else None
+        if score < best_loss - 1e-4:
+            best_loss, bad_epochs = score, 0
             torch.save({"model": judged.state_dict(), "epoch": epoch + 1, "class_names": class_names, "config": asdict(cfg)}, best_path)
         elif epoch >= cfg.head_epochs:
             bad_epochs += 1
@@ -344,7 +389,9 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
 
     best = torch.load(best_path, map_location=device, weights_only=False)
     net.load_state_dict(best["model"])
-    v_loss, v_pred, v_true = _evaluate(net, val_dl, loss_fn, device)
+    v_loss, v_pred, v_true, v_logits = _evaluate(net, val_dl, loss_fn, device)
+    temperature = fit_temperature(v_logits, v_true)
+    log.info("calibration: temperature %.3f on %d validation crops", temperature, len(v_true))
     rep = metrics.report(v_true, v_pred, class_names)
     by_size = metrics.report_by_size(v_true, v_pred, vs.face_px, class_names)
     text = metrics.format_report(rep, by_size)
@@ -354,11 +401,13 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
     summary = {
         "classes": list(class_names), "train_counts": counts, "val_count": int(len(vs)),
         "sources": sorted(set(tr.source)), "best_epoch": best["epoch"], "seed": cfg.seed,
+        "not_face_max_score": cfg.not_face_max_score if NOT_FACE in class_names else None,
     }
     from .export import export_onnx
 
-    export_onnx(net.cpu().eval(), out / MODEL_FILE, class_names, cfg.input_size, cfg.margin, summary, cfg.fp16_weights)
-    result = {"validation": rep, "validation_by_size": by_size, "history": history, "data": summary, "config": asdict(cfg)}
+    export_onnx(net.cpu().eval(), out / MODEL_FILE, class_names, cfg.input_size, cfg.margin, summary, cfg.fp16_weights,
+                temperature=temperature)
+    result = {"temperature": temperature, "validation": rep, "validation_by_size": by_size, "history": history, "data": summary, "config": asdict(cfg)}
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     log.info("best epoch %d; validation report:\n%s", best["epoch"], text)
     return result
@@ -409,17 +458,19 @@ def _set_trainable(net: MaskNet, cfg: TrainConfig, epoch: int) -> None:
 
 
 @torch.no_grad()
-def _evaluate(net: MaskNet, dl: DataLoader, loss_fn: nn.Module, device: torch.device) -> tuple[float, np.ndarray, np.ndarray]:
+def _evaluate(net: MaskNet, dl: DataLoader, loss_fn: nn.Module, device: torch.device) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """Validation loss, predicted ids, true ids and logits."""
     net.eval()
-    losses, preds, trues = 0.0, [], []
+    losses, logit_list, trues = 0.0, [], []
     for x, y in dl:
         x, y = x.to(device), y.to(device)
         logits = net(x)
         losses += float(loss_fn(logits, y)) * len(y)
-        preds.append(logits.argmax(1).cpu().numpy())
+        logit_list.append(logits.cpu().numpy())
         trues.append(y.cpu().numpy())
     n = sum(len(t) for t in trues)
-    return losses / max(n, 1), np.concatenate(preds), np.concatenate(trues)
+    all_logits = np.concatenate(logit_list)
+    return losses / max(n, 1), all_logits.argmax(1), np.concatenate(trues), all_logits
 
 
 def _curves_png(history: list[dict[str, Any]], path: Path) -> None:

@@ -1,0 +1,161 @@
+"""Choose the operating point from data: sweep the face-score and per-label probability thresholds on scene sets
+and print the precision and recall of each label, end to end (face detector + classifier), per mode.
+
+A box counts for a label when it is matched one to one (IoU >= 0.5, highest face score first) with an annotated
+face of that label. A label shown on a face of another label, or on no annotated face, is a false alarm. A face
+below either threshold is shown grey "uncertain": neither right nor wrong, but not found for recall. Boxes the
+classifier calls not_face are removed (both columns are printed).
+
+    python benchmarks/operating_points.py [SCENES ...] [--mode photo|live|both] [--classifier PATH]
+        [--target 0.90] [--cache DIR]
+
+SCENES default to the @val split of every set in ../shared/data/detect: choose on @val, report on @test
+(`--report` with the chosen thresholds measures them on other sets, e.g. the @test splits, without choosing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from maskwatch.datasets import load_source
+from maskwatch.detection_eval import face_outcomes
+from maskwatch.detections import NOT_FACE
+from maskwatch.pipeline import Detector
+from maskwatch.settings import LIVE, PHOTO
+
+DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
+SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
+LABELS = {"without_mask": "sure_nomask", "with_mask": "sure_mask", "mask_incorrect": "sure_incorrect"}
+TARGET_INCORRECT = 0.60  # orange is the rare, hard class: precision 0.60 (issue 13's classifier target)
+FACE_GRID = np.round(np.arange(0.5, 0.951, 0.05), 2)
+PROB_GRID = np.round(np.arange(0.40, 0.991, 0.01), 2)
+MIN_DETECTOR_SCORE = 0.5  # the detector's own threshold; the sweep starts there
+
+
+def outcomes(specs: list[str], mode: str, classifier: str, cache: Path | None) -> dict[str, Any]:
+    """Every box of the mode's pipeline on the scenes (thresholds off, not_face boxes kept), cached by settings."""
+    preset = PHOTO if mode == "photo" else LIVE
+    key = hashlib.sha1(json.dumps([specs, mode, classifier, str(Path(classifier).stat().st_mtime_ns)
+                                   if Path(classifier).is_file() else classifier]).encode()).hexdigest()[:10]
+    path = cache / f"outcomes-{mode}-{key}.npz" if cache else None
+    if path and path.exists():
+        z = np.load(path, allow_pickle=True)
+        return {k: (z[k].item() if z[k].dtype == object and z[k].ndim == 0 else z[k]) for k in z.files}
+    det = Detector(det_size=preset["det_size"], flip=preset["flip"], classifier=classifier, score_threshold=MIN_DETECTOR_SCORE,
+                   nomask_cost=1.0, keep_not_face=True)
+    parts = []
+    for spec in specs:
+        ds = load_source(spec)
+        with tqdm(total=len(ds.images), desc=f"{mode} {Path(spec).name}", unit="img") as bar:
+            parts.append(face_outcomes(det, ds, progress=bar.update))
+    out = {
+        "class_names": np.array(parts[0]["class_names"], dtype=object),
+        "face_score": np.concatenate([p["face_score"] for p in parts]),
+        "probs": np.concatenate([p["probs"] for p in parts]),
+        "truth": np.concatenate([p["truth"] for p in parts]),
+        "gt_labels": np.concatenate([p["gt_labels"] for p in parts]),
+        "n_images": np.array(sum(p["n_images"] for p in parts)),
+    }
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **out)
+    return out
+
+
+def rates(o: dict[str, Any], label: str, face_t: float, prob_t: float, not_face: bool = True) -> tuple[float, float, int, int]:
+    """(precision, recall, false alarms, shown) of ``label`` at these thresholds."""
+    names = list(o["class_names"])
+    if label not in names:
+        return float("nan"), float("nan"), 0, 0
+    probs, arg = o["probs"], o["probs"].argmax(1)
+    keep = o["face_score"] >= face_t
+    if not_face and NOT_FACE in names:
+        keep &= arg != names.index(NOT_FACE)
+    c = names.index(label)
+    shown = keep & (arg == c) & (probs[:, c] >= prob_t)
+    right = shown & (o["truth"] == label)
+    n_gt = int((o["gt_labels"] == label).sum())
+    n_shown = int(shown.sum())
+    return (right.sum() / n_shown if n_shown else float("nan")), (right.sum() / n_gt if n_gt else float("nan")), n_shown - int(right.sum()), n_shown
+
+
+def choose(o: dict[str, Any], target: float) -> tuple[dict[str, float], list[str]]:
+    """The face-score threshold and per-label probability thresholds: for each face threshold, each label's lowest
+    probability threshold whose precision reaches its target (the most recall); then the face threshold with the
+    largest summed recall of with_mask and without_mask. Returns the settings and the table's lines."""
+    lines, best, best_key = [], None, -1.0
+    for f in FACE_GRID:
+        row: dict[str, Any] = {"sure_face_score": float(f)}
+        total = 0.0
+        for label, setting in LABELS.items():
+            goal = TARGET_INCORRECT if label == "mask_incorrect" else target
+            pick = None
+            for t in PROB_GRID:
+                p, r, _, _ = rates(o, label, f, t)
+                if not np.isnan(p) and p >= goal:
+                    pick = (float(t), p, r)
+                    break
+            if pick is None:  # precision never reaches the goal: show this label only when nearly certain
+                t = float(PROB_GRID[-1])
+                p, r, _, _ = rates(o, label, f, t)
+                pick = (t, p, r)
+            row[setting] = pick[0]
+            row[label] = pick[1:]
+            if label != "mask_incorrect" and not np.isnan(pick[2]):
+                total += pick[2]
+        lines.append(f"{f:>10.2f} | " + " | ".join(
+            f"{row[s]:.2f}: P {row[lab][0]:.3f} R {row[lab][1]:.3f}" for lab, s in LABELS.items()))
+        if total > best_key:
+            best, best_key = row, total
+    assert best is not None
+    return {k: v for k, v in best.items() if k.startswith("sure_")}, lines
+
+
+def report(o: dict[str, Any], point: dict[str, float], title: str) -> None:
+    n_img = int(o["n_images"])
+    print(f"\n{title}: {n_img} photos, {len(o['gt_labels'])} annotated faces, {len(o['face_score'])} boxes")
+    print(f"{'label':>15} | {'threshold':>9} | {'precision':>9} | {'recall':>6} | false alarms / 100 photos | same, not_face off")
+    for label, setting in LABELS.items():
+        p, r, fa, _ = rates(o, label, point["sure_face_score"], point[setting])
+        _, _, fa_off, _ = rates(o, label, point["sure_face_score"], point[setting], not_face=False)
+        print(f"{label:>15} | {point[setting]:>9.2f} | {p:>9.3f} | {r:>6.3f} | {100 * fa / n_img:>25.1f} | {100 * fa_off / n_img:.1f}")
+    base = {"sure_face_score": 0.5, "sure_nomask": 0.0, "sure_mask": 0.0, "sure_incorrect": 0.0}
+    print("no thresholds (every box above face score 0.5 shown with its argmax label):")
+    for label, setting in LABELS.items():
+        p, r, fa, _ = rates(o, label, 0.5, base[setting])
+        print(f"{label:>15} | {'-':>9} | {p:>9.3f} | {r:>6.3f} | {100 * fa / n_img:>25.1f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("scenes", nargs="*", help="scene sets to choose on (default: every set's @val split)")
+    ap.add_argument("--mode", choices=["photo", "live", "both"], default="both")
+    ap.add_argument("--classifier", default="mask_classifier")
+    ap.add_argument("--target", type=float, default=0.90, help="precision wanted for with_mask and without_mask")
+    ap.add_argument("--report", nargs="*", default=None, metavar="SCENES",
+                    help="measure the chosen point on these sets too (e.g. the @test splits; never chosen on)")
+    ap.add_argument("--cache", type=Path, default=None, help="folder to keep the pipeline's outputs in between runs")
+    args = ap.parse_args()
+    specs = args.scenes or [f"{DETECT / s}@val" for s in SETS]
+    for mode in (["photo", "live"] if args.mode == "both" else [args.mode]):
+        o = outcomes(specs, mode, args.classifier, args.cache)
+        point, lines = choose(o, args.target)
+        print(f"\n== {mode} mode, chosen on {', '.join(Path(s).name for s in specs)}; target precision {args.target} "
+              f"(mask_incorrect {TARGET_INCORRECT})")
+        print(f"{'face score':>10} | " + " | ".join(f"{lab} (threshold: P, R)" for lab in LABELS))
+        print("\n".join(lines))
+        print(f"chosen: {json.dumps(point)}")
+        report(o, point, f"{mode} mode on the sets it was chosen on")
+        for spec in args.report or []:
+            report(outcomes([spec], mode, args.classifier, args.cache), point, f"{mode} mode on {Path(spec).name}")
+
+
+if __name__ == "__main__":
+    main()
