@@ -18,8 +18,9 @@ MIN_SIDE = 8
 def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file as a **BGR** uint8 array (h, w, 3).
 
-    Grayscale is expanded to 3 channels, alpha is composited over white, 16-bit is scaled to 8-bit.
-    Raises :class:`InputError` for a missing, unreadable, truncated, tiny or huge image.
+    Grayscale is expanded to 3 channels, alpha is composited over white, 16-bit is scaled to 8-bit. The EXIF
+    orientation tag (phone photos; JPEG, PNG, WebP) is applied, so the array is upright as a viewer shows it and
+    boxes refer to it. Raises :class:`InputError` for a missing, unreadable, truncated, tiny or huge image.
     """
     p = Path(path)
     if not p.exists():
@@ -40,10 +41,81 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:]:
         raise InputError(f"{name}: the JPEG is truncated (no end-of-image marker); re-copy or re-export the file")
     check_image_header(data, name, max_pixels)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # (UNCHANGED ignores EXIF orientation)
     if img is None:
         raise InputError(f"{name}: not an image OpenCV can decode (JPEG, PNG, BMP, WebP, TIFF); is it really an image?")
-    return normalize_image(img, name, max_pixels)
+    return normalize_image(orient(img, exif_orientation(data)), name, max_pixels)
+
+
+def orient(img: np.ndarray, orientation: int) -> np.ndarray:
+    """The upright image for an EXIF orientation value (1-8; anything else: unchanged), as viewers show it."""
+    if orientation == 2:
+        return cv2.flip(img, 1)
+    if orientation == 3:
+        return cv2.rotate(img, cv2.ROTATE_180)
+    if orientation == 4:
+        return cv2.flip(img, 0)
+    if orientation == 5:
+        return cv2.transpose(img)
+    if orientation == 6:
+        return cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE)
+    if orientation == 7:
+        return cv2.rotate(cv2.transpose(img), cv2.ROTATE_180)
+    if orientation == 8:
+        return cv2.rotate(img, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return img
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation tag (0x0112) of a JPEG (APP1), PNG (eXIf) or WebP (EXIF) file's bytes; 1 if none."""
+    tiff = b""
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 4 <= len(data) and data[i] == 0xFF:
+            marker, size = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
+            if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\x00\x00":
+                tiff = data[i + 10 : i + 2 + size]
+                break
+            if marker == 0xDA:  # start of scan: no metadata after it
+                break
+            i += 2 + size
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        i = 8
+        while i + 8 <= len(data):
+            size, kind = int.from_bytes(data[i : i + 4], "big"), data[i + 4 : i + 8]
+            if kind == b"eXIf":
+                tiff = data[i + 8 : i + 8 + size]
+                break
+            if kind in (b"IDAT", b"IEND"):
+                break
+            i += 12 + size
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        i = 12
+        while i + 8 <= len(data):
+            kind, size = data[i : i + 4], int.from_bytes(data[i + 4 : i + 8], "little")
+            if kind == b"EXIF":
+                tiff = data[i + 8 : i + 8 + size]
+                tiff = tiff[6:] if tiff[:6] == b"Exif\x00\x00" else tiff
+                break
+            i += 8 + size + (size & 1)
+    return _tiff_orientation(tiff)
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
+        return 1
+    order = "little" if tiff[:2] == b"II" else "big"
+    ifd = int.from_bytes(tiff[4:8], order)
+    if ifd + 2 > len(tiff):
+        return 1
+    for k in range(int.from_bytes(tiff[ifd : ifd + 2], order)):
+        e = ifd + 2 + 12 * k
+        if e + 12 > len(tiff):
+            break
+        if int.from_bytes(tiff[e : e + 2], order) == 0x0112:
+            value = int.from_bytes(tiff[e + 8 : e + 10], order)
+            return value if 1 <= value <= 8 else 1
+    return 1
 
 
 def normalize_image(img: np.ndarray, name: str = "<array>", max_pixels: int = MAX_PIXELS) -> np.ndarray:

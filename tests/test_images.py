@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import maskwatch
-from maskwatch import InputError
+from maskwatch import InputError, load_image
 from maskwatch.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,3 +183,62 @@ def test_cli_folder_with_one_bad_file(tmp_path, voc_image):
     assert len(lines[0]["faces"]) >= 1
     assert "c_broken.jpg" in r.stderr
     assert "2 image(s) done, 1 failed" in r.stderr
+
+
+# ---------------------------------------------------------------- EXIF orientation (phone photos)
+def _tagged_jpeg(stored_bgr: np.ndarray, orientation: int, order: bytes = b"II") -> bytes:
+    """A JPEG of ``stored_bgr`` with an EXIF APP1 segment holding the orientation tag, as a phone writes it."""
+    bo = "little" if order == b"II" else "big"
+    ifd = (1).to_bytes(2, bo) + (0x0112).to_bytes(2, bo) + (3).to_bytes(2, bo) + (1).to_bytes(4, bo)
+    ifd += orientation.to_bytes(2, bo) + b"\x00\x00" + (0).to_bytes(4, bo)
+    tiff = order + (42).to_bytes(2, bo) + (8).to_bytes(4, bo) + ifd
+    app1 = b"\xff\xe1" + (2 + 6 + len(tiff)).to_bytes(2, "big") + b"Exif\x00\x00" + tiff
+    ok, enc = cv2.imencode(".jpg", stored_bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return enc.tobytes()[:2] + app1 + enc.tobytes()[2:]
+
+
+# How a camera stores an upright picture for each tag: the inverse of what the tag tells a viewer to do.
+_STORE = {1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+          5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, 1), 7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+          8: lambda a: np.rot90(a, -1)}
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_phone_photo_is_upright_for_each_of_the_8_exif_orientations(voc_image, tmp_path, orientation):
+    """A real photo stored rotated/mirrored and tagged: load_image gives the upright photo (what viewers show),
+    its width and height, and the faces are found where they are in the upright photo."""
+    import maskwatch
+
+    upright = load_image(voc_image)
+    stored = np.ascontiguousarray(_STORE[orientation](upright))
+    f = tmp_path / f"phone_{orientation}.jpg"
+    f.write_bytes(_tagged_jpeg(stored, orientation, b"II" if orientation % 2 else b"MM"))
+    got = load_image(f)
+    assert got.shape == upright.shape
+    assert np.abs(got.astype(int) - upright.astype(int)).mean() < 3  # the same pixels, up to JPEG noise
+    try:
+        from PIL import Image, ImageOps
+
+        pil = np.asarray(ImageOps.exif_transpose(Image.open(f)).convert("RGB"))[:, :, ::-1]
+        assert np.abs(pil.astype(int) - got.astype(int)).mean() < 1  # Pillow reads the tag the same way
+    except ImportError:
+        pass
+    want = maskwatch.Detector(det_size=800).detect(upright)
+    found = maskwatch.Detector(det_size=800).detect(got)
+    assert len(want) >= 3 and abs(len(found) - len(want)) <= 1
+    from maskwatch.boxes import iou_matrix
+
+    assert (iou_matrix(want.xyxy, found.xyxy).max(1) > 0.7).mean() >= 0.75
+
+
+def test_exif_orientation_parser_ignores_damage_and_other_formats():
+    from maskwatch.images import exif_orientation
+
+    good = _tagged_jpeg(np.zeros((16, 16, 3), np.uint8), 6)
+    assert exif_orientation(good) == 6
+    assert exif_orientation(good[:30]) == 1  # cut inside the segment
+    assert exif_orientation(_tagged_jpeg(np.zeros((16, 16, 3), np.uint8), 9)) == 1  # not a valid value
+    assert exif_orientation(b"") == 1 and exif_orientation(b"\x89PNG\r\n\x1a\n") == 1
+    ok, png = cv2.imencode(".png", np.zeros((16, 16, 3), np.uint8))
+    assert exif_orientation(png.tobytes()) == 1
