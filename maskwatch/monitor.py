@@ -49,7 +49,7 @@ class Monitor:
         """One frame (BGR uint8); t: its time in seconds, for tracking and confirm_seconds (default: now; a video
         file passes its frame time). Events are stamped with the wall-clock time. Returns tracked Detections."""
         t = time.time() if t is None else t
-        dets = self.tracker.update(self.detector.detect(frame_bgr), t)
+        dets = self.tracker.update(self.detector.detect(frame_bgr), t, frame_bgr)
         self.frames += 1
         labels = dets.labels
         h, w = frame_bgr.shape[:2]

@@ -176,3 +176,56 @@ def test_camera_that_stops_sending_frames(monkeypatch):
     assert len(frames) == 3
     assert len(opens) == 3  # the first open and two reconnects
     assert src.stopped and "camera 0 stopped sending frames after 3 frame(s)" in src.stopped
+
+
+def _people_at_the_door(n_people: int = 12, fps: float = 30.0):
+    """Frames of different unmasked people (real face photos) shown one after another at the same spot of a door
+    camera: each for 8 frames, moving and growing a little, then 10 empty frames (0.33 s) before the next."""
+    import glob
+
+    import cv2
+
+    from maskwatch import Detector
+
+    det = Detector(det_size=320)
+    background = np.tile(np.linspace(90, 170, 640, dtype=np.uint8)[None, :, None], (480, 1, 3))
+    people = []
+    for f in sorted(glob.glob(str(__import__("conftest").CLASSIFY / "chandrikadeb7" / "without_mask" / "*.jpg"))):
+        im = cv2.imread(f)
+        im = cv2.resize(im, (150, int(150 * im.shape[0] / im.shape[1])))
+        if im.shape[0] > 220:
+            continue
+        frame = background.copy()
+        frame[120 : 120 + im.shape[0], 240:390] = im
+        d = det.detect(frame)
+        if len(d) == 1 and d.labels == ["without_mask"] and d.confidence[0] > 0.9:
+            people.append(im)
+        if len(people) == n_people:
+            break
+    frames = []
+    for im in people:
+        for k in range(8):
+            s = 1 + 0.03 * k
+            p = cv2.resize(im, (int(im.shape[1] * s), int(im.shape[0] * s)))
+            frame = background.copy()
+            x, y = 240 + 3 * k, 120 - 2 * k
+            frame[y : y + p.shape[0], x : x + p.shape[1]] = p
+            frames.append(frame)
+        frames += [background.copy() for _ in range(int(round(0.33 * fps)))]
+    return people, frames
+
+
+def test_people_who_follow_each_other_at_one_spot_each_raise_one_event():
+    from maskwatch import Detector
+    from maskwatch.monitor import Monitor
+
+    people, frames = _people_at_the_door()
+    assert len(people) >= 10
+    mon = Monitor(Detector(det_size=320), confirm_frames=5)
+    ids = set()
+    for i, frame in enumerate(frames):
+        d = mon.process(frame, t=i / 30)
+        ids |= {int(t) for t in d.tracker_id}
+    assert len(mon.events) == len(people), f"{len(mon.events)} events for {len(people)} people"
+    assert len({e.track_id for e in mon.events}) == len(people)
+    assert len(ids) == len(people)  # one track per person, none split
