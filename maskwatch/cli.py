@@ -52,13 +52,18 @@ def cmd_detect(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out and out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: is a file; give a folder for the annotated copies")
+    targets: list[Path] = []
+    if out:
+        _check_output_folder(out, args.paths)
+        written: set[Path] = set()
+        targets = [_unique(out / _relative(f, args.paths).with_suffix(".jpg"), written) for f in files]
+        _check_outputs(targets, files, args.force)
     det = _detector(args)
     annot = BoxAnnotator()
     failed: list[str] = []
     counts: dict[str, int] = {}
-    written: set[Path] = set()
     with _bar(len(files), "detecting", "img", args.quiet or len(files) < 2) as bar:
-        for f in files:
+        for k, f in enumerate(files):
             bar.update(1)
             try:
                 img = load_image(f)
@@ -72,7 +77,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
             print(json.dumps({"source": str(f), "width": img.shape[1], "height": img.shape[0], "faces": d.to_records()}), flush=True)
             if out:
                 vis = blur_faces(img, d) if args.blur_faces else img
-                target = _unique(out / _relative(f, args.paths).with_suffix(".jpg"), written)
+                target = targets[k]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if not cv2.imwrite(str(target), annot.annotate(vis, d)):
                     raise InputError(f"{target}: cannot write the annotated image here; check the folder and free space")
@@ -80,6 +85,30 @@ def cmd_detect(args: argparse.Namespace) -> int:
     _err(f"maskwatch: {n_ok} image(s) done, {len(failed)} failed; faces: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
          + (f"; annotated copies in {out}" if out else ""))
     return 1 if failed else 0
+
+
+def _check_output_folder(out: Path, inputs: Sequence[str]) -> None:
+    """Refuse an output folder that is an input folder or inside one: the next run would read its annotated copies
+    as photos, and a copy could replace an original."""
+    o = out.resolve()
+    for p in inputs:
+        rp = Path(p).resolve()
+        if rp.is_dir() and (o == rp or rp in o.parents):
+            raise InputError(f"--out {out}: is inside the input folder {p}; maskwatch never writes among the originals "
+                             "(a later run would read the annotated copies as photos). Choose a folder outside it")
+
+
+def _check_outputs(targets: Sequence[Path], inputs: Sequence[Path], force: bool) -> None:
+    """Never write over an input; overwrite an earlier output only with --force (every command the same)."""
+    src = {Path(p).resolve() for p in inputs}
+    for t in targets:
+        if t.resolve() in src:
+            raise InputError(f"{t}: is one of the inputs; maskwatch never writes over an input. Choose another output")
+    if not force:
+        existing = [t for t in targets if t.exists()]
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise InputError(f"{existing[0]}{more}: already exists; pass --force to overwrite, or choose another output")
 
 
 def _open_for_writing(path: str):  # noqa: ANN202
@@ -201,9 +230,9 @@ def cmd_video(args: argparse.Namespace) -> int:
     from .annotate import BoxAnnotator, blur_faces
     from .video import VideoSink, VideoSource
 
-    src_path, out_path = Path(args.input).resolve(), Path(args.out).resolve()
-    if src_path == out_path or (args.json and Path(args.json).resolve() in (src_path, out_path)):
-        raise InputError(f"--out {args.out}: would overwrite the input video; choose another file name")
+    if args.json and Path(args.json).resolve() == Path(args.out).resolve():
+        raise InputError(f"--json {args.json}: is the --out video too; give them two names")
+    _check_outputs([Path(args.out)] + ([Path(args.json)] if args.json else []), [Path(args.input)], args.force)
     det = _detector(args)
     annot = BoxAnnotator()
     jfile = None
@@ -431,14 +460,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .explain import explain_image, explain_video
     from .images import IMAGE_SUFFIXES
 
-    det = _detector(args)
     src = Path(args.input)
-    if src.suffix.lower() in IMAGE_SUFFIXES:
-        out = args.out or str(src.with_name(src.stem + "_explain.jpg"))
+    image = src.suffix.lower() in IMAGE_SUFFIXES
+    out = args.out or str(src.with_name(src.stem + ("_explain.jpg" if image else "_explain.mp4")))
+    _check_outputs([Path(out)], [src], args.force)
+    det = _detector(args)
+    if image:
         n = explain_image(det, src, out)
         _err(f"maskwatch: {n} face(s) explained; wrote {out}")
     else:
-        out = args.out or str(src.with_name(src.stem + "_explain.mp4"))
         with _bar(None, "explain", "frame", args.quiet) as bar:
             n = explain_video(det, args.input, out, progress=bar.update, max_frames=args.max_frames)
         _err(f"maskwatch: {n} frame(s); wrote {out}")
@@ -452,6 +482,10 @@ def cmd_extract_faces(args: argparse.Namespace) -> int:
     from .detectors import create_face_detector
     from .images import find_images, load_image
 
+    if not 16 <= args.size <= 1024:
+        raise InputError(f"--size {args.size}: give the crop side in pixels, between 16 and 1024")
+    if not 0 <= args.margin <= 2:
+        raise InputError(f"--margin {args.margin}: give a fraction of the face box's longer side, between 0 and 2")
     kw = detector_kwargs(args)
     fd = create_face_detector(kw["face_detector"], score_threshold=kw["score_threshold"], nms_threshold=kw["nms_threshold"],
                               det_size=kw["det_size"], upscale=kw["upscale"])
@@ -459,6 +493,9 @@ def cmd_extract_faces(args: argparse.Namespace) -> int:
     if not files:
         raise InputError(f"{args.input}: the folder holds no image")
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file; give a folder for the face crops")
+    _check_output_folder(out, [args.input])
     out.mkdir(parents=True, exist_ok=True)
     n = failed = 0
     written: set[Path] = set()
@@ -475,6 +512,9 @@ def cmd_extract_faces(args: argparse.Namespace) -> int:
             rel = _relative(f, [args.input])
             for i, crop in enumerate(crop_faces(img, d.xyxy, args.size, args.margin)):
                 target = _unique(out / rel.parent / f"{rel.stem}_face{i}.jpg", written)
+                if target.exists() and not args.force:
+                    raise InputError(f"{target}: already exists (crops of an earlier run?); pass --force to overwrite, "
+                                     "or choose another folder")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if not cv2.imwrite(str(target), crop[:, :, ::-1]):
                     raise InputError(f"{target}: cannot write the face crop here; check the folder and free space")
@@ -538,6 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     d.add_argument("--out", help="folder for annotated copies")
     d.add_argument("--blur-faces", action="store_true", help="pixelate faces in the annotated copies")
+    d.add_argument("--force", action="store_true", help="overwrite output files of an earlier run (inputs are never overwritten)")
     add_arguments(d, DETECT_SETTINGS, PHOTO_DEFAULTS)
 
     v = cmd("video", "annotate a video file; optional JSON lines per frame", "maskwatch video in.mp4 --out out.mp4 --json faces.jsonl")
@@ -545,6 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="annotated video to write (.mp4 or .avi); same size and fps")
     v.add_argument("--json", help="write one JSON line per frame to this file")
     v.add_argument("--blur-faces", action="store_true", help="pixelate faces in the output video")
+    v.add_argument("--force", action="store_true", help="overwrite output files of an earlier run (inputs are never overwritten)")
     add_arguments(v, DETECT_SETTINGS, VIDEO_DEFAULTS)
     _add_monitor_arguments(v, events_default=None)
 
@@ -629,13 +671,15 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("input", metavar="IMAGE|VIDEO")
     x.add_argument("--out", help="output image or video (default: next to the input, *_explain.jpg/.mp4)")
     x.add_argument("--max-frames", type=int, default=0, help="video: stop after this many frames (0 = all)")
+    x.add_argument("--force", action="store_true", help="overwrite output files of an earlier run (inputs are never overwritten)")
     add_arguments(x, DETECT_SETTINGS, PHOTO_DEFAULTS)
 
     xf = cmd("extract-faces", "save every detected face as a crop (for building data sets)", "maskwatch extract-faces photos/ faces/")
     xf.add_argument("input", metavar="IN", help="image or folder")
     xf.add_argument("output", metavar="OUT", help="folder for the crops")
-    xf.add_argument("--size", type=int, default=128, help="crop side, pixels")
-    xf.add_argument("--margin", type=float, default=0.2, help="margin around the face box, fraction of its longer side")
+    xf.add_argument("--size", type=int, default=128, help="crop side, pixels (16-1024)")
+    xf.add_argument("--margin", type=float, default=0.2, help="margin around the face box, fraction of its longer side (0-2)")
+    xf.add_argument("--force", action="store_true", help="overwrite output files of an earlier run (inputs are never overwritten)")
     add_arguments(xf, ["face_detector", "score_threshold", "nms_threshold", "det_size", "upscale"], {"det_size": PHOTO_DET_SIZE})
 
     sv = cmd("serve", "web dashboard and HTTP API: live annotated cameras, events, share masked, photo test (needs the 'web' extra)",
@@ -685,6 +729,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:  # a folder that cannot be created, a full disk, a read-only file system ...
+        where = f" {e.filename}" if e.filename else ""
+        _err(f"maskwatch {args.command}: error: cannot write or read{where}: {e.strerror or e}; check the path, its "
+             "permissions and the free space")
+        return 2
 
 
 if __name__ == "__main__":

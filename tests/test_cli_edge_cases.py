@@ -30,7 +30,7 @@ def test_video_refuses_to_overwrite_its_input(tmp_path, capsys):
     clip = write_video(tmp_path / "clip.mp4", scene_frames(4))
     size = clip.stat().st_size
     rc, _, err = run(capsys, "video", str(clip), "--out", str(clip), "-q")
-    assert rc == 2 and "would overwrite the input" in err
+    assert rc == 2 and "never writes over an input" in err
     assert clip.stat().st_size == size
 
 
@@ -98,3 +98,75 @@ def test_class_folders_in_several_splits_are_flagged():
     ds = load_source(str(CLASSIFY / "facemask12k"))
     assert any("several sub-folders" in w for w in ds.warnings)
     assert not load_source(str(CLASSIFY / "facemask12k" / "test")).warnings
+
+
+# ---------------------------------------------------------------- originals are never touched; outputs need --force
+@needs_shared
+def test_detect_out_in_the_input_folder_is_refused_and_the_original_stays(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(VOC / "images" / "maksssksksss0.jpg", photos / "a.jpg")
+    before = (photos / "a.jpg").read_bytes()
+    for out in (photos, photos / "annotated"):
+        rc, stdout, err = run(capsys, "detect", str(photos), "--out", str(out), "-q")
+        assert rc == 2 and "inside the input folder" in err and stdout == ""
+    rc, _, err = run(capsys, "detect", str(photos / "a.jpg"), "--out", str(photos), "--force", "-q")
+    assert rc == 2 and "never writes over an input" in err  # not even with --force
+    assert (photos / "a.jpg").read_bytes() == before and sorted(p.name for p in photos.iterdir()) == ["a.jpg"]
+
+
+@needs_shared
+def test_an_earlier_output_is_overwritten_only_with_force(tmp_path, capsys):
+    src = tmp_path / "a.jpg"
+    shutil.copy(VOC / "images" / "maksssksksss0.jpg", src)
+    out = tmp_path / "out"
+    assert run(capsys, "detect", str(src), "--out", str(out), "-q")[0] == 0
+    rc, _, err = run(capsys, "detect", str(src), "--out", str(out), "-q")
+    assert rc == 2 and "already exists" in err and "--force" in err
+    assert run(capsys, "detect", str(src), "--out", str(out), "-q", "--force")[0] == 0
+    # explain: the same rule for one output file, and the input itself is never the output
+    target = tmp_path / "x.jpg"
+    target.write_bytes(b"mine")
+    rc, _, err = run(capsys, "explain", str(src), "--out", str(target))
+    assert rc == 2 and "already exists" in err and target.read_bytes() == b"mine"
+    rc, _, err = run(capsys, "explain", str(src), "--out", str(src), "--force")
+    assert rc == 2 and "never writes over an input" in err
+    # extract-faces into a folder holding crops of an earlier run
+    assert run(capsys, "extract-faces", str(src), str(tmp_path / "faces"), "-q")[0] == 0
+    rc, _, err = run(capsys, "extract-faces", str(src), str(tmp_path / "faces"), "-q")
+    assert rc == 2 and "already exists" in err
+    assert run(capsys, "extract-faces", str(src), str(tmp_path / "faces"), "-q", "--force")[0] == 0
+
+
+@needs_shared
+@pytest.mark.parametrize("command", ["detect", "video", "explain", "extract-faces", "train", "soup"])
+def test_an_output_folder_that_cannot_be_created_is_a_clear_error(tmp_path, capsys, command):
+    """The output's parent is a file (what a read-only parent does for root, who ignores chmod)."""
+    from _scene import scene_frames, write_video
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    bad = blocker / "sub"
+    photo = tmp_path / "a.jpg"
+    shutil.copy(VOC / "images" / "maksssksksss0.jpg", photo)
+    clip = write_video(tmp_path / "clip.mp4", scene_frames(3))
+    model = maskwatch.classifier.MaskClassifier().path
+    argv = {
+        "detect": ["detect", str(photo), "--out", str(bad / "out")],
+        "video": ["video", str(clip), "--out", str(bad / "out.mp4")],
+        "explain": ["explain", str(photo), "--out", str(bad / "x.jpg")],
+        "extract-faces": ["extract-faces", str(photo), str(bad / "faces")],
+        "train": ["train", str(CLASSIFY / "chandrikadeb7"), "--out", str(bad / "run"), "--max-images", "2"],
+        "soup": ["soup", str(model), str(model), "--out", str(bad / "soup.onnx")],
+    }[command]
+    if command in ("train", "soup"):
+        pytest.importorskip("torch")
+    rc, _, err = run(capsys, *argv, "-q") if command not in ("soup",) else run(capsys, *argv)
+    assert rc == 2, err
+    assert "error:" in err and str(blocker) in err
+
+
+def test_extract_faces_size_and_margin_are_checked(tmp_path, capsys):
+    for opts, needle in ((["--size", "0"], "--size 0"), (["--margin", "-1"], "--margin -1")):
+        rc, _, err = run(capsys, "extract-faces", str(tmp_path), str(tmp_path / "o"), *opts)
+        assert rc == 2 and needle in err
