@@ -15,6 +15,10 @@ import os
 # OpenCV's own decoder limit, for formats whose header maskwatch does not read (TIFF ...): 50 MP, as MAX_PIXELS.
 # It only takes effect if cv2 was not imported before maskwatch.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(50_000_000))
+# OpenCV's and FFmpeg's own warnings ("[tcp @ ...] Connection refused", "VIDEOIO(FFMPEG): can't capture by name") come
+# before maskwatch's clear message about the same problem; keep them quiet unless the user asks for them.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 import numpy as np  # noqa: E402
 

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .errors import InputError, MaskwatchError
 from .settings import LIVE, PHOTO, SURE_SETTINGS, PHOTO_DET_SIZE as PHOTO_DET_SIZES, add_arguments, det_sizes, detector_kwargs, on_off
@@ -279,8 +279,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
     det = _detector(args)
     annot, fps = BoxAnnotator(), FPSMonitor()
     window = "maskwatch (q or Esc quits)"
-    with VideoSource(args.source, open_timeout=args.timeout, read_timeout=args.timeout) as src:
+    with VideoSource(args.source, open_timeout=args.timeout, read_timeout=args.timeout, reconnect=args.reconnect,
+                     on_state=lambda state, detail: _err(f"maskwatch watch: {detail}")) as src:
         mon, closers = (None, []) if args.no_track else _build_monitor(args, det, str(args.source))
+        restore = _stop_on_signals(src.stop)
         try:
             for frame in src:
                 d = mon.process(frame) if mon else det.detect(frame)
@@ -303,6 +305,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 if args.max_frames and fps.frames >= args.max_frames:
                     break
         finally:
+            restore()
             _close_all(closers)
             if not args.headless:
                 try:
@@ -315,6 +318,30 @@ def cmd_watch(args: argparse.Namespace) -> int:
         _err(f"maskwatch watch: error: {stopped}")
         return 1
     return 0
+
+
+def _reconnect(text: str) -> int | None:
+    if text.strip().lower() in ("forever", "always", "inf"):
+        return None
+    n = int(text)
+    if n < 0:
+        raise ValueError(text)
+    return n
+
+
+_reconnect.__name__ = "forever or a number of attempts"
+
+
+def _stop_on_signals(stop: Callable[[], None]) -> Callable[[], None]:
+    """SIGTERM (systemd, docker stop) and SIGINT (Ctrl-C) call ``stop`` instead of killing the process, so the loop
+    ends, pending events are flushed and the summary is printed. Returns a function that restores the handlers."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    old = {sig: signal.signal(sig, lambda *_: stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    return lambda: [signal.signal(sig, h) for sig, h in old.items()] and None
 
 
 # ---------------------------------------------------------------- models
@@ -596,7 +623,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--json", action="store_true", help="print one JSON line per frame on stdout")
     w.add_argument("--blur-faces", action="store_true", help="pixelate faces in the window")
     w.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0 = run until the source ends)")
-    w.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a stream before giving up")
+    w.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a stream to answer or send a frame")
+    w.add_argument("--reconnect", type=_reconnect, default=None, metavar="forever|N",
+                   help="when a camera or stream stops sending (a reboot, a network cut): reopen it for ever (default: "
+                        "forever), or give up after N attempts in a row; waits grow from 1 s to 30 s. A file ends as files do")
     add_arguments(w, DETECT_SETTINGS, VIDEO_DEFAULTS)
     _add_monitor_arguments(w, events_default="maskwatch_events.db")
 

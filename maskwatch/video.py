@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -30,14 +31,21 @@ class VideoSource:
     """Frames (BGR uint8) from a file, a webcam index or a stream URL. A context manager.
 
     open_timeout / read_timeout: seconds before an unanswered stream is given up on (a clear error, never a
-    hang). reconnect: for cameras and streams, how many times to reopen after frames stop (reconnect_wait s apart).
+    hang). reconnect: for cameras and streams, how many times in a row to reopen after frames stop (None = for
+    ever: a door camera that reboots comes back); the first wait is reconnect_wait seconds, doubled after each
+    failed attempt up to max_wait. on_state(state, detail) is called once per change: "down" when frames stop,
+    "up" when they come back, "gave up" at the end. ``stop()`` (from another thread or a signal handler) ends the
+    iteration at the next frame or wait.
     """
 
-    def __init__(self, source: str | int, open_timeout: float = 10.0, read_timeout: float = 10.0, reconnect: int = 5,
-                 reconnect_wait: float = 1.0) -> None:
+    def __init__(self, source: str | int, open_timeout: float = 10.0, read_timeout: float = 10.0, reconnect: int | None = 5,
+                 reconnect_wait: float = 1.0, max_wait: float = 30.0,
+                 on_state: Callable[[str, str], None] | None = None) -> None:
         self.source = parse_source(source)
         self.open_timeout, self.read_timeout, self.reconnect = open_timeout, read_timeout, reconnect
-        self.reconnect_wait = reconnect_wait
+        self.reconnect_wait, self.max_wait, self.on_state = reconnect_wait, max_wait, on_state
+        self._stop = threading.Event()
+        self.outages = 0  # times frames stopped and came back
         self.frames_read = 0
         self.ended_early = False
         self.stopped: str | None = None  # why a camera or stream ended, if it did
@@ -77,21 +85,40 @@ class VideoSource:
             raise InputError(f"{self.source}: not a video OpenCV can read (unknown format or corrupt file)")
         return cap
 
+    def stop(self) -> None:
+        """End the iteration at the next frame or reconnect wait (safe from another thread or a signal handler)."""
+        self._stop.set()
+
+    @property
+    def name(self) -> str:
+        return f"camera {self.source}" if isinstance(self.source, int) else str(self.source)
+
     def __iter__(self) -> Iterator[np.ndarray]:
-        """Frames until the source ends. A camera or stream that stops sending is reopened up to ``reconnect``
-        times (``reconnect_wait`` s apart); then iteration ends and ``stopped`` says why."""
+        """Frames until the source ends or :meth:`stop` is called. A camera or stream that stops sending is
+        reopened up to ``reconnect`` times in a row (for ever if None), waiting longer after each failure; then
+        iteration ends and ``stopped`` says why."""
         failures = 0
-        while True:
+        while not self._stop.is_set():
             ok, frame = self.cap.read()
             if ok and frame is not None:
+                if failures:
+                    self.outages += 1
+                    self._state("up", f"{self.name}: frames again after {failures} reconnect attempt(s)")
                 failures = 0
                 self.frames_read += 1
                 yield frame
                 continue
-            if not self.is_file and failures < self.reconnect:
+            if self._stop.is_set():
+                return
+            if not self.is_file and (self.reconnect is None or failures < self.reconnect):
+                if failures == 0:
+                    self._state("down", f"{self.name}: stopped sending frames; reconnecting"
+                                + (" until it is back" if self.reconnect is None else f" (up to {self.reconnect} times)"))
+                wait = min(self.max_wait, self.reconnect_wait * 2 ** failures)
                 failures += 1
                 self.cap.release()
-                time.sleep(self.reconnect_wait)
+                if self._stop.wait(wait):
+                    return
                 try:
                     self.cap = self._open()
                 except InputError:
@@ -103,9 +130,14 @@ class VideoSource:
                 name = f"camera {self.source}" if isinstance(self.source, int) else str(self.source)
                 self.stopped = (f"{name} stopped sending frames after {self.frames_read} frame(s); "
                                 f"gave up after {failures} reconnect attempt(s)")
+                self._state("gave up", self.stopped)
                 if self.frames_read == 0 and isinstance(self.source, int):
                     raise InputError(f"camera {self.source}: opened but sends no frames; is another program using it?")
             return
+
+    def _state(self, state: str, detail: str) -> None:
+        if self.on_state is not None:
+            self.on_state(state, detail)
 
     def close(self) -> None:
         self.cap.release()

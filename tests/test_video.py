@@ -205,3 +205,106 @@ def test_json_path_in_missing_folder(clip, tmp_path):
         assert len(jpath.read_text().splitlines()) == N
     else:
         assert str(jpath) in r.stderr
+
+
+# ---------------------------------------------------------------- a camera that reboots
+class _MJPEG:
+    """A real HTTP MJPEG camera on loopback (multipart/x-mixed-replace, as IP cameras serve it) that can be
+    switched off and on again on the same port."""
+
+    def __init__(self, frames: list[np.ndarray], port: int = 0) -> None:
+        import http.server
+        import socketserver
+        import threading
+
+        jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in frames]
+        halt = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):  # noqa: ANN002
+                pass
+
+            def do_GET(self):  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                i = 0
+                try:
+                    while not halt.is_set():
+                        j = jpegs[i % len(jpegs)]
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(j) + j + b"\r\n")
+                        i += 1
+                        time.sleep(0.03)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.halt, self.server = halt, Server(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stream.mjpg"
+
+    def off(self) -> None:
+        self.halt.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@needs_shared
+def test_a_camera_that_reboots_is_reconnected_and_each_state_change_reported_once():
+    import threading
+
+    from _scene import scene_frames
+
+    cam = _MJPEG(scene_frames(6))
+    states: list[tuple[str, str]] = []
+    src = VideoSource(cam.url, open_timeout=2, read_timeout=2, reconnect=None, reconnect_wait=0.2, max_wait=0.5,
+                      on_state=lambda state, detail: states.append((state, detail)))
+    frames, after, rebooted = 0, 0, []
+    for _ in src:
+        frames += 1
+        if frames == 15:
+            port = cam.port
+            cam.off()  # the camera reboots: 3 s without a server, then back on the same port
+            threading.Timer(3.0, lambda: rebooted.append(_MJPEG(scene_frames(6), port))).start()
+        if [s for s, _ in states] == ["down", "up"]:
+            after += 1
+        if after >= 10:
+            break
+    src.close()
+    rebooted[0].off()
+    assert [s for s, _ in states] == ["down", "up"], states  # once each, not once per attempt
+    assert "until it is back" in states[0][1] and src.outages == 1 and src.stopped is None
+
+
+@needs_shared
+def test_watch_ends_cleanly_on_sigterm_with_its_summary(tmp_path):
+    """systemd stops a service with SIGTERM: watch flushes its events, prints its summary and exits 0."""
+    import signal
+    import subprocess
+    import sys
+
+    from _scene import scene_frames
+
+    cam = _MJPEG(scene_frames(10))
+    proc = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "watch", cam.url, "--headless", "--json",
+                             "--events", str(tmp_path / "ev.db"), "--det-size", "320"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()  # a frame was processed
+        assert first.startswith("{"), proc.stderr.read()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        cam.off()
+    assert proc.returncode == 0, err
+    assert "frames at" in err and "Traceback" not in err
+    assert (tmp_path / "ev.db").exists()

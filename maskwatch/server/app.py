@@ -391,11 +391,20 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     def index() -> HTMLResponse:
         return HTMLResponse(state.index_html, headers={"Cache-Control": "no-cache"})
 
-    @app.get("/healthz", summary="liveness: the server answers; cameras up and down")
-    def healthz() -> dict[str, Any]:
+    @app.get("/healthz", summary="health: 200 and status 'ok' when every camera sends frames and the event log "
+             "writes; 503 and status 'degraded' otherwise (for a load balancer or a systemd watchdog)",
+             responses={503: {"description": "a camera is down or reconnecting, or the event log cannot write"}})
+    def healthz() -> JSONResponse:
+        states = {cid: {"status": w.status, "reason": w.reason} for cid, w in state.cameras.items()}
         up = sum(w.status == "ok" for w in state.cameras.values())
-        return {"status": "ok", "cameras": {"total": len(state.cameras), "up": up, "down": len(state.cameras) - up},
-                "event_log": state.log.last_error or "ok"}
+        starting = sum(w.status == "starting" for w in state.cameras.values())
+        log_error = state.log.last_error
+        ok = up + starting == len(state.cameras) and not log_error
+        body = {"status": "ok" if ok else "degraded",
+                "cameras": {"total": len(state.cameras), "up": up, "down": len(state.cameras) - up - starting,
+                            "states": states},
+                "event_log": log_error or "ok"}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     # ---------------------------------------------------------------- photos
 
