@@ -573,7 +573,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _err(f"maskwatch: dashboard on http://{'[' + host + ']' if ':' in host else host}:{port}/"
          + ("?token=<your token>" if settings.token else "") + f" (cameras: {cams}; events in {args.events or 'memory'}); "
          "Ctrl-C stops")
-    make_server(app).run(sockets=[sock])
+    # uvicorn shuts down on SIGTERM or SIGINT (cameras stopped, events flushed), then raises the signal again for the
+    # handler that was there before it: ours, which lets the process end with its summary and exit code 0.
+    restore = _stop_on_signals(lambda: None)
+    try:
+        make_server(app).run(sockets=[sock])
+    finally:
+        restore()
+    _err(f"maskwatch: server stopped; events in {args.events or 'memory (not kept)'}")
     return 0
 
 

@@ -418,3 +418,32 @@ def test_times_that_are_not_finite_are_422(srv):
     for path in ("/v1/stats?since=nan", "/v1/events?since=inf", "/v1/events?until=-inf"):
         _assert_error(*srv.get(path), 422)
     assert srv.json("/v1/stats?since=0&until=86400&bucket=3600")[0] == 200  # until=0 would have meant 'now'
+
+
+@needs_shared
+def test_serve_ends_cleanly_on_sigterm(tmp_path):
+    """systemd stops the dashboard with SIGTERM: exit code 0, the cameras stopped and a last line, no traceback."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "serve", "--port", str(port), "--events",
+                             str(tmp_path / "ev.db")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def up() -> bool:
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200
+            except OSError:
+                return False
+
+        assert _wait(up, timeout=30), proc.stderr.read() if proc.poll() is not None else "no answer"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "server stopped" in err and "Traceback" not in err
