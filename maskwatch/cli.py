@@ -255,6 +255,7 @@ def cmd_video(args: argparse.Namespace) -> int:
                                                 "width": src.width, "height": src.height, "faces": d.to_records()}) + "\n")
                     bar.update(1)
             ended_early = src.ended_early
+            sink_warning = sink.warning
     finally:
         if jfile:
             jfile.close()
@@ -266,6 +267,8 @@ def cmd_video(args: argparse.Namespace) -> int:
     _err(f"maskwatch: {frames} frames, {faces} faces, {share} masked, {frames / secs:.1f} frames/s; wrote {args.out}"
          + _monitor_summary(mon)
          + ("; WARNING: the video ended before its stated length (truncated file?)" if ended_early else ""))
+    if sink_warning:
+        _err(f"maskwatch: note: {sink_warning}")
     return 0
 
 
@@ -617,7 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = cmd("video", "annotate a video file; optional JSON lines per frame", "maskwatch video in.mp4 --out out.mp4 --json faces.jsonl")
     v.add_argument("input", metavar="IN", help="video file")
-    v.add_argument("--out", required=True, help="annotated video to write (.mp4 or .avi); same size and fps")
+    v.add_argument("--out", required=True, help="annotated video to write, same size and fps: .webm (VP9, plays in browsers), "
+                   ".mp4 (H.264 with PyAV installed, else MPEG-4 Part 2, which browsers refuse) or .avi (Motion JPEG)")
     v.add_argument("--json", help="write one JSON line per frame to this file")
     v.add_argument("--blur-faces", action="store_true", help="pixelate faces in the output video")
     v.add_argument("--force", action="store_true", help="overwrite output files of an earlier run (inputs are never overwritten)")

@@ -150,24 +150,73 @@ class VideoSource:
 
 
 class VideoSink:
-    """Writes BGR frames to a video file of the given size and fps (MP4 with the mp4v codec, or AVI/MJPG)."""
+    """Writes BGR frames to a video file of the given size and fps. The codec follows the file name:
+
+    - ``.webm``: VP9 (OpenCV's own FFmpeg, libvpx): plays in every browser; no extra package.
+    - ``.mp4``: H.264 (yuv420p, ``faststart``) through PyAV when it is installed (``pip install 'maskwatch[h264]'``;
+      its wheels bundle FFmpeg with x264, which is GPL), which browsers and phones play; without PyAV,
+      MPEG-4 Part 2 (mp4v), which desktop players open but browsers refuse, and ``warning`` says so.
+    - ``.avi``: Motion JPEG.
+    """
 
     def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
-        self.writer = cv2.VideoWriter(str(self.path), fourcc, fps, (width, height))
-        if not self.writer.isOpened():
-            raise InputError(f"{self.path}: cannot write a video here; use a .mp4 or .avi name in a writable folder")
         self.size = (width, height)
+        self.warning: str | None = None
+        self._av: tuple | None = None
+        suffix = self.path.suffix.lower()
+        if suffix == ".mp4" and self._open_h264(width, height, fps):
+            self.codec = "h264"
+            return
+        fourcc, self.codec = {".avi": ("MJPG", "mjpeg"), ".webm": ("VP90", "vp9")}.get(suffix, ("mp4v", "mpeg4"))
+        self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+        if not self.writer.isOpened():
+            raise InputError(f"{self.path}: cannot write a video here; use a .webm, .mp4 or .avi name in a writable folder")
+        if self.codec == "mpeg4":
+            self.warning = (f"{self.path} is MPEG-4 Part 2, which desktop players open but web browsers do not play; for a "
+                            "browser-playable video name the output .webm (VP9), or pip install av for H.264 in .mp4")
+
+    def _open_h264(self, width: int, height: int, fps: float) -> bool:
+        try:
+            import av  # type: ignore[import-not-found]
+        except ImportError:
+            return False
+        from fractions import Fraction
+
+        try:
+            container = av.open(str(self.path), "w", options={"movflags": "faststart"})
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        except Exception:  # no libx264 in this PyAV build, or the file cannot be created: use OpenCV's writer
+            return False
+        stream.width, stream.height = width + width % 2, height + height % 2  # yuv420p needs even sides
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "23", "preset": "veryfast"}
+        self._av = (av, container, stream)
+        return True
 
     def write(self, frame: np.ndarray) -> None:
+        """One BGR uint8 frame (resized to the sink's size if it differs)."""
         if (frame.shape[1], frame.shape[0]) != self.size:
             frame = cv2.resize(frame, self.size)
-        self.writer.write(frame)
+        if self._av is None:
+            self.writer.write(frame)
+            return
+        av, container, stream = self._av
+        if (stream.width, stream.height) != self.size:
+            frame = cv2.copyMakeBorder(frame, 0, stream.height - self.size[1], 0, stream.width - self.size[0], cv2.BORDER_REPLICATE)
+        for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")):
+            container.mux(packet)
 
     def close(self) -> None:
-        self.writer.release()
+        if self._av is None:
+            self.writer.release()
+            return
+        _, container, stream = self._av
+        self._av = None
+        for packet in stream.encode():
+            container.mux(packet)
+        container.close()
 
     def __enter__(self) -> "VideoSink":
         return self

@@ -112,3 +112,30 @@ def test_dashboard_live_image_events_and_phone_layout(server, browser):
     overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"the page is {overflow} px wider than a phone screen"
     browser.save_screenshot(str(OUT / "dashboard-phone.png"))
+
+
+@pytest.mark.parametrize("name", ["annotated.webm", "annotated.mp4"])
+def test_browser_plays_an_annotated_output_video(tmp_path, browser, name):
+    """`maskwatch video --out` writes what Chromium plays: VP9 in .webm, H.264 in .mp4 (with PyAV)."""
+    import http.server
+    import threading
+
+    from _scene import scene_frames, write_video
+
+    if name.endswith(".mp4"):
+        pytest.importorskip("av")
+    clip = write_video(tmp_path / "in.mp4", scene_frames(20), fps=10)
+    r = subprocess.run([sys.executable, "-m", "maskwatch.cli", "video", str(clip), "--out", str(tmp_path / name), "-q",
+                        "--no-track"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "browsers do not play" not in r.stderr, r.stderr
+    (tmp_path / "play.html").write_text(f'<video id="v" src="{name}" muted playsinline></video>')
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://127.0.0.1:{httpd.server_address[1]}/play.html")
+        browser.execute_script("document.getElementById('v').play()")
+        _wait(lambda: browser.execute_script("const v = document.getElementById('v'); return v.error === null && "
+                                             "v.videoWidth === 640 && v.currentTime > 0.3"), 20, f"{name} to play")
+    finally:
+        httpd.shutdown()

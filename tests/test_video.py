@@ -308,3 +308,40 @@ def test_watch_ends_cleanly_on_sigterm_with_its_summary(tmp_path):
     assert proc.returncode == 0, err
     assert "frames at" in err and "Traceback" not in err
     assert (tmp_path / "ev.db").exists()
+
+
+# ---------------------------------------------------------------- outputs a browser plays
+@pytest.mark.parametrize("name, codec", [("out.webm", "vp9"), ("out.mp4", "h264"), ("odd.mp4", "h264"), ("out.avi", "mjpeg")])
+def test_video_sink_writes_a_codec_browsers_play(tmp_path, name, codec):
+    from maskwatch.video import VideoSink
+
+    if codec == "h264":
+        pytest.importorskip("av")
+    w, h = (321, 241) if name.startswith("odd") else (320, 240)
+    frames = [np.full((h, w, 3), 20 * i, np.uint8) for i in range(10)]
+    with VideoSink(tmp_path / name, w, h, 10.0) as sink:
+        for f in frames:
+            sink.write(f)
+    assert sink.codec == codec and sink.warning is None
+    cap = cv2.VideoCapture(str(tmp_path / name))
+    got = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        got.append(f)
+    cap.release()
+    assert len(got) == 10
+    assert abs(int(got[5][: h - 1, : w - 1].mean()) - 100) <= 6  # the frames' content survived the encoding
+
+
+def test_mp4_without_pyav_falls_back_with_a_clear_message(tmp_path, monkeypatch):
+    import builtins
+
+    from maskwatch.video import VideoSink
+
+    real = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda n, *a, **k: (_ for _ in ()).throw(ImportError(n)) if n == "av" else real(n, *a, **k))
+    with VideoSink(tmp_path / "x.mp4", 64, 48, 10.0) as sink:
+        sink.write(np.zeros((48, 64, 3), np.uint8))
+    assert sink.codec == "mpeg4" and "browsers do not play" in sink.warning and ".webm" in sink.warning
