@@ -35,6 +35,7 @@ SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
 LABELS = {"without_mask": "sure_nomask", "with_mask": "sure_mask", "mask_incorrect": "sure_incorrect"}
 TARGET_INCORRECT = 0.60  # orange is the rare, hard class: precision 0.60 (issue 13's classifier target)
 FACE_GRID = np.round(np.arange(0.5, 0.951, 0.05), 2)
+NOT_FACE_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)  # 1.01: never remove
 PROB_GRID = np.round(np.arange(0.40, 0.991, 0.01), 2)
 MIN_DETECTOR_SCORE = 0.5  # the detector's own threshold; the sweep starts there
 
@@ -69,15 +70,21 @@ def outcomes(specs: list[str], mode: str, classifier: str, cache: Path | None) -
     return out
 
 
-def rates(o: dict[str, Any], label: str, face_t: float, prob_t: float, not_face: bool = True) -> tuple[float, float, int, int]:
-    """(precision, recall, false alarms, shown) of ``label`` at these thresholds."""
+def rates(o: dict[str, Any], label: str, face_t: float, prob_t: float, nf_t: float | None = 0.5) -> tuple[float, float, int, int]:
+    """(precision, recall, false alarms, shown) of ``label`` at these thresholds (``nf_t`` None: not_face off).
+    As ``MaskClassifier.decide`` with cost 1: the label is the best face class; a box with P(not_face) >= nf_t is
+    removed."""
     names = list(o["class_names"])
     if label not in names:
         return float("nan"), float("nan"), 0, 0
-    probs, arg = o["probs"], o["probs"].argmax(1)
+    probs = o["probs"]
     keep = o["face_score"] >= face_t
-    if not_face and NOT_FACE in names:
-        keep &= arg != names.index(NOT_FACE)
+    faces = probs.copy()
+    if NOT_FACE in names:
+        faces[:, names.index(NOT_FACE)] = -1.0
+        if nf_t is not None:
+            keep &= probs[:, names.index(NOT_FACE)] < nf_t
+    arg = faces.argmax(1)
     c = names.index(label)
     shown = keep & (arg == c) & (probs[:, c] >= prob_t)
     right = shown & (o["truth"] == label)
@@ -87,35 +94,42 @@ def rates(o: dict[str, Any], label: str, face_t: float, prob_t: float, not_face:
 
 
 def choose(o: dict[str, Any], target: float) -> tuple[dict[str, float], list[str]]:
-    """The face-score threshold and per-label probability thresholds: for each face threshold, each label's lowest
-    probability threshold whose precision reaches its target (the most recall); then the face threshold with the
-    largest summed recall of with_mask and without_mask. Returns the settings and the table's lines."""
+    """The face-score, not_face and per-label probability thresholds: for each face and not_face threshold, each
+    label's lowest probability threshold whose precision reaches its target (the most recall); then the pair with
+    the largest summed recall of with_mask and without_mask (ties: the higher face threshold). Returns the settings
+    and the table's lines (per face threshold, its best not_face threshold)."""
+    has_nf = NOT_FACE in list(o["class_names"])
     lines, best, best_key = [], None, -1.0
     for f in FACE_GRID:
-        row: dict[str, Any] = {"sure_face_score": float(f)}
-        total = 0.0
-        for label, setting in LABELS.items():
-            goal = TARGET_INCORRECT if label == "mask_incorrect" else target
-            pick = None
-            for t in PROB_GRID:
-                p, r, _, _ = rates(o, label, f, t)
-                if not np.isnan(p) and p >= goal:
-                    pick = (float(t), p, r)
-                    break
-            if pick is None:  # precision never reaches the goal: show this label only when nearly certain
-                t = float(PROB_GRID[-1])
-                p, r, _, _ = rates(o, label, f, t)
-                pick = (t, p, r)
-            row[setting] = pick[0]
-            row[label] = pick[1:]
-            if label != "mask_incorrect" and not np.isnan(pick[2]):
-                total += pick[2]
-        lines.append(f"{f:>10.2f} | " + " | ".join(
-            f"{row[s]:.2f}: P {row[lab][0]:.3f} R {row[lab][1]:.3f}" for lab, s in LABELS.items()))
-        if total > best_key:
-            best, best_key = row, total
+        best_row, best_total = None, -1.0
+        for nf in (NOT_FACE_GRID if has_nf else (1.01,)):
+            row: dict[str, Any] = {"sure_face_score": float(f), "not_face_threshold": float(min(nf, 1.0))}
+            total = 0.0
+            for label, setting in LABELS.items():
+                goal = TARGET_INCORRECT if label == "mask_incorrect" else target
+                pick = None
+                for t in PROB_GRID:
+                    p, r, _, _ = rates(o, label, f, t, nf)
+                    if not np.isnan(p) and p >= goal:
+                        pick = (float(t), p, r)
+                        break
+                if pick is None:  # precision never reaches the goal: show this label only when nearly certain
+                    t = float(PROB_GRID[-1])
+                    p, r, _, _ = rates(o, label, f, t, nf)
+                    pick = (t, p, r)
+                row[setting] = pick[0]
+                row[label] = pick[1:]
+                if label != "mask_incorrect" and not np.isnan(pick[2]):
+                    total += pick[2]
+            if total > best_total + 1e-9:
+                best_row, best_total = row, total
+        assert best_row is not None
+        lines.append(f"{f:>10.2f} | {best_row['not_face_threshold']:>8.2f} | " + " | ".join(
+            f"{best_row[s]:.2f}: P {best_row[lab][0]:.3f} R {best_row[lab][1]:.3f}" for lab, s in LABELS.items()))
+        if best_total >= best_key - 1e-9:
+            best, best_key = best_row, best_total
     assert best is not None
-    return {k: v for k, v in best.items() if k.startswith("sure_")}, lines
+    return {k: v for k, v in best.items() if k.startswith("sure_") or k == "not_face_threshold"}, lines
 
 
 def report(o: dict[str, Any], point: dict[str, float], title: str) -> None:
@@ -123,13 +137,13 @@ def report(o: dict[str, Any], point: dict[str, float], title: str) -> None:
     print(f"\n{title}: {n_img} photos, {len(o['gt_labels'])} annotated faces, {len(o['face_score'])} boxes")
     print(f"{'label':>15} | {'threshold':>9} | {'precision':>9} | {'recall':>6} | false alarms / 100 photos | same, not_face off")
     for label, setting in LABELS.items():
-        p, r, fa, _ = rates(o, label, point["sure_face_score"], point[setting])
-        _, _, fa_off, _ = rates(o, label, point["sure_face_score"], point[setting], not_face=False)
+        p, r, fa, _ = rates(o, label, point["sure_face_score"], point[setting], point.get("not_face_threshold", 1.01))
+        _, _, fa_off, _ = rates(o, label, point["sure_face_score"], point[setting], None)
         print(f"{label:>15} | {point[setting]:>9.2f} | {p:>9.3f} | {r:>6.3f} | {100 * fa / n_img:>25.1f} | {100 * fa_off / n_img:.1f}")
     base = {"sure_face_score": 0.5, "sure_nomask": 0.0, "sure_mask": 0.0, "sure_incorrect": 0.0}
     print("no thresholds (every box above face score 0.5 shown with its argmax label):")
     for label, setting in LABELS.items():
-        p, r, fa, _ = rates(o, label, 0.5, base[setting])
+        p, r, fa, _ = rates(o, label, 0.5, base[setting], None)
         print(f"{label:>15} | {'-':>9} | {p:>9.3f} | {r:>6.3f} | {100 * fa / n_img:>25.1f}")
 
 
@@ -149,7 +163,7 @@ def main() -> None:
         point, lines = choose(o, args.target)
         print(f"\n== {mode} mode, chosen on {', '.join(Path(s).name for s in specs)}; target precision {args.target} "
               f"(mask_incorrect {TARGET_INCORRECT})")
-        print(f"{'face score':>10} | " + " | ".join(f"{lab} (threshold: P, R)" for lab in LABELS))
+        print(f"{'face score':>10} | not_face | " + " | ".join(f"{lab} (threshold: P, R)" for lab in LABELS))
         print("\n".join(lines))
         print(f"chosen: {json.dumps(point)}")
         report(o, point, f"{mode} mode on the sets it was chosen on")

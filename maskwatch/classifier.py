@@ -34,13 +34,15 @@ class MaskClassifier:
     work); on masks-yolo-extra it raised balanced accuracy from 0.930 to 0.942.
     ``sure``: the operating point, {label: probability} (0..1): a face whose label's probability is below its
     entry, or whose face score is below ``sure_face_score``, is labelled ``uncertain`` (class id -2) instead.
-    Labels missing from ``sure`` are always sure (the default: no uncertain state). ``not_face`` is never
-    uncertain: a box the model calls not_face is removed by the pipeline.
+    Labels missing from ``sure`` are always sure (the default: no uncertain state).
+    ``not_face_threshold``: for a model with a ``not_face`` class, a box whose P(not_face) is at least this is
+    labelled not_face (the pipeline removes it); every other box gets the best of the face classes, so a face
+    the model half-doubts is never called not_face by a plain argmax.
     """
 
     def __init__(self, model: str | os.PathLike = "mask_classifier", threads: int | None = None,
                  nomask_cost: float = DEFAULT_NOMASK_COST, flip: bool = False, sure: dict[str, float] | None = None,
-                 sure_face_score: float = 0.0) -> None:
+                 sure_face_score: float = 0.0, not_face_threshold: float = 0.5) -> None:
         from .models import onnx_session, resolve
 
         self.path = resolve(model)
@@ -76,6 +78,9 @@ class MaskClassifier:
         if not 0.0 <= sure_face_score <= 1.0:
             raise InputError(f"sure_face_score={sure_face_score} is invalid; valid values are between 0 and 1")
         self.sure_face_score = sure_face_score
+        if not 0.0 < not_face_threshold <= 1.0:
+            raise InputError(f"not_face_threshold={not_face_threshold} is invalid; valid values are above 0 and at most 1")
+        self.not_face_threshold = not_face_threshold
         # Map model classes onto maskwatch's MODEL_CLASSES columns (a two-class model has no mask_incorrect or not_face).
         unknown = [c for c in self.model_classes if c not in MODEL_CLASSES]
         if unknown:
@@ -87,25 +92,26 @@ class MaskClassifier:
             raise ModelError(f"{self.path}: temperature {self.temperature} in its metadata is outside 0.05-20; re-export it")
 
     def decide(self, probs: np.ndarray, face_score: np.ndarray | None = None) -> np.ndarray:
-        """Class ids (n,) for probabilities (n, k) over ``class_names``: argmax of probability x cost, or -2
-        (uncertain) where that class's probability is below its ``sure`` threshold or the face score (n,) below
-        ``sure_face_score``."""
+        """Class ids (n,) for probabilities (n, k) over ``class_names``: not_face where P(not_face) reaches
+        ``not_face_threshold``; else the face class with the highest probability x cost, or -2 (uncertain) where
+        that class's probability is below its ``sure`` threshold or the face score (n,) below ``sure_face_score``."""
         if len(probs) == 0:
             return np.zeros(0, np.int64)
         probs = np.asarray(probs)
         costs = np.array([self.nomask_cost if c == "without_mask" else 1.0 for c in self.class_names], np.float32)
+        nf = self.class_names.index(NOT_FACE) if NOT_FACE in self.class_names else None
+        if nf is not None:
+            costs[nf] = 0.0  # never the face label
         ids = (probs * costs).argmax(1)
-        if not self.sure and not self.sure_face_score:
-            return ids
-        need = np.array([self.sure.get(c, 0.0) if c != NOT_FACE else 0.0 for c in self.class_names], np.float32)
-        unsure = probs[np.arange(len(ids)), ids] < need[ids]
-        if face_score is not None and self.sure_face_score:
-            unsure |= (np.asarray(face_score) < self.sure_face_score) & (ids != self._not_face_id)
-        return np.where(unsure, UNCERTAIN_ID, ids)
-
-    @property
-    def _not_face_id(self) -> int:
-        return self.class_names.index(NOT_FACE) if NOT_FACE in self.class_names else -99
+        if self.sure or self.sure_face_score:
+            need = np.array([self.sure.get(c, 0.0) for c in self.class_names], np.float32)
+            unsure = probs[np.arange(len(ids)), ids] < need[ids]
+            if face_score is not None and self.sure_face_score:
+                unsure |= np.asarray(face_score) < self.sure_face_score
+            ids = np.where(unsure, UNCERTAIN_ID, ids)
+        if nf is not None:
+            ids = np.where(probs[:, nf] >= self.not_face_threshold, nf, ids)
+        return ids
 
     @staticmethod
     def confidence(probs: np.ndarray, ids: np.ndarray) -> np.ndarray:

@@ -25,7 +25,8 @@ class Detector:
     label is argmax of probability x cost; default 2). flip: also classify each face mirrored and average (for
     photos; twice the classifier's time). threads: onnxruntime threads (default all cores). sure_face_score,
     sure_mask, sure_nomask, sure_incorrect: the operating point (0..1): a face scored below ``sure_face_score`` or
-    whose label's probability is below its ``sure_*`` is labelled ``uncertain`` (grey, no event). keep_not_face: keep
+    whose label's probability is below its ``sure_*`` is labelled ``uncertain`` (grey, no event).
+    not_face_threshold: boxes with P(not_face) at least this are no face and removed. keep_not_face: keep
     the boxes the classifier calls ``not_face`` (a box on no face: a hand, a bag, the back of a head) instead of
     removing them; for debugging, they never raise an event.
     """
@@ -46,6 +47,7 @@ class Detector:
         sure_mask: float = 0.0,
         sure_nomask: float = 0.0,
         sure_incorrect: float = 0.0,
+        not_face_threshold: float = 0.5,
     ) -> None:
         self.keep_not_face = bool(keep_not_face)
         if isinstance(face_detector, FaceDetector):
@@ -63,7 +65,7 @@ class Detector:
             kw: dict = {} if nomask_cost is None else {"nomask_cost": nomask_cost}
             sure = {"with_mask": sure_mask, "without_mask": sure_nomask, "mask_incorrect": sure_incorrect}
             self.classifier = MaskClassifier(classifier, threads=threads, flip=bool(flip), sure={k: v for k, v in sure.items() if v},
-                                             sure_face_score=sure_face_score, **kw)
+                                             sure_face_score=sure_face_score, not_face_threshold=not_face_threshold, **kw)
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -76,17 +76,19 @@ SETTINGS: dict[str, Setting] = {
                 "grey '?'", 0.0, 1.0),
         Setting("sure_incorrect", float, 0.0, "orange 'Incorrect' only when P(mask_incorrect) is at least this; below, "
                 "grey '?'", 0.0, 1.0),
+        Setting("not_face_threshold", float, 0.5, "a box whose P(not_face) is at least this is no face (a hand, a bag, "
+                "the back of a head) and is removed; for classifiers with a not_face class", 0.01, 1.0),
     ]
 }
 
-SURE_SETTINGS = ("sure_face_score", "sure_mask", "sure_nomask", "sure_incorrect")
+SURE_SETTINGS = ("sure_face_score", "sure_mask", "sure_nomask", "sure_incorrect", "not_face_threshold")
 """The operating point: when a face is shown as sure (benchmarks/operating_points.py chooses them)."""
 
 PHOTO: dict[str, Any] = {"det_size": PHOTO_DET_SIZE, "flip": True, "sure_face_score": 0.0, "sure_mask": 0.0,
-                         "sure_nomask": 0.0, "sure_incorrect": 0.0}
+                         "sure_nomask": 0.0, "sure_incorrect": 0.0, "not_face_threshold": 0.5}
 """The photo preset (detect, evaluate-detection, explain, uploads, ``maskwatch.detect()``): accuracy first."""
 LIVE: dict[str, Any] = {"det_size": 320, "flip": False, "sure_face_score": 0.0, "sure_mask": 0.0, "sure_nomask": 0.0,
-                        "sure_incorrect": 0.0}
+                        "sure_incorrect": 0.0, "not_face_threshold": 0.5}
 """The live preset (video, watch, the dashboard's cameras): speed first; the tracker smooths labels over frames."""
 
 

@@ -160,3 +160,17 @@ def test_drawn_uncertain_box_is_thin(voc_image):
     out2 = BoxAnnotator(thickness=4).annotate(img, sure)
     assert (out2[100, 51] == np.array(COLOURS["without_mask"], np.uint8)).all()
     assert cv2.countNonZero(cv2.cvtColor(np.abs(out2.astype(int) - out.astype(int)).astype(np.uint8), cv2.COLOR_BGR2GRAY)) > 0
+
+
+def test_not_face_is_a_gate_with_its_own_threshold():
+    """A box is not_face only when P(not_face) reaches the threshold; else it gets the best face class, even when
+    not_face is the single most likely class (a face the model half-doubts is not thrown away)."""
+    p = np.array([[0.35, 0.20, 0.0, 0.45], [0.30, 0.10, 0.0, 0.60], [0.10, 0.85, 0.0, 0.05]], np.float32)
+    clf = _fixed(MaskClassifier(nomask_cost=1.0, not_face_threshold=0.5), p)
+    assert [clf.class_names[i] for i in clf.decide(p)] == ["with_mask", NOT_FACE, "without_mask"]
+    clf.not_face_threshold = 0.7
+    assert [clf.class_names[i] for i in clf.decide(p)] == ["with_mask", "with_mask", "without_mask"]
+    clf.sure = {"with_mask": 0.5}
+    assert clf.decide(p).tolist()[:2] == [UNCERTAIN_ID, UNCERTAIN_ID]  # P(with_mask) 0.35 / 0.30: not sure
+    with pytest.raises(maskwatch.InputError, match="not_face_threshold"):
+        MaskClassifier(not_face_threshold=0.0)
