@@ -14,30 +14,68 @@ CAPTIONS = {"with_mask": "Mask", "without_mask": "No Mask", "mask_incorrect": "I
 
 
 class BoxAnnotator:
-    """Draws each face's box and caption on a copy of a BGR image. Style is set once here."""
+    """Draws each face's box and caption on a copy of a BGR image. Style is set once here.
+
+    Captions scale with their face (between ``MIN_SCALE`` and a size set by the image), stay inside the image,
+    and are drawn only where they fit: a caption that would cover another face or another caption is left out,
+    biggest faces first, so in a crowd the box colour alone tells the label of the small faces.
+    """
+
+    MIN_SCALE = 0.3  # OpenCV font scale below which text is unreadable
+    MAX_WIDTH = 2.5  # a caption may be at most this many times as wide as its face box
 
     def __init__(self, thickness: int | None = None, font_scale: float | None = None, show_track: bool = True) -> None:
         self.thickness, self.font_scale, self.show_track = thickness, font_scale, show_track
 
-    def annotate(self, image_bgr: np.ndarray, detections: Detections, copy: bool = True) -> np.ndarray:
-        img = image_bgr.copy() if copy else image_bgr
-        h, w = img.shape[:2]
-        t = self.thickness or max(1, int(round(min(h, w) / 300)))
-        fs = self.font_scale or max(0.35, min(h, w) / 1200)
-        for i, label in enumerate(detections.labels):
-            x1, y1, x2, y2 = (int(round(float(v))) for v in detections.xyxy[i])
-            colour = COLOURS.get(label, COLOURS[""])
-            cv2.rectangle(img, (x1, y1), (x2, y2), colour, 1 if label == "uncertain" else t)  # uncertain: thin grey
+    def captions(self, detections: Detections, width: int, height: int) -> list[tuple[int, str, float, tuple[int, int, int, int]]]:
+        """Where the captions go: (face index, text, font scale, rect x1, y1, x2, y2 in pixels), only those that fit."""
+        top_scale = self.font_scale or max(0.35, min(width, height) / 1200)
+        faces = detections.xyxy.round().astype(int)
+        placed: list[tuple[int, str, float, tuple[int, int, int, int]]] = []
+        order = np.argsort(-(detections.width * detections.height), kind="stable")
+        for i in order:
+            label = detections.labels[i]
             text = CAPTIONS.get(label, label)
             if label and label != "uncertain":
                 text += f": {detections.confidence[i] * 100:.2f}%"
             if self.show_track and detections.tracker_id[i] >= 0:
                 text = f"#{detections.tracker_id[i]} " + text
+            x1, y1, x2, y2 = faces[i]
+            (tw1, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)
+            fs = min(top_scale, self.MAX_WIDTH * max(x2 - x1, 1) / tw1)
+            if fs < self.MIN_SCALE:
+                continue
             (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, fs, 1)
-            ty = y1 - 3 if y1 - th - base - 3 >= 0 else y2 + th + 3
-            cv2.rectangle(img, (x1, ty - th - 2), (x1 + tw + 2, ty + base - 1), colour, -1)
-            cv2.putText(img, text, (x1 + 1, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), 1, cv2.LINE_AA)
+            rw, rh = tw + 2, th + base + 2
+            if rw > width or rh > height:
+                continue
+            rx = int(min(max(x1, 0), width - rw))
+            ry = y1 - rh if y1 - rh >= 0 else min(y2 + 1, height - rh)
+            rect = (rx, int(ry), rx + rw, int(ry) + rh)
+            hits_face = any(_overlap(rect, tuple(faces[j])) for j in range(len(faces)) if j != i)
+            hits_caption = any(_overlap(rect, r) for _, _, _, r in placed)
+            if not (hits_face or hits_caption):
+                placed.append((int(i), text, float(fs), rect))
+        return placed
+
+    def annotate(self, image_bgr: np.ndarray, detections: Detections, copy: bool = True) -> np.ndarray:
+        img = image_bgr.copy() if copy else image_bgr
+        h, w = img.shape[:2]
+        t = self.thickness or max(1, int(round(min(h, w) / 300)))
+        labels = detections.labels
+        for i, label in enumerate(labels):
+            x1, y1, x2, y2 = (int(round(float(v))) for v in detections.xyxy[i])
+            thick = 1 if label == "uncertain" else min(t, max(1, (x2 - x1) // 12))  # uncertain: thin grey
+            cv2.rectangle(img, (x1, y1), (x2, y2), COLOURS.get(label, COLOURS[""]), thick)
+        for i, text, fs, (rx1, ry1, rx2, ry2) in self.captions(detections, w, h):
+            cv2.rectangle(img, (rx1, ry1), (rx2 - 1, ry2 - 1), COLOURS.get(labels[i], COLOURS[""]), -1)
+            (_, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, fs, 1)
+            cv2.putText(img, text, (rx1 + 1, ry1 + th + 1), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), 1, cv2.LINE_AA)
         return img
+
+
+def _overlap(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def draw_fps(image_bgr: np.ndarray, fps: float) -> np.ndarray:
