@@ -391,7 +391,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       workers=args.workers, max_images=args.max_images, force=args.force, resume=args.resume,
                       device=args.device, finetune_from=args.finetune_from, nomask_weight=args.nomask_weight,
                       source_balance=args.source_balance, erase=args.erase, ema=args.ema, scene_boxes=args.scene_boxes,
-                      not_face=args.not_face, not_face_max_score=args.not_face_max_score, select=args.select)
+                      not_face=args.not_face, not_face_max_score=args.not_face_max_score, select=args.select,
+                      init=args.init)
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
@@ -660,6 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the epoch kept: best mean validation recall over the classes (balanced accuracy), or lowest "
                         "validation loss; the kept model's probabilities are then calibrated on the validation crops")
     t.add_argument("--pretrained", default="imagenet", help="'imagenet', a torchvision mobilenet_v2 .pth, or 'none'")
+    t.add_argument("--init", metavar="MODEL.onnx",
+                   help="start from a classifier made by maskwatch train (e.g. the previous default) instead of ImageNet: "
+                        "its weights, BatchNorm frozen; classes it lacks (not_face) start random")
     t.add_argument("--seed", type=int, default=0, help="random seed (split, sampling, augmentation)")
     t.add_argument("--workers", type=int, default=2, help="data-loading processes")
     t.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")

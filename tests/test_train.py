@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import CLASSIFY, VOC, needs_shared
+from conftest import CLASSIFY, MODELS as ROOT_MODELS, VOC, needs_shared
 from maskwatch.crops import crop_faces, whole_image_box
 from maskwatch.datasets import Dataset, LabelledImage, assign_groups, canonical_label, load_source
 from maskwatch.errors import InputError
@@ -802,3 +802,24 @@ def test_fit_temperature_recovers_a_known_temperature():
     labels = np.array([rng.choice(3, p=row) for row in p])  # drawn from softmax(logits / 2)
     assert fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.1)
     assert fit_temperature(logits * 0.5, labels) == pytest.approx(1.0, rel=0.1)
+
+
+def test_init_from_a_maskwatch_model_reproduces_it_and_adds_new_classes_at_random():
+    """--init: the bundled classifier's weights (BatchNorm folded in the file) load into the training network,
+    which then computes the same probabilities; a class the file lacks (not_face) gets a new output row."""
+    from maskwatch.classifier import MaskClassifier
+    from maskwatch.crops import to_input
+    from maskwatch.train.model import MaskNet, load_maskwatch_onnx
+
+    clf = MaskClassifier()
+    names = tuple(clf.model_classes) + (("not_face",) if "not_face" not in clf.model_classes else ())
+    net = MaskNet(len(names))
+    assert load_maskwatch_onnx(net, str(clf.path), names) > 100 and net.frozen_bn
+    net.eval()
+    x = np.random.default_rng(0).integers(0, 255, (5, clf.input_size, clf.input_size, 3), dtype=np.uint8)
+    with torch.no_grad():
+        logits = net(torch.from_numpy(to_input(x)))[:, : len(clf.model_classes)]
+    want = MaskClassifier(clf.path).session.run(["probs"], {clf.input_name: to_input(x)})[0]
+    np.testing.assert_allclose(torch.softmax(logits, 1).numpy(), want, atol=1e-4)
+    with pytest.raises(ValueError, match="not a maskwatch classifier"):
+        load_maskwatch_onnx(MaskNet(2), str(ROOT_MODELS / "face_detection_yunet.onnx"), ("with_mask", "without_mask"))

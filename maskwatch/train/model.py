@@ -116,3 +116,56 @@ def load_imagenet_trunk(net: MaskNet, state: dict[str, torch.Tensor]) -> int:
         raise ValueError("no tensor of the ImageNet checkpoint matches this MobileNetV2 (width must be 1.0)")
     net.backbone.load_state_dict(picked, strict=False)
     return len(picked)
+
+
+def load_maskwatch_onnx(net: MaskNet, path: str, class_names: tuple[str, ...]) -> int:
+    """Start from a maskwatch classifier (an ONNX file from ``maskwatch train``): its convolutions (exported with
+    BatchNorm folded in), head layer 1, and the head's output rows of the classes both know; a new class (e.g.
+    not_face) starts from random weights. The folded file has no BatchNorm statistics, so every BatchNorm here
+    becomes the identity and stays frozen (``net.frozen_bn``). Returns how many tensors were copied."""
+    import json
+
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(path)
+    meta = json.loads(next((p.value for p in model.metadata_props if p.key == "maskwatch"), "{}") or "{}")
+    if not meta.get("class_names"):
+        raise ValueError(f"{path}: not a maskwatch classifier (no maskwatch metadata)")
+    if int(meta.get("input_size", 0)) <= 0:
+        raise ValueError(f"{path}: no input size in its metadata")
+    init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    cast = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Cast"}
+
+    def tensor(name: str) -> torch.Tensor:
+        return torch.from_numpy(init[cast.get(name, name)].astype("float32").copy())
+
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    mine = [m for m in net.backbone.modules() if isinstance(m, nn.Conv2d)]
+    bns = [m for m in net.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    if len(convs) != len(mine) or len(bns) != len(mine):
+        raise ValueError(f"{path}: {len(convs)} convolutions, this MobileNetV2 has {len(mine)}; another architecture or width")
+    copied = 0
+    with torch.no_grad():
+        for node, conv, bn in zip(convs, mine, bns):
+            w = tensor(node.input[1])
+            if tuple(w.shape) != tuple(conv.weight.shape):
+                raise ValueError(f"{path}: a convolution of shape {tuple(w.shape)} where {tuple(conv.weight.shape)} was expected")
+            conv.weight.copy_(w)
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(tensor(node.input[2]) if len(node.input) > 2 else torch.zeros_like(bn.bias))
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)  # (x - 0) / sqrt(var + eps) == x
+            copied += 2
+        net.fc1.weight.copy_(tensor("net.fc1.weight"))
+        net.fc1.bias.copy_(tensor("net.fc1.bias"))
+        w2, b2 = tensor("net.fc2.weight"), tensor("net.fc2.bias")
+        for row, name in enumerate(class_names):
+            if name in meta["class_names"]:
+                k = meta["class_names"].index(name)
+                net.fc2.weight[row].copy_(w2[k])
+                net.fc2.bias[row].copy_(b2[k])
+                copied += 2
+        copied += 2
+    net.frozen_bn = True
+    return copied

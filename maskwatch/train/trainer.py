@@ -28,7 +28,7 @@ from ..detections import MODEL_CLASSES, NOT_FACE
 from ..errors import InputError
 from .augment import augment, center_view
 from .cropset import CropSet, build_cropset, context_size
-from .model import MaskNet, load_imagenet_trunk
+from .model import MaskNet, load_imagenet_trunk, load_maskwatch_onnx
 
 log = logging.getLogger("maskwatch.train")
 MODEL_FILE = "mask_classifier.onnx"
@@ -45,6 +45,7 @@ class TrainConfig:
     width: float = 1.0  # MobileNetV2 width multiplier (ImageNet weights exist for 1.0 only)
     margin: float = DEFAULT_MARGIN  # crop margin around the face box, fraction of its longer side
     pretrained: str | None = "imagenet"  # "imagenet", a .pth path, or None (random init)
+    init: str | None = None  # start from this maskwatch classifier (.onnx) instead: BatchNorm frozen, new classes random
     epochs: int = 20  # fine-tuning epochs (upper bound; early stopping may end sooner)
     head_epochs: int = 3  # epochs on the frozen backbone first
     batch: int = 32
@@ -244,6 +245,8 @@ def train(cfg: TrainConfig, progress: bool = False, on_epoch: Callable[[dict[str
     """Train, evaluate and export. Writes into ``cfg.out``: mask_classifier.onnx, metrics.json, report.txt,
     confusion.png, curves.png, train.log, best.pt, last.pt. Returns the metrics dict."""
     cfg.validate()
+    if cfg.init and not Path(cfg.init).is_file():
+        raise InputError(f"--init {cfg.init}: no such file; give a classifier .onnx made by maskwatch train")
     if cfg.pretrained and cfg.pretrained.lower() not in ("none", "imagenet") and not Path(cfg.pretrained).is_file():
         raise InputError(f"--pretrained {cfg.pretrained}: no such file; give 'imagenet', a torchvision mobilenet_v2 .pth, or 'none'")
     out = Path(cfg.out)
@@ -308,7 +311,13 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
 
     device = _device(cfg.device)
     net = MaskNet(len(class_names), cfg.width)
-    if cfg.pretrained and cfg.pretrained.lower() != "none":
+    if cfg.init:
+        try:
+            n_loaded = load_maskwatch_onnx(net, cfg.init, class_names)
+        except ValueError as e:
+            raise InputError(f"--init: {e}") from None
+        log.info("started from %s (%d tensors; BatchNorm frozen)", cfg.init, n_loaded)
+    elif cfg.pretrained and cfg.pretrained.lower() != "none":
         n_loaded = load_imagenet_trunk(net, _imagenet_state(cfg.pretrained))
         log.info("loaded %d ImageNet tensors into the backbone", n_loaded)
     net.to(device)
@@ -455,6 +464,11 @@ def _set_trainable(net: MaskNet, cfg: TrainConfig, epoch: int) -> None:
             p.requires_grad_(trainable)
         if not trainable:
             block.eval()
+    if getattr(net, "frozen_bn", False):  # started from a file with BatchNorm folded into the convolutions
+        for m in net.backbone.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+                m.weight.requires_grad_(False)
 
 
 @torch.no_grad()
