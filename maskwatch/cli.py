@@ -45,7 +45,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     files: list[Path] = []
     for p in args.paths:
-        found = find_images(p)
+        found = _expand_glob(p)
         if not found:
             raise InputError(f"{p}: the folder holds no image ({', '.join(s for s in ('.jpg', '.png', '.bmp', '.webp'))} ...)")
         files += found
@@ -85,6 +85,20 @@ def cmd_detect(args: argparse.Namespace) -> int:
     _err(f"maskwatch: {n_ok} image(s) done, {len(failed)} failed; faces: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
          + (f"; annotated copies in {out}" if out else ""))
     return 1 if failed else 0
+
+
+def _expand_glob(pattern: str) -> list[Path]:
+    """Images of a path, or of a glob pattern the shell did not expand ('*.jpg' in quotes, or on Windows)."""
+    import glob
+
+    from .images import find_images
+
+    if Path(pattern).exists() or not any(c in pattern for c in "*?["):
+        return find_images(pattern)
+    matches = sorted(glob.glob(pattern, recursive=True))
+    if not matches:
+        raise InputError(f"{pattern}: no file matches this pattern; check the folder and the spelling")
+    return sorted({f for m in matches for f in find_images(m)})
 
 
 def _check_output_folder(out: Path, inputs: Sequence[str]) -> None:

@@ -245,13 +245,19 @@ def _clip_box(b: list[float], w: float, h: float) -> tuple[float, float, float, 
 
 def _image_size(path: Path) -> tuple[int, int] | None:
     """(width, height) in pixels, or None if the file is not a readable image."""
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    try:
+        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    except cv2.error:
+        return None
     return (img.shape[1], img.shape[0]) if img is not None else None
 
 
 def dhash(path: Path) -> int | None:
-    """64-bit difference hash of an image (9x8 grey thumbnail), or None if unreadable."""
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    """64-bit difference hash of an image (9x8 grey thumbnail), or None if unreadable or over OpenCV's pixel limit."""
+    try:
+        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    except cv2.error:  # e.g. a 20000 x 20000 px image: over OPENCV_IO_MAX_IMAGE_PIXELS; skipped (and counted) later
+        return None
     if img is None:
         return None
     small = cv2.resize(img, (9, 8), interpolation=cv2.INTER_AREA)

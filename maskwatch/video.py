@@ -68,6 +68,7 @@ class VideoSource:
         return isinstance(self.source, str) and not is_stream(self.source)
 
     def _open(self) -> cv2.VideoCapture:
+        started = time.monotonic()
         if is_stream(self.source):
             os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", f"timeout;{int(self.open_timeout * 1e6)}|stimeout;{int(self.open_timeout * 1e6)}")
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
@@ -79,8 +80,13 @@ class VideoSource:
         if not cap.isOpened():
             cap.release()
             if isinstance(self.source, int):
-                raise InputError(f"camera {self.source}: cannot be opened (no such camera, or it is in use); try another index, e.g. 0")
+                hint = "try another index, e.g. 0" if self.source != 0 else "is a camera plugged in, and may this user open /dev/video*?"
+                raise InputError(f"camera {self.source}: cannot be opened (no such camera, or it is in use); {hint}")
             if is_stream(self.source):
+                waited = time.monotonic() - started
+                if waited < 0.8 * self.open_timeout:  # an answer, not silence: refused, not found, not a video
+                    raise InputError(f"{self.source}: could not be opened after {waited:.1f} s (connection refused, no such "
+                                     "stream, or not a video); check the address, port, path and credentials")
                 raise InputError(f"{self.source}: the stream did not answer within {self.open_timeout:.0f} s; check the URL, network and credentials")
             raise InputError(f"{self.source}: not a video OpenCV can read (unknown format or corrupt file)")
         return cap

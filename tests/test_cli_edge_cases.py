@@ -170,3 +170,46 @@ def test_extract_faces_size_and_margin_are_checked(tmp_path, capsys):
     for opts, needle in ((["--size", "0"], "--size 0"), (["--margin", "-1"], "--margin -1")):
         rc, _, err = run(capsys, "extract-faces", str(tmp_path), str(tmp_path / "o"), *opts)
         assert rc == 2 and needle in err
+
+
+@needs_shared
+def test_a_quoted_glob_is_expanded_and_a_glob_matching_nothing_says_so(tmp_path, capsys):
+    for k in range(2):
+        shutil.copy(VOC / "images" / f"maksssksksss{2 * k}.jpg", tmp_path / f"p{k}.jpg")
+    rc, out, err = run(capsys, "detect", str(tmp_path / "*.jpg"), "-q")
+    assert rc == 0 and len(out.splitlines()) == 2, err
+    rc, out, err = run(capsys, "detect", str(tmp_path / "*.png"), "-q")
+    assert rc == 2 and "no file matches this pattern" in err
+
+
+def test_a_refused_stream_is_not_called_silent(capsys):
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nobody listens: refused at once
+    t0 = time.monotonic()
+    with pytest.raises(maskwatch.InputError) as e:
+        maskwatch.video.VideoSource(f"rtsp://127.0.0.1:{port}/live", open_timeout=8)
+    assert time.monotonic() - t0 < 6
+    assert "did not answer within" not in str(e.value) and "connection refused" in str(e.value)
+
+
+@needs_shared
+def test_training_on_a_folder_with_one_huge_image_skips_it_with_a_count(tmp_path):
+    """A 20000 x 20000 px image (over OpenCV's pixel limit) used to end the run in the near-duplicate hashing."""
+    from maskwatch.datasets import assign_groups, load_source
+
+    for c in ("with_mask", "without_mask"):
+        (tmp_path / c).mkdir()
+        for f in sorted((CLASSIFY / "chandrikadeb7" / c).iterdir())[:3]:
+            shutil.copy(f, tmp_path / c / f.name)
+    cv2.imwrite(str(tmp_path / "with_mask" / "huge.png"), np.zeros((20000, 20000), np.uint8))
+    ds = load_source(str(tmp_path))
+    assign_groups(ds.images)  # no exception
+    torch = pytest.importorskip("torch")  # noqa: F841
+    from maskwatch.train.cropset import build_cropset
+
+    cs, skipped = build_cropset(ds, 32)
+    assert len(cs) == 6 and len(skipped) == 1 and "huge.png" in skipped[0]
