@@ -378,6 +378,15 @@ def test_binding_beyond_loopback_needs_a_token(monkeypatch, capsys):
     assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "maskwatch serve: error: binding to 0.0.0.0" in err and "MASKWATCH_TOKEN" in err and "Traceback" not in err
+    with pytest.raises(InputError, match="at least 16"):
+        create_app(ServerSettings(host="0.0.0.0", token="short-token"))  # 11 characters: guessable
+    create_app(ServerSettings(host="127.0.0.1", token="short"))  # on loopback any token will do
+
+
+@needs_shared
+def test_an_absurd_offset_is_a_422_not_a_500(srv):
+    status, body = srv.json("/v1/events?offset=99999999999999999999999")
+    assert status == 422 and "offset" in json.dumps(body)
 
 
 def test_serve_without_the_web_extra_says_what_to_install(monkeypatch, capsys):

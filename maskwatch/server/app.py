@@ -163,6 +163,9 @@ class _State:
         if not is_loopback(s.host) and not s.token:
             raise InputError(f"binding to {s.host or 'all addresses'} puts the cameras on the network: give an API token "
                              f"(--token or the MASKWATCH_TOKEN environment variable), or bind to 127.0.0.1")
+        if not is_loopback(s.host) and len(s.token or "") < MIN_TOKEN:
+            raise InputError(f"the API token has {len(s.token or '')} characters; off loopback it needs at least {MIN_TOKEN} "
+                             "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')")
         if not s.max_upload_mb > 0 or s.confirm_frames < 0:
             raise InputError(f"max_upload_mb must be above 0 and confirm_frames 0 or more, got {s.max_upload_mb} and "
                              f"{s.confirm_frames}")
@@ -256,6 +259,7 @@ def _share(counts: dict[str, int]) -> float | None:
 Since = Annotated[str | None, Query(description="from this time on: ISO-8601 (2024-05-01T12:00:00Z) or unix seconds")]
 Until = Annotated[str | None, Query(description="before this time: ISO-8601 or unix seconds")]
 Label = Literal["with_mask", "without_mask", "mask_incorrect"]
+MIN_TOKEN = 16  # characters an API token needs when the server listens beyond loopback
 _bearer = HTTPBearer(auto_error=False, description="the API token (maskwatch serve --token)")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
@@ -490,7 +494,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @api.get("/events", summary="stored events, newest first, paged and filtered (no face snapshots)")
     def events(
         limit: Annotated[int, Query(ge=1, le=500, description="events per page")] = 50,
-        offset: Annotated[int, Query(ge=0, description="events to skip")] = 0,
+        offset: Annotated[int, Query(ge=0, le=2**62, description="events to skip")] = 0,
         since: Since = None,
         until: Until = None,
         camera: Annotated[str | None, Query(description="camera name, as in the events")] = None,
