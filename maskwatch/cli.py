@@ -581,7 +581,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise InputError("maskwatch serve needs the 'web' extra (python-multipart is missing): pip install 'maskwatch[web]'")
     settings = ServerSettings(host=args.host, port=args.port, cameras=args.camera or [],
                               token=args.token or os.environ.get("MASKWATCH_TOKEN") or None, events=args.events,
-                              retention_days=args.retention_days, max_upload_mb=args.max_upload_mb,
+                              retention_days=args.retention_days, max_upload_mb=args.max_upload_mb, max_pending=args.max_pending,
                               detector=detector_kwargs(args), photo_det_size=args.photo_det_size, photo_flip=args.photo_flip,
                               confirm_frames=args.confirm_frames, blur_faces=args.blur_faces)
     app = create_app(settings)
@@ -671,8 +671,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch", type=int, default=32, help="batch size")
     t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate for fine-tuning")
     t.add_argument("--patience", type=int, default=5, help="early stopping: epochs without a better validation score")
-    t.add_argument("--select", choices=["recall", "loss"], default="recall",
-                   help="the epoch kept: best mean validation recall over the classes (balanced accuracy), or lowest "
+    t.add_argument("--select", choices=["f1", "recall", "loss"], default="f1",
+                   help="the epoch kept: best macro F1 over the classes on the validation crops, best mean recall, or lowest "
                         "validation loss; the kept model's probabilities are then calibrated on the validation crops")
     t.add_argument("--pretrained", default="imagenet", help="'imagenet', a torchvision mobilenet_v2 .pth, or 'none'")
     t.add_argument("--init", metavar="MODEL.onnx",
@@ -753,6 +753,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--events", default="maskwatch_events.db", help="SQLite event log ('' = in memory only)")
     sv.add_argument("--retention-days", type=float, default=30.0, help="delete events older than this from the log")
     sv.add_argument("--max-upload-mb", type=float, default=10.0, help="largest photo upload, MB")
+    sv.add_argument("--max-pending", type=int, default=4, help="photo uploads processed at once; more are answered 503 "
+                    "with Retry-After: 1 (keeps memory bounded under load)")
     sv.add_argument("--confirm-frames", type=int, default=5, help="frames a face must read unmasked before its one event")
     sv.add_argument("--blur-faces", action="store_true", help="pixelate faces in the streams and annotated photos")
     sv.add_argument("--photo-det-size", type=det_sizes, default=PHOTO_DET_SIZE, help="--det-size for uploaded photos (as detect)")

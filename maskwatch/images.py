@@ -47,6 +47,47 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
     return normalize_image(orient(img, exif_orientation(data)), name, max_pixels)
 
 
+def decode_reduced(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS, max_side: int = 1600) -> tuple[np.ndarray, float]:
+    """Decode for detection only: a large JPEG is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's DCT scaling,
+    far less memory and time) while its longer side stays at least ``max_side`` px; other images are decoded whole
+    and shrunk the same way. Returns (BGR uint8 upright image, scale), scale = returned size / original size, so
+    boxes found in it divide by scale to be in the original's pixels."""
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" in data[-1024:]:
+        check_image_header(data, name, max_pixels)
+        w, h = _jpeg_size(data)
+        factor = next((f for f in (8, 4, 2) if w and h and max(w, h) / f >= max_side), 1)
+        if factor > 1:
+            flag = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), flag | cv2.IMREAD_IGNORE_ORIENTATION)
+            if img is not None:
+                img = normalize_image(orient(img, exif_orientation(data)), name, max_pixels)
+                full = max(w, h)
+                return img, max(img.shape[:2]) / full
+    img = decode_image(data, name, max_pixels)
+    longer = max(img.shape[:2])
+    if longer > 2 * max_side:
+        scale = max_side / longer
+        return cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
+    return img, 1.0
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a JPEG's frame header, or (0, 0)."""
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return 0, 0
+
+
 def orient(img: np.ndarray, orientation: int) -> np.ndarray:
     """The upright image for an EXIF orientation value (1-8; anything else: unchanged), as viewers show it."""
     if orientation == 2:

@@ -15,6 +15,8 @@ import uuid
 import zlib
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from conftest import SHARED, needs_shared
 
@@ -456,3 +458,54 @@ def test_serve_ends_cleanly_on_sigterm(tmp_path):
         proc.kill()
     assert proc.returncode == 0, err
     assert "server stopped" in err and "Traceback" not in err
+
+
+@needs_shared
+def test_a_large_upload_is_decoded_small_but_answered_in_the_originals_pixels(voc_image, tmp_path):
+    """A 35 MP photo is decoded at 1/4 for detection; width, height and boxes are the original's, where the CLI
+    finds the faces in the full-size file."""
+    from maskwatch.boxes import iou_matrix
+    from maskwatch.cli import main
+    from maskwatch.server import ServerSettings, create_app
+
+    big = cv2.resize(cv2.imread(str(voc_image)), None, fx=14, fy=14, interpolation=cv2.INTER_CUBIC)  # 7168 x 5124
+    path = tmp_path / "big.jpg"
+    cv2.imwrite(str(path), big, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    running = Running(create_app(ServerSettings(events="", demo=False, max_upload_mb=40)))
+    try:
+        status, _, body = running.request("POST", "/v1/detect", *_multipart(path.read_bytes()), timeout=60)
+    finally:
+        running.stop()
+    assert status == 200, body
+    got = json.loads(body)
+    assert (got["width"], got["height"]) == (big.shape[1], big.shape[0])
+    assert len(got["faces"]) >= 3
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["detect", str(path), "-q"]) == 0
+    want = json.loads(out.getvalue())
+    ious = iou_matrix(np.array([f["box"] for f in want["faces"]], np.float32), np.array([f["box"] for f in got["faces"]], np.float32))
+    assert (ious.max(1) > 0.7).mean() >= 0.75
+
+
+@needs_shared
+def test_uploads_beyond_the_pending_limit_get_503_with_retry_after(voc_image, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from maskwatch.server import ServerSettings, create_app
+
+    big = cv2.resize(cv2.imread(str(voc_image)), None, fx=8, fy=8)
+    data = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+    running = Running(create_app(ServerSettings(events="", demo=False, max_upload_mb=40, max_pending=1)))
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: running.request("POST", "/v1/detect", *_multipart(data), timeout=60), range(8)))
+    finally:
+        running.stop()
+    codes = sorted(a[0] for a in answers)
+    assert 200 in codes and 503 in codes and set(codes) <= {200, 503}, codes
+    busy = next(a for a in answers if a[0] == 503)
+    assert busy[1]["retry-after"] == "1" and "busy" in json.loads(busy[2])["error"]

@@ -50,7 +50,7 @@ from ..annotate import BoxAnnotator, blur_faces
 from ..detections import CLASS_NAMES
 from ..errors import InputError
 from ..events import Event, EventDispatcher, EventLog, EventLogSink, Sink, is_loopback
-from ..images import MAX_PIXELS, check_image_header, decode_image
+from ..images import MAX_PIXELS, check_image_header, decode_reduced
 from ..pipeline import Detector
 from ..settings import PHOTO, SURE_SETTINGS, PHOTO_DET_SIZE, check
 from .cameras import CameraSpec, CameraWorker, parse_camera
@@ -81,6 +81,7 @@ class ServerSettings:
     retention_days: float = 30.0
     max_upload_mb: float = 10.0
     max_pixels: int = MAX_PIXELS
+    max_pending: int = 4  # photos decoded or detected at once; more get 503 with Retry-After (memory stays bounded)
     detector: dict[str, Any] = field(default_factory=lambda: {"det_size": 320})
     photo_det_size: int | tuple[int, ...] = PHOTO_DET_SIZE
     photo_flip: bool = True
@@ -176,6 +177,11 @@ class _State:
         photo_sure = {k: PHOTO[k] for k in SURE_SETTINGS}  # uploads are photos: the photo operating point
         self.photo_detector = Detector(**{**s.detector, **photo_sure, "det_size": s.photo_det_size, "flip": s.photo_flip})
         self.photo_lock = threading.Lock()
+        if s.max_pending < 1:
+            raise InputError(f"max_pending must be 1 or more, got {s.max_pending}")
+        self.photo_slots = threading.BoundedSemaphore(s.max_pending)
+        sizes = s.photo_det_size if isinstance(s.photo_det_size, tuple) else (s.photo_det_size,)
+        self.photo_side = max([v for v in sizes if v] or [0]) or 4096  # decode no larger than the detector looks
         self.annotator = BoxAnnotator()
         self.live = LiveEvents()
         self.dispatcher = EventDispatcher([self.live])  # + the event log, opened last
@@ -415,7 +421,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @api.post("/detect", summary="faces and masks in one photo: the JSON line of `maskwatch detect`",
               responses={200: {"content": {"application/json": {}, "image/jpeg": {}},
                                "description": "{source, width, height, faces}; the annotated JPEG with annotated=1"},
-                         **_errors(413, 415)})
+                         **_errors(413, 415, 503)})
     def detect(
         request: Request,
         file: Annotated[UploadFile | None, File(description="the photo: JPEG, PNG, BMP, WebP, TIFF")] = None,
@@ -427,6 +433,15 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                            {"content_type": ctype or None})
         if file is None:
             raise ApiError(422, "no photo: send it in the multipart field 'file'")
+        if not state.photo_slots.acquire(blocking=False):
+            raise ApiError(503, f"busy: {s.max_pending} photos are being processed; retry in a second",
+                           {"max_pending": s.max_pending}, headers={"Retry-After": "1"})
+        try:
+            return _detect_photo(file, annotated)
+        finally:
+            state.photo_slots.release()
+
+    def _detect_photo(file: UploadFile, annotated: bool) -> Response:
         name = re.split(r"[\\/]", file.filename or "")[-1] or "upload"
         data = file.file.read(state.max_upload + 1)
         if not data.startswith(_IMAGE_MAGIC) and not (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
@@ -437,17 +452,23 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         except InputError as e:
             raise ApiError(413, str(e), {"max_pixels": s.max_pixels}) from None
         try:
-            image = decode_image(data, name, s.max_pixels)
+            image, scale = decode_reduced(data, name, s.max_pixels, state.photo_side)
         except InputError as e:
             raise ApiError(422, str(e)) from None
+        del data
         with state.photo_lock:
             faces = state.photo_detector.detect(image)
-        if annotated:
+        if annotated:  # drawn on the image as decoded (a very large photo comes back smaller)
             vis = blur_faces(image, faces) if s.blur_faces else image
             jpeg = cv2.imencode(".jpg", state.annotator.annotate(vis, faces, copy=not s.blur_faces),
                                 [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
             return Response(jpeg, media_type="image/jpeg")
-        return JSONResponse({"source": name, "width": image.shape[1], "height": image.shape[0], "faces": faces.to_records()})
+        height, width = (round(v / scale) for v in image.shape[:2])
+        if scale != 1.0:  # boxes in the original photo's pixels
+            faces.xyxy = faces.xyxy / scale
+            if faces.landmarks is not None:
+                faces.landmarks = faces.landmarks / scale
+        return JSONResponse({"source": name, "width": width, "height": height, "faces": faces.to_records()})
 
     # ---------------------------------------------------------------- cameras
 
