@@ -43,7 +43,7 @@ MIN_DETECTOR_SCORE = 0.5  # the detector's own threshold; the sweep starts there
 def outcomes(specs: list[str], mode: str, classifier: str, cache: Path | None) -> dict[str, Any]:
     """Every box of the mode's pipeline on the scenes (thresholds off, not_face boxes kept), cached by settings."""
     preset = PHOTO if mode == "photo" else LIVE
-    key = hashlib.sha1(json.dumps([specs, mode, classifier, str(Path(classifier).stat().st_mtime_ns)
+    key = hashlib.sha1(json.dumps([2, specs, mode, classifier, str(Path(classifier).stat().st_mtime_ns)
                                    if Path(classifier).is_file() else classifier]).encode()).hexdigest()[:10]
     path = cache / f"outcomes-{mode}-{key}.npz" if cache else None
     if path and path.exists():
@@ -62,6 +62,8 @@ def outcomes(specs: list[str], mode: str, classifier: str, cache: Path | None) -
         "probs": np.concatenate([p["probs"] for p in parts]),
         "truth": np.concatenate([p["truth"] for p in parts]),
         "gt_labels": np.concatenate([p["gt_labels"] for p in parts]),
+        "best_iou": np.concatenate([p["best_iou"] for p in parts]),
+        "set": np.concatenate([[Path(spec.split("@")[0]).name] * len(p["face_score"]) for spec, p in zip(specs, parts)]),
         "n_images": np.array(sum(p["n_images"] for p in parts)),
     }
     if path:
@@ -93,11 +95,19 @@ def rates(o: dict[str, Any], label: str, face_t: float, prob_t: float, nf_t: flo
     return (right.sum() / n_shown if n_shown else float("nan")), (right.sum() / n_gt if n_gt else float("nan")), n_shown - int(right.sum()), n_shown
 
 
+def f_beta(p: float, r: float, beta: float = 0.5) -> float:
+    """F0.5 weighs precision twice as much as recall: a red box must mean a bare face."""
+    if np.isnan(p) or np.isnan(r) or p + r == 0:
+        return 0.0
+    return (1 + beta**2) * p * r / (beta**2 * p + r)
+
+
 def choose(o: dict[str, Any], target: float) -> tuple[dict[str, float], list[str]]:
-    """The face-score, not_face and per-label probability thresholds: for each face and not_face threshold, each
-    label's lowest probability threshold whose precision reaches its target (the most recall); then the pair with
-    the largest summed recall of with_mask and without_mask (ties: the higher face threshold). Returns the settings
-    and the table's lines (per face threshold, its best not_face threshold)."""
+    """The face-score, not_face and per-label probability thresholds. For each face and not_face threshold, each
+    label's probability threshold is the lowest whose precision reaches its target (the most recall at that
+    precision); where no threshold reaches it, the one with the best F0.5. The face and not_face thresholds are
+    those with the best summed F0.5 of with_mask and without_mask (ties: the higher face threshold). Returns the
+    settings and the table's lines (per face threshold, its best not_face threshold)."""
     has_nf = NOT_FACE in list(o["class_names"])
     lines, best, best_key = [], None, -1.0
     for f in FACE_GRID:
@@ -107,29 +117,41 @@ def choose(o: dict[str, Any], target: float) -> tuple[dict[str, float], list[str
             total = 0.0
             for label, setting in LABELS.items():
                 goal = TARGET_INCORRECT if label == "mask_incorrect" else target
-                pick = None
-                for t in PROB_GRID:
-                    p, r, _, _ = rates(o, label, f, t, nf)
-                    if not np.isnan(p) and p >= goal:
-                        pick = (float(t), p, r)
-                        break
-                if pick is None:  # precision never reaches the goal: show this label only when nearly certain
-                    t = float(PROB_GRID[-1])
-                    p, r, _, _ = rates(o, label, f, t, nf)
-                    pick = (t, p, r)
-                row[setting] = pick[0]
-                row[label] = pick[1:]
-                if label != "mask_incorrect" and not np.isnan(pick[2]):
-                    total += pick[2]
+                curve = [(float(t), *rates(o, label, f, t, nf)[:2]) for t in PROB_GRID]
+                met = [c for c in curve if not np.isnan(c[1]) and c[1] >= goal]
+                pick = met[0] if met else max(curve, key=lambda c: f_beta(c[1], c[2]))
+                row[setting], row[label] = pick[0], (pick[1], pick[2], bool(met))
+                if label != "mask_incorrect":
+                    total += f_beta(pick[1], pick[2])
             if total > best_total + 1e-9:
                 best_row, best_total = row, total
         assert best_row is not None
         lines.append(f"{f:>10.2f} | {best_row['not_face_threshold']:>8.2f} | " + " | ".join(
-            f"{best_row[s]:.2f}: P {best_row[lab][0]:.3f} R {best_row[lab][1]:.3f}" for lab, s in LABELS.items()))
+            f"{best_row[s]:.2f}: P {best_row[lab][0]:.3f} R {best_row[lab][1]:.3f}{'' if best_row[lab][2] else ' (target not met)'}"
+            for lab, s in LABELS.items()))
         if best_total >= best_key - 1e-9:
             best, best_key = best_row, best_total
     assert best is not None
     return {k: v for k, v in best.items() if k.startswith("sure_") or k == "not_face_threshold"}, lines
+
+
+def where_false_alarms_lie(o: dict[str, Any], point: dict[str, float]) -> None:
+    """Red boxes shown at the point that are not on an annotated bare face, by what they lie on, per set."""
+    names = list(o["class_names"])
+    probs = o["probs"].copy()
+    keep = o["face_score"] >= point["sure_face_score"]
+    if NOT_FACE in names:
+        keep &= probs[:, names.index(NOT_FACE)] < point.get("not_face_threshold", 1.01)
+        probs[:, names.index(NOT_FACE)] = -1.0
+    c = names.index("without_mask")
+    red = keep & (probs.argmax(1) == c) & (probs[:, c] >= point["sure_nomask"]) & (o["truth"] != "without_mask")
+    print("false red boxes lie on:")
+    for s in sorted(set(o["set"])):
+        m = red & (o["set"] == s)
+        iou = o["best_iou"][m]
+        print(f"  {s:>17}: {int(m.sum()):>3} | masked or worn-wrongly face {int((o['truth'][m] != '').sum()):>3} | "
+              f"a face framed differently (IoU 0.3-0.5) {int(((o['truth'][m] == '') & (iou >= 0.3)).sum()):>3} | "
+              f"no annotated face (IoU < 0.3) {int((iou < 0.3).sum()):>3}")
 
 
 def report(o: dict[str, Any], point: dict[str, float], title: str) -> None:
@@ -167,8 +189,11 @@ def main() -> None:
         print("\n".join(lines))
         print(f"chosen: {json.dumps(point)}")
         report(o, point, f"{mode} mode on the sets it was chosen on")
+        where_false_alarms_lie(o, point)
         for spec in args.report or []:
-            report(outcomes([spec], mode, args.classifier, args.cache), point, f"{mode} mode on {Path(spec).name}")
+            o_spec = outcomes([spec], mode, args.classifier, args.cache)
+            report(o_spec, point, f"{mode} mode on {Path(spec).name}")
+            where_false_alarms_lie(o_spec, point)
 
 
 if __name__ == "__main__":

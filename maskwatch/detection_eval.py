@@ -40,9 +40,9 @@ def face_outcomes(model: _Detects, ds: Dataset, iou: float = 0.5,
     (``benchmarks/operating_points.py``) and counting false alarms.
 
     Returns arrays over boxes: ``face_score``, ``probs`` (n, k over ``class_names``), ``truth`` (the label of the
-    annotated face matched one to one at IoU >= ``iou``, or "" for a box on no annotated face) and ``image``
-    (index); per annotated face: ``gt_labels``, ``gt_found`` (matched by some box); ``n_images``; ``skipped``."""
-    scores, probs, truth, image, gt_labels, gt_found, skipped = [], [], [], [], [], [], []
+    annotated face matched one to one at IoU >= ``iou``, or "" for a box on no annotated face), ``best_iou`` (with
+    any annotated face) and ``image`` (index); per annotated face: ``gt_labels``, ``gt_found`` (matched by some box); ``n_images``; ``skipped``."""
+    scores, probs, truth, image, gt_labels, gt_found, skipped, best_iou = [], [], [], [], [], [], [], []
     names: tuple[str, ...] = ()
     for k, im in enumerate(ds.images):
         if progress:
@@ -58,6 +58,8 @@ def face_outcomes(model: _Detects, ds: Dataset, iou: float = 0.5,
         match = match_faces(gt, det.xyxy, np.argsort(-det.face_score, kind="stable"), iou)
         scores.append(det.face_score)
         probs.append(det.probs)
+        ious = iou_matrix(det.xyxy, gt)
+        best_iou.append(ious.max(1) if ious.size else np.zeros(len(det), np.float32))
         truth += [im.labels[g] if g >= 0 else "" for g in match]
         image += [k] * len(det)
         gt_labels += list(im.labels)
@@ -68,6 +70,7 @@ def face_outcomes(model: _Detects, ds: Dataset, iou: float = 0.5,
         "class_names": names, "face_score": np.concatenate(scores) if scores else np.zeros(0, np.float32),
         "probs": np.concatenate(probs) if probs else np.zeros((0, len(names)), np.float32),
         "truth": np.array(truth, dtype=object), "image": np.array(image, np.int64),
+        "best_iou": np.concatenate(best_iou) if best_iou else np.zeros(0, np.float32),
         "gt_labels": np.array(gt_labels, dtype=object), "gt_found": np.array(gt_found, bool),
         "n_images": len(ds.images) - len(skipped), "skipped": skipped,
     }

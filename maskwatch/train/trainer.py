@@ -53,8 +53,9 @@ class TrainConfig:
     head_lr: float = 1e-3
     finetune_from: int = 8  # backbone block index from which layers are trained in phase 2 (0 = all)
     patience: int = 5  # early stopping: epochs without a better validation score (see select)
-    select: str = "recall"  # the epoch kept: best validation "recall" (mean recall over the classes, i.e. balanced
-    # accuracy; calibration then fixes over-confidence) or lowest validation "loss"
+    select: str = "f1"  # the epoch kept: best validation "f1" (macro F1 over the classes), "recall" (mean recall over
+    # the classes) or lowest "loss"; calibration then fixes over-confidence. F1 does not reward over-predicting the
+    # rare classes (mask_incorrect, not_face), which mean recall does
     val_frac: float = 0.2
     seed: int = 0
     workers: int = min(8, os.cpu_count() or 1)
@@ -96,7 +97,7 @@ class TrainConfig:
             ("source_balance", 0 <= self.source_balance <= 1, "between 0 and 1"),
             ("scene_boxes", self.scene_boxes in ("truth", "detector"), "truth or detector"),
             ("ema", 0 <= self.ema < 1, "0 (off) or a decay below 1, e.g. 0.999"),
-            ("select", self.select in ("recall", "loss"), "recall or loss"),
+            ("select", self.select in ("f1", "recall", "loss"), "f1, recall or loss"),
             ("not_face_max_score", 0 < self.not_face_max_score <= 1, "above 0 and at most 1 (a face score)"),
         ]
         for name, ok, valid in checks:
@@ -380,8 +381,10 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
                  row["train_loss"], row["train_acc"], v_loss, rep["accuracy"], rep["balanced_accuracy_mask_nomask"] or 0, row["seconds"])
         if on_epoch:
             on_epoch(row)
-        score = v_loss if cfg.select == "loss" else -float(np.mean([c["recall"] for c in rep["classes"].values() if c["support"]]))
-        row["val_mean_recall"] = -score if cfg.select == "recall" else None
+        present = [c for c in rep["classes"].values() if c["support"]]
+        row["val_mean_recall"] = float(np.mean([c["recall"] for c in present]))
+        row["val_macro_f1"] = float(np.mean([c["f1"] for c in present]))
+        score = {"loss": v_loss, "recall": -row["val_mean_recall"], "f1": -row["val_macro_f1"]}[cfg.select]
         if score < best_loss - 1e-4:
             best_loss, bad_epochs = score, 0
             torch.save({"model": judged.state_dict(), "epoch": epoch + 1, "class_names": class_names, "config": asdict(cfg)}, best_path)
@@ -393,7 +396,7 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
             last.update(ema=ema.net.state_dict(), ema_steps=ema.steps)
         torch.save(last, last_path)
         if bad_epochs >= cfg.patience:
-            log.info("early stop: no better validation loss for %d epochs", cfg.patience)
+            log.info("early stop: no better validation %s for %d epochs", cfg.select, cfg.patience)
             break
 
     best = torch.load(best_path, map_location=device, weights_only=False)
