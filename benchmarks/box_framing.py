@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from maskwatch.boxes import iou_matrix  # noqa: E402
 from maskwatch.classifier import MaskClassifier  # noqa: E402
 from maskwatch.datasets import load_source  # noqa: E402
-from maskwatch.boxes import iou_matrix  # noqa: E402
 from maskwatch.detectors import create_face_detector  # noqa: E402
 from maskwatch.images import load_image  # noqa: E402
 from maskwatch.settings import det_sizes, on_off  # noqa: E402

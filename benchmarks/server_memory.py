@@ -108,7 +108,7 @@ def main() -> None:
         proc.wait(20)
     print(f"server from {args.tree or 'the installed maskwatch'}; {args.uploads} uploads from {args.threads} threads, "
           f"every {args.large_every}-th a {len(large) / 1e6:.1f} MB 48 MP JPEG, the rest real photos")
-    print(f"| moment | RSS MB | peak RSS MB | answers | uploads/s | median ms |")
+    print("| moment | RSS MB | peak RSS MB | answers | uploads/s | median ms |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]:.0f} | {r[2]:.0f} | {r[3]} | {r[4]} | {r[5]} |")

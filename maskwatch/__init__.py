@@ -22,15 +22,16 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 import numpy as np  # noqa: E402
 
+from . import video  # noqa: F401  (VideoSource, VideoSink, FPSMonitor)
 from .annotate import annotate  # noqa: E402
 from .detections import CLASS_NAMES, Detections
 from .errors import InputError, MaskwatchError, ModelError
 from .images import load_image
 from .pipeline import Detector
-from . import video  # noqa: F401  (VideoSource, VideoSink, FPSMonitor)
 
 __version__ = "0.1.0"
-from .settings import PHOTO  # noqa: E402
+from .settings import PHOTO, SURE_SETTINGS  # noqa: E402
+
 _detectors: dict[tuple, Detector] = {}
 
 
@@ -39,9 +40,8 @@ def detect(image: np.ndarray, **settings: object) -> Detections:
     the same settings reuse them. Settings are :class:`Detector`'s keyword arguments (defaults: the photo preset
     ``maskwatch.settings.PHOTO``, as for `maskwatch detect`: two passes, mirrored faces, the photo thresholds); for video frames, build one ``Detector(det_size=320)`` and call it per frame."""
     for k, v in PHOTO.items():
-        if k == "flip" or k.startswith("sure_"):
-            if hasattr(settings.get("classifier"), "predict"):  # a MaskClassifier object brings its own flip and thresholds
-                continue
+        if (k == "flip" or k in SURE_SETTINGS) and hasattr(settings.get("classifier"), "predict"):
+            continue  # a MaskClassifier object brings its own flip and thresholds
         settings.setdefault(k, v)
     key = tuple(sorted((k, repr(v)) for k, v in settings.items()))
     if key not in _detectors:

@@ -17,7 +17,6 @@ from .crops import crop_faces, to_input
 from .detections import MODEL_CLASSES, NOT_FACE, UNCERTAIN_ID, Detections
 from .errors import InputError, ModelError
 
-
 DEFAULT_NOMASK_COST = 2.0
 """A bare face called masked costs twice a false alarm: the same weight the training loss gives without_mask
 (TrainConfig.nomask_weight). On masks-voc-dev@test it moved without_mask recall from 0.939 to 0.970."""

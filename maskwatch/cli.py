@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .errors import InputError, MaskwatchError
-from .settings import LIVE, PHOTO, SURE_SETTINGS, PHOTO_DET_SIZE as PHOTO_DET_SIZES, add_arguments, det_sizes, detector_kwargs, on_off
+from .settings import LIVE, PHOTO, SURE_SETTINGS, add_arguments, det_sizes, detector_kwargs, on_off
+from .settings import PHOTO_DET_SIZE as PHOTO_DET_SIZES
 
 DETECT_SETTINGS = ["face_detector", "classifier", "score_threshold", "nms_threshold", "det_size", "upscale", "threads",
                    "nomask_cost", "flip", *SURE_SETTINGS]
@@ -41,7 +44,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     import cv2
 
     from .annotate import BoxAnnotator, blur_faces
-    from .images import find_images, load_image
+    from .images import load_image
 
     files: list[Path] = []
     for p in args.paths:
@@ -325,10 +328,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
             restore()
             _close_all(closers)
             if not args.headless:
-                try:
+                with contextlib.suppress(cv2.error):  # headless OpenCV build: there was no window
                     cv2.destroyAllWindows()
-                except cv2.error:  # headless OpenCV build: there was no window
-                    pass
         stopped = src.stopped
     _err(f"maskwatch: {fps.frames} frames at {fps.fps:.1f} frames/s" + _monitor_summary(mon))
     if stopped:

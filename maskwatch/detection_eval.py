@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -108,7 +109,7 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
     if not any(b is not None for im in ds.images for b in im.boxes):
         raise InputError("the data set has no face boxes (class folders?); end-to-end evaluation needs a VOC or YOLO "
                          "scene set; for face crops use `maskwatch evaluate`")
-    for k, im in enumerate(ds.images):
+    for im in ds.images:
         if progress:
             progress(1)
         try:

@@ -7,8 +7,9 @@ Boxes are ``xyxy`` in pixels of the original image (x1, y1, x2, y2; floats). The
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,13 +74,13 @@ class Detections:
             self.landmarks = np.asarray(self.landmarks, np.float32).reshape(n, 5, 2)
 
     @classmethod
-    def empty(cls, class_names: Sequence[str] = CLASS_NAMES) -> "Detections":
+    def empty(cls, class_names: Sequence[str] = CLASS_NAMES) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), class_names=tuple(class_names))
 
     def __len__(self) -> int:
         return len(self.xyxy)
 
-    def __getitem__(self, index: Any) -> "Detections":
+    def __getitem__(self, index: Any) -> Detections:
         """Rows by boolean mask, integer array or slice; returns a new Detections."""
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
@@ -95,7 +96,7 @@ class Detections:
             data={k: v[index] if isinstance(v, np.ndarray) and v.ndim and len(v) == len(self) else v for k, v in self.data.items()},
         )
 
-    def __iter__(self) -> Iterator["Detections"]:
+    def __iter__(self) -> Iterator[Detections]:
         for i in range(len(self)):
             yield self[i]
 

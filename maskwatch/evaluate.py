@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from . import metrics
+from .boxes import snap_to_detections
 from .classifier import MaskClassifier
 from .crops import crop_faces, whole_image_box
 from .datasets import Dataset
-from .boxes import snap_to_detections
 from .errors import InputError
 from .images import load_image
 

@@ -30,9 +30,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -96,7 +97,7 @@ class Event:
     @property
     def iso_time(self) -> str:
         """The time as ISO-8601 UTC, e.g. ``2024-05-01T12:00:00.250Z``."""
-        t = _dt.datetime.fromtimestamp(self.time, tz=_dt.timezone.utc)
+        t = _dt.datetime.fromtimestamp(self.time, tz=_dt.UTC)
         return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def to_dict(self, include_snapshot: bool = False) -> dict[str, Any]:
@@ -116,7 +117,7 @@ class Event:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Event":
+    def from_dict(cls, d: dict[str, Any]) -> Event:
         """The inverse of :meth:`to_dict` (``iso_time`` is ignored; ``snapshot`` may be base64 or absent)."""
         snap = d.get("snapshot")
         if isinstance(snap, str):
@@ -138,7 +139,7 @@ class Event:
         time: float | None = None,
         frame: np.ndarray | None = None,
         snapshot: bool = False,
-    ) -> "Event":
+    ) -> Event:
         """The event for row ``index`` of a :class:`~maskwatch.detections.Detections` (tracked, classified).
 
         time defaults to now. With ``snapshot=True`` and a ``frame`` (BGR), the face is cut out and stored as JPEG.
@@ -262,7 +263,7 @@ def _timestamp(t: Any) -> float | None:
         return None
     if isinstance(t, _dt.datetime):
         if t.tzinfo is None:
-            t = t.replace(tzinfo=_dt.timezone.utc)
+            t = t.replace(tzinfo=_dt.UTC)
         return t.timestamp()
     return float(t)
 
@@ -456,7 +457,7 @@ class EventLog:
                 self._conn.close()
             return len(self._pending)
 
-    def __enter__(self) -> "EventLog":
+    def __enter__(self) -> EventLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -643,7 +644,7 @@ class Outbox:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
 
-    def __enter__(self) -> "Outbox":
+    def __enter__(self) -> Outbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -671,7 +672,7 @@ class Sink:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "Sink":
+    def __enter__(self) -> Sink:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -880,7 +881,7 @@ class WebhookSink(Sink):
             if isinstance(reason, ConnectionRefusedError):
                 return f"webhook {self._shown}: connection refused (is the server running?)"
             return f"webhook {self._shown}: {reason}"
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return f"webhook {self._shown}: no answer within {self.timeout_s:g} s"
         except Exception as e:  # ConnectionResetError, http.client errors, ...
             return f"webhook {self._shown}: {type(e).__name__}: {e}"
@@ -958,7 +959,7 @@ class EventDispatcher:
             except Exception as e:
                 self.last_error = f"{getattr(sink, 'name', type(sink).__name__)} sink: closing: {type(e).__name__}: {e}"
 
-    def __enter__(self) -> "EventDispatcher":
+    def __enter__(self) -> EventDispatcher:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -5,15 +5,15 @@ the annotated frame. The map is computed on the face as it is, for the label the
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
 from .annotate import BoxAnnotator
-from .errors import InputError
 from .crops import square_boxes
+from .errors import InputError
 from .images import load_image
 from .pipeline import Detector
 from .video import VideoSink, VideoSource

@@ -22,11 +22,13 @@ pyserial (``pip install 'maskwatch[serial]'``) is needed only for a real port, n
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from .detections import Detections
 from .errors import InputError
@@ -197,7 +199,7 @@ class SerialSignal:
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
 
-    def __enter__(self) -> "SerialSignal":
+    def __enter__(self) -> SerialSignal:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -210,14 +212,13 @@ class SerialSignal:
         next_open = 0.0
         try:
             while not self._stop.is_set():
-                if not self.dry_run and self._conn is None and time.monotonic() >= next_open:
-                    if not self._open():
-                        next_open = time.monotonic() + self.reconnect_s
+                if not self.dry_run and self._conn is None and time.monotonic() >= next_open and not self._open():
+                    next_open = time.monotonic() + self.reconnect_s
                 with self._lock:
                     message = self._latest
-                if message is not None and (self.dry_run or self._conn is not None):
-                    if not self._send(message) and not self.dry_run:
-                        next_open = time.monotonic() + self.reconnect_s
+                sendable = message is not None and (self.dry_run or self._conn is not None)
+                if sendable and not self._send(message) and not self.dry_run:
+                    next_open = time.monotonic() + self.reconnect_s
                 self._stop.wait(interval)
         finally:
             if self.dry_run or self._conn is not None:
@@ -256,10 +257,8 @@ class SerialSignal:
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:
-                pass
 
 
 __all__ = ["FINAL_MESSAGE", "IDLE", "SerialSignal", "encode", "open_serial", "target_angles"]

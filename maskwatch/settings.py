@@ -4,8 +4,9 @@ keyword arguments (``face_detector=``) and, later, settings files. Checked in on
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .detectors import DEFAULT_FACE_DETECTOR, FACE_DETECTORS
 from .errors import InputError
@@ -172,7 +173,7 @@ def load_settings_file(path: str, parser: argparse.ArgumentParser) -> dict[str, 
             except ValueError:
                 raise InputError(f"settings file {p}: '{key}' must be on or off (true or false), got {value!r}") from None
         elif action.type is not None and value is not None:
-            if isinstance(value, bool) or isinstance(value, (list, dict)):
+            if isinstance(value, (bool, list, dict)):
                 raise InputError(f"settings file {p}: '{key}' must be a {action.type.__name__}, got {value!r}")
             try:
                 value = action.type(value)

@@ -15,8 +15,8 @@ like it (similarity >= ``min_appearance``), and never by the centre-distance fal
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

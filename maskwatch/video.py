@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -125,10 +126,8 @@ class VideoSource:
                 self.cap.release()
                 if self._stop.wait(wait):
                     return
-                try:
+                with contextlib.suppress(InputError):  # still down: the next attempt waits longer
                     self.cap = self._open()
-                except InputError:
-                    pass
                 continue
             if self.is_file and self.frame_count and self.frames_read < self.frame_count - 1:
                 self.ended_early = True
@@ -148,7 +147,7 @@ class VideoSource:
     def close(self) -> None:
         self.cap.release()
 
-    def __enter__(self) -> "VideoSource":
+    def __enter__(self) -> VideoSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -224,7 +223,7 @@ class VideoSink:
             container.mux(packet)
         container.close()
 
-    def __enter__(self) -> "VideoSink":
+    def __enter__(self) -> VideoSink:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -15,7 +15,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, needs_shared
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -38,7 +37,7 @@ def _free_port() -> int:
 @pytest.fixture
 def server(tmp_path):
     port = _free_port()
-    log = open(tmp_path / "server.log", "w")
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115  (closed in the finally below, after the server ends)
     proc = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "serve", "--port", str(port), "--events", str(tmp_path / "ev.db")],
                             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env={**os.environ, "MASKWATCH_SHARED": str(ROOT.parent / "shared")})
     url = f"http://127.0.0.1:{port}"

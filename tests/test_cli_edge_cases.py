@@ -7,13 +7,12 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from conftest import CLASSIFY, VOC, needs_shared
 
 import maskwatch
 from maskwatch.cli import main
 from maskwatch.datasets import load_source
 from maskwatch.images import check_image_header
-
-from conftest import CLASSIFY, VOC, needs_shared
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -12,8 +12,8 @@ from conftest import needs_shared
 
 import maskwatch
 from maskwatch import Detections, InputError
-from maskwatch.cli import main
 from maskwatch.boxes import iou_matrix
+from maskwatch.cli import main
 from maskwatch.detectors import FACE_DETECTORS, create_face_detector
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import VOC, needs_shared
+
 from maskwatch import cli, metrics
 from maskwatch.datasets import load_source
 from maskwatch.detection_eval import evaluate_detection, iou_matrix, voc_ap
@@ -205,7 +205,8 @@ def test_cli_evaluate_errors_gallery_matches_the_confusion_matrix(tiny_voc, tmp_
     n_wrong = int(cm.sum() - np.trace(cm))
     assert rec["errors"] == n_wrong > 0
     folder = tmp_path / "voc_errors"
-    rows = list(csv.DictReader(open(folder / "errors.csv")))
+    with open(folder / "errors.csv") as fh:
+        rows = list(csv.DictReader(fh))
     assert len(rows) == n_wrong
     for i, t in enumerate(names):
         for j, p in enumerate(names):

@@ -7,8 +7,8 @@ import io
 import shutil
 
 import cv2
-
 from conftest import VOC, needs_shared
+
 from maskwatch import cli
 
 

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from conftest import needs_shared
 
-from maskwatch import ModelError
-from maskwatch import models
+from maskwatch import ModelError, models
 from maskwatch.classifier import MaskClassifier
 from maskwatch.cli import main
 from maskwatch.models import REGISTRY, ModelFile, resolve

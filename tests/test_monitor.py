@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import needs_shared  # noqa: E402
 
 pytestmark = needs_shared
@@ -121,7 +120,8 @@ def test_settings_file_sets_options_and_cli_wins(scene, tmp_path):
     assert r.returncode == 0, r.stderr
     assert not [line for line in r.stdout.splitlines() if line.startswith("{")]  # 1000 frames never reached
     r = subprocess.run([sys.executable, "-m", "maskwatch.cli", "video", str(path), "--out", str(tmp_path / "o.mp4"),
-                        "--config", str(cfg), "--event-json", "--confirm-frames", "3", "-q"], capture_output=True, text=True, timeout=120)
+                        "--config", str(cfg), "--event-json", "--confirm-frames", "3", "-q", "--force"], capture_output=True, text=True,
+                       timeout=120)
     assert r.returncode == 0 and len([x for x in r.stdout.splitlines() if x.startswith("{")]) == 1
 
 

@@ -10,7 +10,7 @@ import select
 import sys
 import time
 import types
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -346,7 +346,7 @@ class Cable:
         self.ports: list[Cable.Port] = []
 
     class Port:
-        def __init__(self, cable: "Cable") -> None:
+        def __init__(self, cable: Cable) -> None:
             self.cable, self.closed = cable, False
 
         def write(self, data: bytes) -> int:
@@ -364,7 +364,7 @@ class Cable:
         def close(self) -> None:
             self.closed = True
 
-    def factory(self, port: str, baud: int) -> "Cable.Port":
+    def factory(self, port: str, baud: int) -> Cable.Port:
         import serial
 
         if not self.plugged:

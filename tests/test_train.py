@@ -16,8 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import CLASSIFY, VOC, needs_shared
+from conftest import MODELS as ROOT_MODELS
 
-from conftest import CLASSIFY, MODELS as ROOT_MODELS, VOC, needs_shared
 from maskwatch.crops import crop_faces, whole_image_box
 from maskwatch.datasets import Dataset, LabelledImage, assign_groups, canonical_label, load_source
 from maskwatch.errors import InputError
@@ -609,6 +610,7 @@ def test_train_with_ema_and_erasing_exports_the_average(class_data, tmp_path):
     """One fine-tuning epoch only, so it is the best one: best.pt and the ONNX head must be the average's weights,
     not the raw ones; resuming continues the average."""
     import base64
+
     import onnx
 
     out = tmp_path / "out"

@@ -266,11 +266,9 @@ def test_a_camera_that_reboots_is_reconnected_and_each_state_change_reported_onc
     states: list[tuple[str, str]] = []
     src = VideoSource(cam.url, open_timeout=2, read_timeout=2, reconnect=None, reconnect_wait=0.2, max_wait=0.5,
                       on_state=lambda state, detail: states.append((state, detail)))
-    frames, after, rebooted = 0, 0, []
-    for _ in src:
-        frames += 1
+    after, rebooted, port = 0, [], cam.port
+    for frames, _ in enumerate(src, 1):
         if frames == 15:
-            port = cam.port
             cam.off()  # the camera reboots: 3 s without a server, then back on the same port
             threading.Timer(3.0, lambda: rebooted.append(_MJPEG(scene_frames(6), port))).start()
         if [s for s, _ in states] == ["down", "up"]:

@@ -52,7 +52,7 @@ from ..errors import InputError
 from ..events import Event, EventDispatcher, EventLog, EventLogSink, Sink, is_loopback
 from ..images import MAX_PIXELS, check_image_header, decode_reduced
 from ..pipeline import Detector
-from ..settings import PHOTO, SURE_SETTINGS, PHOTO_DET_SIZE, check
+from ..settings import PHOTO, PHOTO_DET_SIZE, SURE_SETTINGS, check
 from .cameras import CameraSpec, CameraWorker, parse_camera
 from .demo import write_demo_video
 
@@ -250,11 +250,11 @@ def _time_param(name: str, value: str | None) -> float | None:
     except ValueError:
         raise _invalid("query", name, f"'{value}' is not a time: give ISO-8601 (2024-05-01T12:00:00Z) or unix seconds",
                        value) from None
-    return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).timestamp()
+    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def _iso(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, tz=dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(t, tz=dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _share(counts: dict[str, int]) -> float | None:

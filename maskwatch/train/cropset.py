@@ -14,16 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
 
+from ..boxes import off_faces, snap_to_detections
 from ..crops import DEFAULT_MARGIN, crop_square, square_boxes, whole_image_box
 from ..datasets import Dataset, assign_groups
-from ..boxes import off_faces, snap_to_detections
 from ..detections import MODEL_CLASSES, NOT_FACE
 from ..errors import InputError
 from ..images import load_image
@@ -65,7 +66,7 @@ class CropSet:
         """Context crop i as RGB uint8 (C x C x 3), C = round(input_size * CONTEXT)."""
         return cv2.imdecode(np.frombuffer(self.jpegs[i], np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
 
-    def subset(self, idx: np.ndarray) -> "CropSet":
+    def subset(self, idx: np.ndarray) -> CropSet:
         idx = np.asarray(idx, np.int64)
         return CropSet(
             [self.jpegs[i] for i in idx], self.labels[idx], self.face_px[idx],
@@ -82,7 +83,7 @@ class CropSet:
         )
 
     @classmethod
-    def load(cls, path: Path) -> "CropSet":
+    def load(cls, path: Path) -> CropSet:
         z = np.load(path)
         blob, ends = z["blob"].tobytes(), np.cumsum(z["lengths"])
         starts = ends - z["lengths"]

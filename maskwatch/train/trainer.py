@@ -12,14 +12,16 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset as TorchDataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import Dataset as TorchDataset
 
 from .. import metrics
 from ..crops import DEFAULT_MARGIN, IMAGENET_MEAN, IMAGENET_STD
@@ -500,10 +502,16 @@ def _curves_png(history: list[dict[str, Any]], path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(ep, [h["train_loss"] for h in history], label="train")
     a.plot(ep, [h["val_loss"] for h in history], label="validation")
-    a.set_xlabel("epoch"); a.set_ylabel("loss"); a.legend(); a.set_title("loss")
+    a.set_xlabel("epoch")
+    a.set_ylabel("loss")
+    a.legend()
+    a.set_title("loss")
     b.plot(ep, [h["train_acc"] for h in history], label="train")
     b.plot(ep, [h["val_acc"] for h in history], label="validation")
-    b.set_xlabel("epoch"); b.set_ylabel("accuracy"); b.legend(); b.set_title("accuracy")
+    b.set_xlabel("epoch")
+    b.set_ylabel("accuracy")
+    b.legend()
+    b.set_title("accuracy")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
