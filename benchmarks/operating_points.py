@@ -27,6 +27,7 @@ from tqdm import tqdm
 from maskwatch.datasets import load_source
 from maskwatch.detection_eval import face_outcomes
 from maskwatch.detections import NOT_FACE
+from maskwatch.models import resolve
 from maskwatch.pipeline import Detector
 from maskwatch.settings import LIVE, PHOTO
 
@@ -35,7 +36,9 @@ SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
 LABELS = {"without_mask": "sure_nomask", "with_mask": "sure_mask", "mask_incorrect": "sure_incorrect"}
 TARGET_INCORRECT = 0.60  # orange is the rare, hard class: precision 0.60 (issue 13's classifier target)
 FACE_GRID = np.round(np.arange(0.5, 0.951, 0.05), 2)
-NOT_FACE_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)  # 1.01: never remove
+# 1.01: never remove. Not below 0.5: such a gate removes boxes that are more likely faces than not, and a sure label
+# (threshold >= 0.5) never depends on it anyway; the gate only decides which grey boxes disappear.
+NOT_FACE_GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 1.01)
 PROB_GRID = np.round(np.arange(0.40, 0.991, 0.01), 2)
 MIN_DETECTOR_SCORE = 0.5  # the detector's own threshold; the sweep starts there
 
@@ -43,8 +46,8 @@ MIN_DETECTOR_SCORE = 0.5  # the detector's own threshold; the sweep starts there
 def outcomes(specs: list[str], mode: str, classifier: str, cache: Path | None) -> dict[str, Any]:
     """Every box of the mode's pipeline on the scenes (thresholds off, not_face boxes kept), cached by settings."""
     preset = PHOTO if mode == "photo" else LIVE
-    key = hashlib.sha1(json.dumps([2, specs, mode, classifier, str(Path(classifier).stat().st_mtime_ns)
-                                   if Path(classifier).is_file() else classifier]).encode()).hexdigest()[:10]
+    model = resolve(classifier)  # the file itself: "mask_classifier" names whichever model is bundled now
+    key = hashlib.sha1(json.dumps([2, specs, mode, str(model), hashlib.sha256(model.read_bytes()).hexdigest()]).encode()).hexdigest()[:10]
     path = cache / f"outcomes-{mode}-{key}.npz" if cache else None
     if path and path.exists():
         z = np.load(path, allow_pickle=True)

@@ -407,7 +407,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       device=args.device, finetune_from=args.finetune_from, nomask_weight=args.nomask_weight,
                       source_balance=args.source_balance, erase=args.erase, ema=args.ema, scene_boxes=args.scene_boxes,
                       not_face=args.not_face, not_face_max_score=args.not_face_max_score, select=args.select,
-                      init=args.init)
+                      init=args.init, class_weight_cap=args.class_weight_cap)
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
@@ -491,7 +491,8 @@ def cmd_evaluate_detection(args: argparse.Namespace) -> int:
             ap = " ".join(f"AP50[{k}]={v:.3f}" for k, v in r["ap50"].items())
             by = " ".join(f"{k}:{'-' if v is None else f'{v:.2f}'}" for k, v in r["face_recall_by_size"].items())
             _err(f"{spec} | {name} | mAP50(mask/no-mask)={r['map50']:.3f} {ap} | face recall {r['face_recall']:.3f} ({by})")
-            shown = " ".join(f"{lab} P {_fmt(v['precision'])} R {_fmt(v['recall'])}" for lab, v in r["labels"].items())
+            shown = " ".join(f"{lab} P {_fmt(v['precision'])} R {_fmt(v['recall'])}" if lab != "uncertain" else f"grey {v['shown']}"
+                             for lab, v in r["labels"].items())
             _err(f"   shown: {shown} | false boxes/photo {r['false_boxes_per_photo']:.2f} | false red boxes/100 photos "
                  f"{r['false_red_per_100_photos']:.1f}")
     return 0
@@ -684,6 +685,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
     t.add_argument("--max-images", type=int, default=0, help="use at most this many images per source (0 = all)")
     t.add_argument("--nomask-weight", type=float, default=2.0, help="extra loss weight on without_mask (a bare face called masked is the costly error)")
+    t.add_argument("--class-weight-cap", type=float, default=3.0,
+                   help="a rare class's extra loss weight (the square root of its rarity) is capped here; 1 = none, the "
+                        "sampler's balancing only (rare classes weighted twice over get over-predicted)")
     t.add_argument("--source-balance", type=float, default=0.5, help="sampling weight per source ~ size^-x: 0 = as the data comes, 1 = every source equally")
     t.add_argument("--erase", type=float, default=0.0, help="probability of random erasing (a rectangle of noise or colour) per training view")
     t.add_argument("--scene-boxes", choices=["truth", "detector"], default="detector",

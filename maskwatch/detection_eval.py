@@ -173,7 +173,7 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
         prec = tp / np.maximum(tp + fp, 1) if len(m) else np.zeros(0)
         ap[c] = voc_ap(rec, prec)
     total = [sum(v[0] for v in recall_hits.values()), sum(v[1] for v in recall_hits.values())]
-    labels = {lab: {"shown": v[0], "right": v[1], "precision": v[1] / v[0] if v[0] else None,
+    labels = {lab: {"shown": v[0], "right": v[1], "precision": v[1] / v[0] if v[0] and lab != "uncertain" else None,
                     "recall": v[1] / n_gt_all[lab] if n_gt_all.get(lab) else None} for lab, v in sorted(shown.items())}
     red = shown.get("without_mask", [0, 0])
     return {

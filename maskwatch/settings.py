@@ -85,11 +85,15 @@ SETTINGS: dict[str, Setting] = {
 SURE_SETTINGS = ("sure_face_score", "sure_mask", "sure_nomask", "sure_incorrect", "not_face_threshold")
 """The operating point: when a face is shown as sure (benchmarks/operating_points.py chooses them)."""
 
-PHOTO: dict[str, Any] = {"det_size": PHOTO_DET_SIZE, "flip": True, "sure_face_score": 0.0, "sure_mask": 0.0,
-                         "sure_nomask": 0.0, "sure_incorrect": 0.0, "not_face_threshold": 0.5}
+# The operating points were chosen by `python benchmarks/operating_points.py` on the @val splits of the four scene
+# sets (never on @test) for the bundled classifier: per label, the lowest probability at which shown labels reach
+# precision 0.90 (0.60 for mask_incorrect), else the best F0.5; the face-score and not_face thresholds with the best
+# summed F0.5 of with_mask and without_mask. MODEL_CARD.md has the table.
+PHOTO: dict[str, Any] = {"det_size": PHOTO_DET_SIZE, "flip": True, "nomask_cost": 1.0, "sure_face_score": 0.8,
+                         "sure_mask": 0.85, "sure_nomask": 0.8, "sure_incorrect": 0.4, "not_face_threshold": 0.5}
 """The photo preset (detect, evaluate-detection, explain, uploads, ``maskwatch.detect()``): accuracy first."""
-LIVE: dict[str, Any] = {"det_size": 320, "flip": False, "sure_face_score": 0.0, "sure_mask": 0.0, "sure_nomask": 0.0,
-                        "sure_incorrect": 0.0, "not_face_threshold": 0.5}
+LIVE: dict[str, Any] = {"det_size": 320, "flip": False, "nomask_cost": 1.0, "sure_face_score": 0.6, "sure_mask": 0.76,
+                        "sure_nomask": 0.8, "sure_incorrect": 0.49, "not_face_threshold": 0.5}
 """The live preset (video, watch, the dashboard's cameras): speed first; the tracker smooths labels over frames."""
 
 

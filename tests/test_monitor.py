@@ -180,7 +180,8 @@ def test_camera_that_stops_sending_frames(monkeypatch):
 
 def _people_at_the_door(n_people: int = 12, fps: float = 30.0):
     """Frames of different unmasked people (real face photos) shown one after another at the same spot of a door
-    camera: each for 8 frames, moving and growing a little, then 10 empty frames (0.33 s) before the next."""
+    camera: each for 8 frames, moving and growing a little, then 10 empty frames (0.33 s) before the next. Only
+    people the pipeline reads as unmasked in each of their frames are used: the test is about identities."""
     import glob
 
     import cv2
@@ -189,29 +190,38 @@ def _people_at_the_door(n_people: int = 12, fps: float = 30.0):
 
     det = Detector(det_size=320)
     background = np.tile(np.linspace(90, 170, 640, dtype=np.uint8)[None, :, None], (480, 1, 3))
-    people = []
-    for f in sorted(glob.glob(str(__import__("conftest").CLASSIFY / "chandrikadeb7" / "without_mask" / "*.jpg"))):
-        im = cv2.imread(f)
-        im = cv2.resize(im, (150, int(150 * im.shape[0] / im.shape[1])))
-        if im.shape[0] > 220:
-            continue
-        frame = background.copy()
-        frame[120 : 120 + im.shape[0], 240:390] = im
-        d = det.detect(frame)
-        if len(d) == 1 and d.labels == ["without_mask"] and d.confidence[0] > 0.9:
-            people.append(im)
-        if len(people) == n_people:
-            break
-    frames = []
-    for im in people:
+
+    def walk(im: np.ndarray) -> list[np.ndarray]:
+        out = []
         for k in range(8):
             s = 1 + 0.03 * k
             p = cv2.resize(im, (int(im.shape[1] * s), int(im.shape[0] * s)))
             frame = background.copy()
             x, y = 240 + 3 * k, 120 - 2 * k
             frame[y : y + p.shape[0], x : x + p.shape[1]] = p
-            frames.append(frame)
-        frames += [background.copy() for _ in range(int(round(0.33 * fps)))]
+            out.append(frame)
+        return out
+
+    from pathlib import Path
+
+    from maskwatch.datasets import dhash
+
+    frames, people, seen = [], 0, []
+    for f in sorted(glob.glob(str(__import__("conftest").CLASSIFY / "chandrikadeb7" / "without_mask" / "*.jpg"))):
+        h = dhash(Path(f))
+        if h is None or any(bin(h ^ g).count("1") <= 12 for g in seen):
+            continue  # the set holds several photos of some people: one each
+        seen.append(h)
+        im = cv2.imread(f)
+        im = cv2.resize(im, (150, int(150 * im.shape[0] / im.shape[1])))
+        if im.shape[0] > 220:
+            continue
+        steps = walk(im)
+        if all((d := det.detect(fr)).labels == ["without_mask"] and d.confidence[0] > 0.8 for fr in steps):
+            frames += steps + [background.copy() for _ in range(int(round(0.33 * fps)))]
+            people += 1
+        if people == n_people:
+            break
     return people, frames
 
 
@@ -220,12 +230,12 @@ def test_people_who_follow_each_other_at_one_spot_each_raise_one_event():
     from maskwatch.monitor import Monitor
 
     people, frames = _people_at_the_door()
-    assert len(people) >= 10
+    assert people >= 10
     mon = Monitor(Detector(det_size=320), confirm_frames=5)
     ids = set()
     for i, frame in enumerate(frames):
         d = mon.process(frame, t=i / 30)
         ids |= {int(t) for t in d.tracker_id}
-    assert len(mon.events) == len(people), f"{len(mon.events)} events for {len(people)} people"
-    assert len({e.track_id for e in mon.events}) == len(people)
-    assert len(ids) == len(people)  # one track per person, none split
+    assert len(mon.events) == people, f"{len(mon.events)} events for {people} people"
+    assert len({e.track_id for e in mon.events}) == people
+    assert len(ids) == people  # one track per person, none split

@@ -24,22 +24,35 @@ def detector() -> maskwatch.Detector:
 
 
 def test_detect_real_photo_labels_and_probs(voc_image):
+    """maskwatch.detect (the photo preset): every face shown is green, red, orange or grey 'uncertain'; a sure
+    label's confidence is its probability and reaches its threshold; not_face boxes are gone."""
+    from maskwatch.detections import NOT_FACE, UNCERTAIN
+    from maskwatch.settings import PHOTO
+
     img = maskwatch.load_image(voc_image)
     d = maskwatch.detect(img)
     assert isinstance(d, Detections)
     assert len(d) >= 3
-    assert set(d.labels) <= set(CLASS_NAMES)
-    assert "" not in d.labels  # every face classified
-    assert set(d.class_names) <= set(CLASS_NAMES)
+    assert set(d.labels) <= set(CLASS_NAMES) | {UNCERTAIN}
+    assert "" not in d.labels and NOT_FACE not in d.labels  # every face classified; no box on no face
     assert d.probs.shape == (len(d), len(d.class_names))
     np.testing.assert_allclose(d.probs.sum(axis=1), 1.0, atol=1e-3)
     assert ((d.probs >= 0) & (d.probs <= 1)).all()
-    np.testing.assert_allclose(d.confidence, d.probs[np.arange(len(d)), d.class_id], atol=1e-6)
-    # The label is argmax of probability x cost: without_mask counts double (a bare face called masked is costly).
-    costs = np.array([2.0 if c == "without_mask" else 1.0 for c in d.class_names])
-    assert (d.class_id == (d.probs * costs).argmax(axis=1)).all()
-    plain = maskwatch.Detector(det_size=800, nomask_cost=1.0).detect(img)
-    assert (plain.class_id == plain.probs.argmax(axis=1)).all()
+    need = {"with_mask": PHOTO["sure_mask"], "without_mask": PHOTO["sure_nomask"], "mask_incorrect": PHOTO["sure_incorrect"]}
+    for i, lab in enumerate(d.labels):
+        if lab == UNCERTAIN:
+            assert d.confidence[i] == pytest.approx(d.probs[i].max())
+        else:
+            assert d.confidence[i] == pytest.approx(d.probs[i, d.class_names.index(lab)])
+            assert d.confidence[i] >= need[lab] and d.face_score[i] >= PHOTO["sure_face_score"]
+    if NOT_FACE in d.class_names:
+        assert (d.probs[:, d.class_names.index(NOT_FACE)] < PHOTO["not_face_threshold"]).all()
+    # Without an operating point, the label is argmax of probability x cost over the face classes (without_mask x 2).
+    plain = maskwatch.Detector(det_size=800).detect(img)
+    faces = np.array([c != NOT_FACE for c in plain.class_names])
+    costs = np.array([2.0 if c == "without_mask" else 1.0 for c in plain.class_names]) * faces
+    kept = plain.class_id >= 0
+    assert (plain.class_id[kept] == (plain.probs[kept] * costs).argmax(axis=1)).all()
     h, w = img.shape[:2]
     assert (d.xyxy[:, [0, 2]] <= w).all() and (d.xyxy[:, [1, 3]] <= h).all() and (d.xyxy >= 0).all()
 
@@ -105,10 +118,11 @@ def test_cli_detect_json_line(voc_image, capsys):
     for f in rec["faces"]:
         assert set(f) == {"box", "face_score", "label", "confidence", "probs"}
         assert len(f["box"]) == 4 and all(isinstance(v, int) for v in f["box"])
-        assert f["label"] in CLASS_NAMES
-        assert set(f["probs"]) <= set(CLASS_NAMES)
+        assert f["label"] in (*CLASS_NAMES, "uncertain")
+        assert set(f["probs"]) <= {*CLASS_NAMES, "not_face"}
         assert sum(f["probs"].values()) == pytest.approx(1.0, abs=2e-3)
-        assert f["confidence"] == pytest.approx(f["probs"][f["label"]], abs=1e-4)
+        shown = max(f["probs"].values()) if f["label"] == "uncertain" else f["probs"][f["label"]]
+        assert f["confidence"] == pytest.approx(shown, abs=1e-4)
     assert "1 image(s) done, 0 failed" in cap.err
 
 
@@ -184,13 +198,16 @@ def test_flip_averages_the_face_and_its_mirror():
     assert flipped.predict(crops[:0]).shape == (0, len(flipped.class_names))
 
 
-def test_flip_heatmaps_explain_the_averaged_label():
+def test_flip_heatmaps_explain_the_averaged_label(voc_image):
     """With flip on, a face's heatmap is the mean of its own and its mirror's (mirrored back): so the map of a
     mirrored face is the mirrored map, and the probabilities are those predict() gives."""
     from maskwatch.classifier import MaskClassifier
+    from maskwatch.detectors import create_face_detector
 
     plain, flipped = MaskClassifier(), MaskClassifier(flip=True)
-    crops = np.random.default_rng(2).integers(0, 255, (3, plain.input_size, plain.input_size, 3), dtype=np.uint8)
+    img = maskwatch.load_image(voc_image)
+    crops = plain.crops(img, create_face_detector("yunet", det_size=800).detect(img))[:3]  # three real faces
+    assert len(crops) == 3
     mirrored = np.ascontiguousarray(crops[:, :, ::-1])
     maps, probs = flipped.heatmaps(crops)
     np.testing.assert_allclose(probs, flipped.predict(crops), atol=1e-5)

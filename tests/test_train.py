@@ -727,13 +727,12 @@ def test_default_model_script_commands_parse():
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     cmds = [shlex.split(line[2:]) for line in r.stdout.splitlines() if line.startswith("+ maskwatch ")]
-    assert [c[1] for c in cmds] == ["train"] * 7 + ["soup"]
-    parser = build_parser()
-    for c in cmds:
-        args = parser.parse_args(c[1:])
-        if c[1] == "train":
-            assert args.seed == 0 and args.finetune_from == 0 and args.patience == 10 and args.scene_boxes == "truth"
-    assert len(cmds[-1]) == 2 + 7 + 3  # maskwatch soup, seven models, --out FILE --force
+    assert [c[1] for c in cmds] == ["train"]
+    args = build_parser().parse_args(cmds[0][1:])
+    assert args.init == "/tmp/x/previous.onnx" and args.not_face and args.scene_boxes == "detector" and args.select == "f1"
+    assert args.class_weight_cap == 1 and args.lr == 5e-5 and args.epochs == 12 and args.head_epochs == 1
+    assert len(args.data) == 5 and all(v.endswith("@val") for v in args.val) and len(args.val) == 4
+    assert not any(d.endswith("@test") for d in args.data + args.val)  # the reported splits are never trained or tuned on
 
 
 # ---------------------------------------------------------------- not_face

@@ -68,6 +68,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     source_balance: float = 0.5  # sampling weight per source ~ n_source^-x: 0 = as the data comes, 1 = equal sources
     nomask_weight: float = 2.0  # extra loss weight on without_mask: a bare face called masked is the costly error
+    class_weight_cap: float = 3.0  # loss weight of a rare class (sqrt of its rarity) capped here; 1 = none beyond the
+    # sampler's balancing, which already shows rare classes more often
     erase: float = 0.0  # probability of random erasing per training view (0 = off)
     scene_boxes: str = "detector"  # scene sets: crop around the "truth" boxes, or the face "detector"'s boxes matched
     # to them (IoU >= 0.5; the run-time framing)
@@ -96,6 +98,7 @@ class TrainConfig:
             ("finetune_from", 0 <= self.finetune_from <= 18, "between 0 and 18 (MobileNetV2 blocks)"),
             ("erase", 0 <= self.erase <= 1, "between 0 and 1 (a probability)"),
             ("nomask_weight", 0 < self.nomask_weight <= 100, "above 0 and at most 100"),
+            ("class_weight_cap", 1 <= self.class_weight_cap <= 100, "between 1 and 100"),
             ("source_balance", 0 <= self.source_balance <= 1, "between 0 and 1"),
             ("scene_boxes", self.scene_boxes in ("truth", "detector"), "truth or detector"),
             ("ema", 0 <= self.ema < 1, "0 (off) or a decay below 1, e.g. 0.999"),
@@ -325,7 +328,7 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
         log.info("loaded %d ImageNet tensors into the backbone", n_loaded)
     net.to(device)
     # Class weights in the loss: the rarer the class, the more each of its errors costs.
-    cw = np.minimum((cls_n.sum() / cls_n / len(cls_n)) ** 0.5, 3.0)  # capped: a rare class must not swamp the rest
+    cw = np.minimum((cls_n.sum() / cls_n / len(cls_n)) ** 0.5, cfg.class_weight_cap)  # a rare class must not swamp the rest
     if "without_mask" in class_names:
         cw[class_names.index("without_mask")] *= cfg.nomask_weight
     loss_w = torch.tensor(cw, dtype=torch.float32, device=device)
