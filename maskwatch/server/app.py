@@ -302,6 +302,26 @@ class _UploadLimit:
         await self.app(scope, counted, send)
 
 
+class _PhotoSlots:
+    """503 (JSON, Retry-After: 1) for a photo upload when ``slots`` are all taken, before any of its body is read:
+    uploads in progress are bounded, so is the memory they hold (the body, the decoded image, the detector's copies)."""
+
+    def __init__(self, app: ASGIApp, slots: threading.BoundedSemaphore, count: int) -> None:
+        self.app, self.slots, self.count = app, slots, count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].rstrip("/") != "/v1/detect":
+            return await self.app(scope, receive, send)
+        if not self.slots.acquire(blocking=False):
+            answer = JSONResponse({"error": f"busy: {self.count} photos are being processed; retry in a second",
+                                   "detail": {"max_pending": self.count}}, status_code=503, headers={"Retry-After": "1"})
+            return await answer(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.slots.release()
+
+
 class _TokenBeforeUpload:
     """401 (JSON) for a POST to /v1 without the right bearer token, before any of its body is read: an
     unauthenticated client cannot make the server take in an upload."""
@@ -340,6 +360,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                   description="Face-mask detection: live cameras, events, statistics and photo upload.")
     app.state.maskwatch = state
     app.add_middleware(_UploadLimit, limit=state.max_upload)
+    app.add_middleware(_PhotoSlots, slots=state.photo_slots, count=s.max_pending)  # runs before the upload limit
     if s.token:
         app.add_middleware(_TokenBeforeUpload, token=s.token)  # added last, so it runs first
 
@@ -433,15 +454,6 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                            {"content_type": ctype or None})
         if file is None:
             raise ApiError(422, "no photo: send it in the multipart field 'file'")
-        if not state.photo_slots.acquire(blocking=False):
-            raise ApiError(503, f"busy: {s.max_pending} photos are being processed; retry in a second",
-                           {"max_pending": s.max_pending}, headers={"Retry-After": "1"})
-        try:
-            return _detect_photo(file, annotated)
-        finally:
-            state.photo_slots.release()
-
-    def _detect_photo(file: UploadFile, annotated: bool) -> Response:
         name = re.split(r"[\\/]", file.filename or "")[-1] or "upload"
         data = file.file.read(state.max_upload + 1)
         if not data.startswith(_IMAGE_MAGIC) and not (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
