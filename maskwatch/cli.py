@@ -598,7 +598,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                               token=args.token or os.environ.get("MASKWATCH_TOKEN") or None, events=args.events,
                               retention_days=args.retention_days, max_upload_mb=args.max_upload_mb, max_pending=args.max_pending,
                               detector=detector_kwargs(args), photo_det_size=args.photo_det_size, photo_flip=args.photo_flip,
-                              confirm_frames=args.confirm_frames, blur_faces=args.blur_faces)
+                              confirm_frames=args.confirm_frames, blur_faces=args.blur_faces, shared=args.demo_data)
     _fewer_malloc_arenas()
     app = create_app(settings)
     sock = bind(settings.host, settings.port)
@@ -776,6 +776,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "with Retry-After: 1 (keeps memory bounded under load)")
     sv.add_argument("--confirm-frames", type=int, default=5, help="frames a face must read unmasked before its one event")
     sv.add_argument("--blur-faces", action="store_true", help="pixelate faces in the streams and annotated photos")
+    sv.add_argument("--demo-data", metavar="FOLDER",
+                    help="where the demo camera's sample photos are: a folder holding data/detect/masks-yolo-extra "
+                         "(default: MASKWATCH_SHARED, else the shared/ folder beside this maskwatch checkout); without "
+                         "them the demo shows moving shapes")
     sv.add_argument("--photo-det-size", type=det_sizes, default=PHOTO_DET_SIZE, help="--det-size for uploaded photos (as detect)")
     sv.add_argument("--photo-flip", type=on_off, default="on", metavar="on|off", help="--flip for uploaded photos (as detect)")
     add_arguments(sv, DETECT_SETTINGS, VIDEO_DEFAULTS)

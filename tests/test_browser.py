@@ -138,3 +138,14 @@ def test_browser_plays_an_annotated_output_video(tmp_path, browser, name):
                                              "v.videoWidth === 640 && v.currentTime > 0.3"), 20, f"{name} to play")
     finally:
         httpd.shutdown()
+
+
+def test_api_docs_page_renders_every_route_offline(server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server + "/docs")
+    ops = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#ops .op"), 20, "the routes on the /docs page")
+    text = " ".join(o.text for o in ops)
+    for route in ("/v1/detect", "/v1/events", "/v1/cameras", "/healthz"):
+        assert route in text, route
+    assert browser.find_element(By.ID, "error").text == ""

@@ -364,6 +364,10 @@ def test_token_is_required_on_every_v1_route():
         assert srv.json("/v1/cameras", headers={"Authorization": "Bearer s3cret-token"}) == (200, {"cameras": []})
         _assert_error(*srv.get("/v1/cameras/x/frame.jpg?token=s3cret-token"), 404)  # the query token works for images
         _assert_error(*srv.get("/v1/events?token=s3cret-token"), 401)  # ... but not for the JSON API
+        _assert_error(*srv.get("/openapi.json"), 401)  # the schema and its page are behind the token
+        _assert_error(*srv.get("/docs"), 401)
+        assert srv.get("/docs?token=s3cret-token")[0] == 200
+        assert srv.json("/openapi.json", headers={"Authorization": "Bearer s3cret-token"})[0] == 200
         status, health = srv.json("/healthz")  # no camera, a working event log: healthy
         assert status == 200 and health["status"] == "ok" and srv.get("/")[0] == 200
     finally:
@@ -383,6 +387,14 @@ def test_binding_beyond_loopback_needs_a_token(monkeypatch, capsys):
     with pytest.raises(InputError, match="at least 16"):
         create_app(ServerSettings(host="0.0.0.0", token="short-token"))  # 11 characters: guessable
     create_app(ServerSettings(host="127.0.0.1", token="short"))  # on loopback any token will do
+
+
+@needs_shared
+def test_docs_need_no_internet(srv):
+    status, headers, page = srv.get("/docs")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert b"openapi.json" in page and b"<script src" not in page and b"cdn" not in page.lower()
+    assert not re.findall(rb"https?://", page)  # every asset is inline: works on a network with no internet
 
 
 @needs_shared
@@ -509,3 +521,15 @@ def test_uploads_beyond_the_pending_limit_get_503_with_retry_after(voc_image, tm
     assert 200 in codes and 503 in codes and set(codes) <= {200, 503}, codes
     busy = next(a for a in answers if a[0] == 503)
     assert busy[1]["retry-after"] == "1" and "busy" in json.loads(busy[2])["error"]
+
+
+def test_the_demo_finds_its_photos_wherever_serve_is_started(tmp_path, monkeypatch):
+    from maskwatch.server.demo import shared_dir
+
+    monkeypatch.delenv("MASKWATCH_SHARED", raising=False)
+    monkeypatch.chdir(tmp_path)  # not the project's folder: ../shared from here is nothing
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} not found")
+    assert shared_dir().resolve() == SHARED.resolve()
+    monkeypatch.setenv("MASKWATCH_SHARED", str(tmp_path))
+    assert shared_dir() == tmp_path

@@ -201,6 +201,7 @@ class _State:
                 blur=s.blur_faces, jpeg_quality=s.jpeg_quality, open_timeout=s.open_timeout,
                 reconnect_wait=s.reconnect_wait, max_retries=s.max_retries, size_hint=tuple(s.demo_size))
         self.index_html = (STATIC / "index.html").read_text(encoding="utf-8")
+        self.docs_html = (STATIC / "docs.html").read_text(encoding="utf-8")
         self.log = EventLog(s.events or ":memory:", retention_days=s.retention_days)
         self.dispatcher.sinks.insert(0, EventLogSink(self.log))  # stored before it is streamed
 
@@ -357,7 +358,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             await asyncio.to_thread(state.close)
 
     app = FastAPI(title="maskwatch", version=__import__("maskwatch").__version__, lifespan=lifespan,
-                  description="Face-mask detection: live cameras, events, statistics and photo upload.")
+                  description="Face-mask detection: live cameras, events, statistics and photo upload.",
+                  docs_url=None, redoc_url=None, openapi_url=None)  # served below: offline, and behind the token
     app.state.maskwatch = state
     app.add_middleware(_UploadLimit, limit=state.max_upload)
     app.add_middleware(_PhotoSlots, slots=state.photo_slots, count=s.max_pending)  # runs before the upload limit
@@ -421,6 +423,17 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     def index() -> HTMLResponse:
         return HTMLResponse(state.index_html, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(credentials: Credentials, token: Annotated[str | None, Query()] = None) -> HTMLResponse:
+        """The routes, rendered from /openapi.json by a page that needs no CDN (Swagger UI loads from one)."""
+        _authorize(credentials, token)
+        return HTMLResponse(state.docs_html, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(credentials: Credentials, token: Annotated[str | None, Query()] = None) -> JSONResponse:
+        _authorize(credentials, token)
+        return JSONResponse(app.openapi())
 
     @app.get("/healthz", summary="health: 200 and status 'ok' when every camera sends frames and the event log "
              "writes; 503 and status 'degraded' otherwise (for a load balancer or a systemd watchdog)",

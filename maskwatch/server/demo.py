@@ -21,8 +21,12 @@ NO_PHOTOS = "demo: no sample photos found"
 
 
 def shared_dir() -> Path:
-    """The shared data folder: ``MASKWATCH_SHARED``, else ``../shared`` relative to the current folder."""
-    return Path(os.environ.get("MASKWATCH_SHARED") or Path("..") / "shared")
+    """The shared data folder: ``MASKWATCH_SHARED``; else ``shared/`` beside this checkout of maskwatch (found
+    wherever ``serve`` is started from); else ``../shared`` relative to the current folder."""
+    if os.environ.get("MASKWATCH_SHARED"):
+        return Path(os.environ["MASKWATCH_SHARED"])
+    beside = Path(__file__).resolve().parents[3] / "shared"
+    return beside if beside.is_dir() else Path("..") / "shared"
 
 
 def _faces(label_file: Path, w: int, h: int) -> list[tuple[int, float, float, float, float]]:
