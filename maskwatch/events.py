@@ -19,6 +19,7 @@ import base64
 import contextlib
 import datetime as _dt
 import ipaddress
+import hashlib
 import json
 import math
 import socket
@@ -771,7 +772,8 @@ class WebhookSink(Sink):
     (connection refused, no answer within ``timeout_s``, HTTP >= 400) keeps the event in the outbox and tries again
     after ``backoff_s``, then 2x, 4x ... (the wait doubles ``retries`` times, then stays there, at most
     ``max_backoff_s``): an event is never dropped. On start, what the outbox holds for this sink from an earlier run
-    is sent at once. ``name`` keys this sink's entries in the outbox: give each webhook sharing an outbox its own.
+    is sent at once. ``name`` keys this sink's entries in the outbox; by default it is derived from the URL (a hash,
+    so a token in the URL is not stored twice), so events queued for one URL are never posted to another.
     Delivery is at-least-once: a receiver may see an event twice (same ``id``) after a timeout.
     """
 
@@ -784,7 +786,7 @@ class WebhookSink(Sink):
         backoff_s: float = 1.0,
         headers: dict[str, str] | None = None,
         *,
-        name: str = "webhook",
+        name: str | None = None,
         include_snapshot: bool = False,
         max_backoff_s: float = 300.0,
     ) -> None:
@@ -804,7 +806,7 @@ class WebhookSink(Sink):
         self.backoff_s = float(backoff_s)
         self.max_backoff_s = float(max_backoff_s)
         self.headers = dict(headers or {})
-        self.name = name
+        self.name = name or "webhook:" + hashlib.sha256(self.url.encode()).hexdigest()[:16]
         self.include_snapshot = include_snapshot
         self.delivered = 0
         self.failures = 0

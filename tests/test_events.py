@@ -351,7 +351,7 @@ def test_webhook_down_queues_without_blocking_then_retries(tmp_path: Path):
     assert time.perf_counter() - t0 < 0.05  # the video loop is not held up
     assert _wait(lambda: sink.failures >= 1)
     assert "refused" in sink.last_error and str(port) in sink.last_error
-    assert outbox.count("webhook") == 1 and sink.delivered == 0  # nothing lost
+    assert outbox.count(sink.name) == 1 and sink.delivered == 0  # nothing lost
 
     server = _Hook(port=port)  # the server comes back on the same port
     try:
@@ -371,7 +371,7 @@ def test_webhook_slow_server_times_out_and_is_retried(tmp_path: Path, hook: _Hoo
     sink.send(e)
     assert _wait(lambda: sink.failures >= 1)
     assert "no answer within 0.2 s" in sink.last_error
-    assert outbox.count("webhook") == 1 and sink.delivered == 0
+    assert outbox.count(sink.name) == 1 and sink.delivered == 0
     hook.delay = 0.0  # the server answers fast again
     assert sink.flush(5.0)
     assert hook.answered == [e.to_dict()] and sink.delivered == 1
@@ -394,19 +394,36 @@ def test_webhook_http_error_is_retried(tmp_path: Path, hook: _Hook):
 def test_webhook_outbox_survives_a_restart(tmp_path: Path, hook: _Hook):
     path = tmp_path / "outbox.db"
     outbox = Outbox(path)
-    first = WebhookSink(f"http://127.0.0.1:{_free_port()}/events", outbox, timeout_s=0.5, backoff_s=30.0)
+    hook.status = 503  # the receiver is down for the whole first run
+    first = WebhookSink(hook.url, outbox, timeout_s=0.5, backoff_s=30.0)
     e = _event()
     first.send(e)
     assert _wait(lambda: first.failures >= 1)
     first.close()
     outbox.close()  # the process ends with the event undelivered
 
+    hook.status = 200
     outbox = Outbox(path)
-    assert outbox.count("webhook") == 1
+    assert outbox.count(first.name) == 1
     second = WebhookSink(hook.url, outbox, timeout_s=1.0)  # its next try was 30 s away: resent at once on start
     assert second.flush(5.0)
     assert hook.answered == [e.to_dict()] and second.delivered == 1
     second.close()
+    outbox.close()
+
+
+def test_events_queued_for_one_url_are_never_posted_to_another(tmp_path: Path, hook: _Hook):
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    gone = f"http://127.0.0.1:{_free_port()}/events"
+    first = WebhookSink(gone, outbox, timeout_s=0.5, backoff_s=30.0)
+    first.send(_event())
+    assert _wait(lambda: first.failures >= 1)
+    first.close()
+    other = WebhookSink(hook.url, outbox, timeout_s=1.0)  # the next run points at another receiver
+    assert other.flush(2.0) and hook.received == [] and other.delivered == 0
+    assert outbox.count(first.name) == 1  # still waiting for its own URL
+    other.close()
     outbox.close()
 
 
