@@ -172,3 +172,16 @@ def test_two_pass_detection_merges_without_duplicates(voc_image):
     iou = iou_matrix(two.xyxy, two.xyxy)
     np.fill_diagonal(iou, 0)
     assert iou.max() <= 0.3  # merged by NMS: no face twice
+
+
+@needs_shared
+def test_a_pass_that_finds_nothing_keeps_the_other_passes_landmarks(voc_image):
+    import maskwatch
+    from maskwatch.detectors import create_face_detector
+
+    img = maskwatch.load_image(voc_image)
+    one = create_face_detector("yunet", det_size=800).detect(img)
+    both = create_face_detector("yunet", det_size=(800, 64)).detect(img)  # at 64 px nothing is found
+    assert len(one) >= 3 and one.landmarks is not None
+    assert both.landmarks is not None and len(both) == len(one)
+    np.testing.assert_allclose(both.landmarks, one.landmarks, atol=1e-3)

@@ -55,7 +55,9 @@ class FaceDetector:
         if len(boxes) == 0:
             return Detections.empty()
         scores = np.concatenate([f[1] for f in found])
-        landmarks = None if any(f[2] is None for f in found) else np.concatenate([f[2] for f in found])
+        # A pass that found nothing has no landmarks to give: it must not drop the other passes' landmarks.
+        parts = [f[2] if f[2] is not None or len(f[0]) else np.zeros((0, 5, 2), np.float32) for f in found]
+        landmarks = None if any(p is None for p in parts) else np.concatenate(parts)
         keep = scores >= self.score_threshold
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
