@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, MaskwatchError
+from .events import DEFAULT_DB
 from .settings import LIVE, PHOTO, SURE_SETTINGS, add_arguments, det_sizes, detector_kwargs, on_off
 from .settings import PHOTO_DET_SIZE as PHOTO_DET_SIZES
 
@@ -164,7 +165,8 @@ def _add_monitor_arguments(sp: argparse.ArgumentParser, events_default: str | No
     g = sp.add_argument_group("monitoring (tracks, events, alerts, Arduino)")
     g.add_argument("--no-track", action="store_true", help="per-frame labels only: no tracking, smoothing or events")
     g.add_argument("--camera", help="camera name written into events (default: the source)")
-    g.add_argument("--events", default=events_default, help="SQLite event log to write ('' = none)")
+    g.add_argument("--events", default=events_default, help="SQLite event log to write ('' = none; the default lives in "
+                   "the per-user data folder, MASKWATCH_DATA moves it)")
     g.add_argument("--retention-days", type=float, default=30.0, help="delete events older than this from the log")
     g.add_argument("--confirm-frames", type=int, default=5, help="frames a face must read unmasked before its one event (0 = off)")
     g.add_argument("--confirm-seconds", type=float, default=0.0, help="or seconds it must read unmasked (0 = off)")
@@ -180,7 +182,7 @@ def _add_monitor_arguments(sp: argparse.ArgumentParser, events_default: str | No
 
 def _build_monitor(args: argparse.Namespace, det: Any, source: str):  # noqa: ANN202
     """A Monitor with the sinks the options ask for, and the objects to close at the end."""
-    from .events import EventDispatcher, EventLog, EventLogSink, JsonLinesSink, Outbox, SoundSink, WebhookSink
+    from .events import EventDispatcher, EventLog, EventLogSink, JsonLinesSink, Outbox, SoundSink, WebhookSink, data_dir
     from .monitor import Monitor
 
     for name in ("confirm_frames", "serial_interval"):
@@ -197,7 +199,7 @@ def _build_monitor(args: argparse.Namespace, det: Any, source: str):  # noqa: AN
     if args.event_json:
         sinks.append(JsonLinesSink(sys.stdout))
     if args.webhook:
-        outbox = Outbox(args.events or "maskwatch_outbox.db")
+        outbox = Outbox(args.events or str(data_dir() / "outbox.db"))
         closers.append(outbox)
         sinks.append(WebhookSink(args.webhook, outbox))
     if args.sound:
@@ -670,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when a camera or stream stops sending (a reboot, a network cut): reopen it for ever (default: "
                         "forever), or give up after N attempts in a row; waits grow from 1 s to 30 s. A file ends as files do")
     add_arguments(w, DETECT_SETTINGS, VIDEO_DEFAULTS)
-    _add_monitor_arguments(w, events_default="maskwatch_events.db")
+    _add_monitor_arguments(w, events_default=DEFAULT_DB)
 
     m = cmd("models", "list the model registry and where each file was found", "maskwatch models")
     m.add_argument("--json", action="store_true", help="JSON lines instead of a table")
@@ -769,7 +771,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "None: a demo camera looping a sample video")
     sv.add_argument("--token", help="API token every /v1 request must send (Authorization: Bearer TOKEN); "
                                     "default: the MASKWATCH_TOKEN environment variable")
-    sv.add_argument("--events", default="maskwatch_events.db", help="SQLite event log ('' = in memory only)")
+    sv.add_argument("--events", default=DEFAULT_DB, help="SQLite event log ('' = in memory only; the default lives in the "
+                    "per-user data folder, MASKWATCH_DATA moves it)")
     sv.add_argument("--retention-days", type=float, default=30.0, help="delete events older than this from the log")
     sv.add_argument("--max-upload-mb", type=float, default=10.0, help="largest photo upload, MB")
     sv.add_argument("--max-pending", type=int, default=4, help="photo uploads processed at once; more are answered 503 "

@@ -18,10 +18,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as _dt
-import ipaddress
 import hashlib
+import ipaddress
 import json
 import math
+import os
 import socket
 import sqlite3
 import sys
@@ -53,7 +54,18 @@ __all__ = [
     "make_snapshot",
 ]
 
-DEFAULT_DB = "maskwatch_events.db"
+def data_dir() -> Path:
+    """Where maskwatch keeps its databases by default: ``MASKWATCH_DATA``; else ``%APPDATA%/maskwatch`` on Windows;
+    else ``$XDG_DATA_HOME/maskwatch`` (``~/.local/share/maskwatch``), the per-user data folder of the XDG rule."""
+    if os.environ.get("MASKWATCH_DATA"):
+        return Path(os.environ["MASKWATCH_DATA"])
+    if sys.platform == "win32" and os.environ.get("APPDATA"):
+        return Path(os.environ["APPDATA"]) / "maskwatch"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "maskwatch"
+
+
+DEFAULT_DB = str(data_dir() / "events.db")
+"""The default event log (and webhook outbox): in the per-user data folder, not wherever the command runs."""
 
 
 # --------------------------------------------------------------------------------------------------------- Event

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,9 @@ CLASSIFY = DATA / "classify"
 
 needs_shared = pytest.mark.skipif(not (MODELS / "face_detection_yunet.onnx").is_file(),
                                   reason=f"third-party models and data not found in {SHARED} (clone beside shared/ to run)")
+
+# Default databases go to the per-user data folder: in tests, a throw-away one (set before maskwatch is imported).
+os.environ.setdefault("MASKWATCH_DATA", tempfile.mkdtemp(prefix="maskwatch-test-data-"))
 
 if os.environ.get("MASKWATCH_MODELS"):  # absolute, so that servers started in another folder find it too
     os.environ["MASKWATCH_MODELS"] = str(Path(os.environ["MASKWATCH_MODELS"]).resolve())

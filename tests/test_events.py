@@ -448,3 +448,20 @@ def test_webhook_still_delivers_when_the_outbox_disk_is_full(tmp_path: Path, hoo
     assert outbox._conn.execute("SELECT COUNT(*) FROM outbox WHERE sink = 'parked'").fetchone()[0] == 1
     sink.close()
     outbox.close()
+
+
+def test_default_databases_live_in_the_per_user_data_folder(monkeypatch, tmp_path):
+    import maskwatch.events as ev
+
+    monkeypatch.delenv("MASKWATCH_DATA", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert ev.data_dir() == tmp_path / "xdg" / "maskwatch"
+    monkeypatch.setenv("MASKWATCH_DATA", str(tmp_path / "mine"))
+    assert ev.data_dir() == tmp_path / "mine"
+    import subprocess
+    import sys
+
+    code = "from maskwatch.cli import build_parser as b; print(b().parse_args(['watch', '0']).events, b().parse_args(['serve']).events)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**__import__("os").environ, "MASKWATCH_DATA": str(tmp_path / "mine")}, cwd=tmp_path)
+    assert out.stdout.split() == [str(tmp_path / "mine" / "events.db")] * 2, out.stderr  # not the current folder

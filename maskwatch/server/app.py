@@ -49,7 +49,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..annotate import BoxAnnotator, blur_faces
 from ..detections import CLASS_NAMES
 from ..errors import InputError
-from ..events import Event, EventDispatcher, EventLog, EventLogSink, Sink, is_loopback
+from ..events import DEFAULT_DB, Event, EventDispatcher, EventLog, EventLogSink, Sink, is_loopback
 from ..images import MAX_PIXELS, check_image_header, decode_reduced
 from ..pipeline import Detector
 from ..settings import PHOTO, PHOTO_DET_SIZE, SURE_SETTINGS, check
@@ -77,7 +77,7 @@ class ServerSettings:
     cameras: list[str | CameraSpec] = field(default_factory=list)
     demo: bool | None = None
     token: str | None = None
-    events: str = "maskwatch_events.db"
+    events: str = DEFAULT_DB
     retention_days: float = 30.0
     max_upload_mb: float = 10.0
     max_pixels: int = MAX_PIXELS
