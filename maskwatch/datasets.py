@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +91,23 @@ def load_source(spec: str) -> Dataset:
     if not ds.images:
         raise InputError(f"{spec}: no labelled image found")
     return ds
+
+
+def iter_images(images: list[LabelledImage], skipped: list[str],
+                progress: Callable[[int], None] | None = None) -> Iterator[tuple[LabelledImage, np.ndarray]]:
+    """Each labelled image with its pixels (BGR uint8, upright), in order. An image that cannot be read is left out
+    and its message appended to ``skipped``; ``progress(1)`` is called for every image, read or not."""
+    from .images import load_image
+
+    for im in images:
+        if progress:
+            progress(1)
+        try:
+            img = load_image(im.path)
+        except InputError as e:
+            skipped.append(str(e))
+            continue
+        yield im, img
 
 
 def load_sources(specs: list[str]) -> Dataset:

@@ -8,10 +8,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from .boxes import iou_matrix, snap_to_detections  # noqa: F401  (re-exported for callers of the old home)
-from .datasets import Dataset
+from .datasets import Dataset, iter_images
 from .detections import Detections
 from .errors import InputError
-from .images import load_image
 from .metrics import SIZE_BINS
 
 
@@ -45,14 +44,7 @@ def face_outcomes(model: _Detects, ds: Dataset, iou: float = 0.5,
     any annotated face) and ``image`` (index); per annotated face: ``gt_labels``, ``gt_found`` (matched by some box); ``n_images``; ``skipped``."""
     scores, probs, truth, image, gt_labels, gt_found, skipped, best_iou = [], [], [], [], [], [], [], []
     names: tuple[str, ...] = ()
-    for k, im in enumerate(ds.images):
-        if progress:
-            progress(1)
-        try:
-            img = load_image(im.path)
-        except InputError as e:
-            skipped.append(str(e))
-            continue
+    for k, (im, img) in enumerate(iter_images(ds.images, skipped, progress)):
         det = model.detect(img)
         names = det.class_names
         gt = np.array([b for b in im.boxes if b is not None], np.float32).reshape(-1, 4)
@@ -109,14 +101,7 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
     if not any(b is not None for im in ds.images for b in im.boxes):
         raise InputError("the data set has no face boxes (class folders?); end-to-end evaluation needs a VOC or YOLO "
                          "scene set; for face crops use `maskwatch evaluate`")
-    for im in ds.images:
-        if progress:
-            progress(1)
-        try:
-            img = load_image(im.path)
-        except InputError as e:
-            skipped.append(str(e))
-            continue
+    for im, img in iter_images(ds.images, skipped, progress):
         det = model.detect(img)
         model_classes = det.class_names
         n_images += 1

@@ -14,8 +14,7 @@ from . import metrics
 from .boxes import snap_to_detections
 from .classifier import MaskClassifier
 from .crops import crop_faces, whole_image_box
-from .datasets import Dataset
-from .errors import InputError
+from .datasets import Dataset, iter_images
 from .images import load_image
 
 
@@ -39,14 +38,7 @@ def evaluate_classifier(clf: MaskClassifier, ds: Dataset, progress: Callable[[in
     where: list[tuple[Path, np.ndarray, bool]] = []  # image, crop box, whole-image sample: for the error gallery
     skipped: list[str] = []
     queued = n_snapped = 0
-    for im in ds.images:
-        if progress:
-            progress(1)
-        try:
-            img = load_image(im.path)
-        except InputError as e:
-            skipped.append(str(e))
-            continue
+    for im, img in iter_images(ds.images, skipped, progress):
         h, w = img.shape[:2]
         boxes = [b if b is not None else whole_image_box(w, h, clf.margin) for b in im.boxes]
         if not boxes:

@@ -24,10 +24,8 @@ import numpy as np
 
 from ..boxes import off_faces, snap_to_detections
 from ..crops import DEFAULT_MARGIN, crop_square, square_boxes, whole_image_box
-from ..datasets import Dataset, assign_groups
+from ..datasets import Dataset, assign_groups, iter_images
 from ..detections import MODEL_CLASSES, NOT_FACE
-from ..errors import InputError
-from ..images import load_image
 
 CONTEXT = 1.5
 log = logging.getLogger("maskwatch.train")
@@ -112,14 +110,7 @@ def build_cropset(
     ctx = context_size(input_size)
     jpegs, labels, face_px, groups, sources, scores = [], [], [], [], [], []
     skipped: list[str] = []
-    for im in ds.images:
-        if progress:
-            progress(1)
-        try:
-            img = load_image(im.path)
-        except InputError as e:
-            skipped.append(str(e))
-            continue
+    for im, img in iter_images(ds.images, skipped, progress):
         h, w = img.shape[:2]
         items = [(b, b, lab, -1.0) for b, lab in zip(im.boxes, im.labels)]  # (size box, framing box, label, score)
         if face_detector is not None and all(b is not None for b in im.boxes):  # a scene image (maybe no face)
