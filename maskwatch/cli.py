@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import InputError, MaskwatchError
 from .events import DEFAULT_DB
-from .settings import LIVE, PHOTO, SURE_SETTINGS, add_arguments, det_sizes, detector_kwargs, on_off
+from .settings import LIVE, PHOTO, SURE_SETTINGS, add_arguments, det_sizes, detector_kwargs, on_off, train_workers
 from .settings import PHOTO_DET_SIZE as PHOTO_DET_SIZES
 
 DETECT_SETTINGS = ["face_detector", "classifier", "score_threshold", "nms_threshold", "det_size", "upscale", "threads",
@@ -450,7 +450,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.boxes == "detector":
         from .detectors import create_face_detector
 
-        fd = create_face_detector("yunet", det_size=PHOTO_DET_SIZES, threads=args.threads)
+        extra = {"threads": args.threads} if args.face_detector == "yunet" else {}
+        fd = create_face_detector(args.face_detector, det_size=PHOTO_DET_SIZES, **extra)
     for spec in args.data:
         ds = load_source(spec)
         for w in ds.warnings:
@@ -697,7 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from a classifier made by maskwatch train (e.g. the previous default) instead of ImageNet: "
                         "its weights, BatchNorm frozen; classes it lacks (not_face) start random")
     t.add_argument("--seed", type=int, default=0, help="random seed (split, sampling, augmentation)")
-    t.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    t.add_argument("--workers", type=int, default=train_workers(), help="data-loading processes (one per core, at most 8)")
     t.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
     t.add_argument("--max-images", type=int, default=0, help="use at most this many images per source (0 = all)")
     t.add_argument("--nomask-weight", type=float, default=2.0, help="extra loss weight on without_mask (a bare face called masked is the costly error)")
@@ -735,10 +736,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--errors", action="store_true",
                    help="also save every misclassified face into OUT/SET_errors/TRUE_as_PREDICTED/ (the crop the model saw "
                         "beside its surroundings) with an errors.csv: to find label errors and what the model gets wrong")
-    add_arguments(e, ["threads", "nomask_cost", "flip"])
+    add_arguments(e, ["face_detector", "threads", "nomask_cost", "flip"])
     e.add_argument("--boxes", choices=["truth", "detector"], default="truth",
                    help="crop around the annotated boxes, or around the face detector's boxes that match them (IoU >= 0.5, "
-                        "YuNet's photo default): how the classifier sees the faces at run time")
+                        "--face-detector at the photo det-sizes): how the classifier sees the faces at run time")
 
     ed = cmd("evaluate-detection", "end-to-end AP@0.5 per class and face recall by size on VOC/YOLO scene sets",
              "maskwatch evaluate-detection data/scenes --peer aizoo")

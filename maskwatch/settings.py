@@ -82,6 +82,13 @@ SETTINGS: dict[str, Setting] = {
     ]
 }
 
+def train_workers() -> int:
+    """Data-loading processes for training by default (the trainer's and the CLI's): one per core, at most 8."""
+    import os
+
+    return min(8, os.cpu_count() or 1)
+
+
 SURE_SETTINGS = ("sure_face_score", "sure_mask", "sure_nomask", "sure_incorrect", "not_face_threshold")
 """The operating point: when a face is shown as sure (benchmarks/operating_points.py chooses them)."""
 

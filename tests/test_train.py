@@ -824,3 +824,10 @@ def test_init_from_a_maskwatch_model_reproduces_it_and_adds_new_classes_at_rando
     np.testing.assert_allclose(torch.softmax(logits, 1).numpy(), want, atol=1e-4)
     with pytest.raises(ValueError, match="not a maskwatch classifier"):
         load_maskwatch_onnx(MaskNet(2), str(ROOT_MODELS / "face_detection_yunet.onnx"), ("with_mask", "without_mask"))
+
+
+def test_cli_and_trainer_share_the_workers_default(tmp_path):
+    from maskwatch.settings import train_workers
+
+    args = cli.build_parser().parse_args(["train", "x", "--out", str(tmp_path)])
+    assert args.workers == TrainConfig(data=["x"], out=str(tmp_path)).workers == train_workers()

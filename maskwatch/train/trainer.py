@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,6 +27,7 @@ from ..crops import DEFAULT_MARGIN, IMAGENET_MEAN, IMAGENET_STD
 from ..datasets import Dataset, load_sources
 from ..detections import MODEL_CLASSES, NOT_FACE
 from ..errors import InputError
+from ..settings import train_workers
 from .augment import augment, center_view
 from .cropset import CropSet, build_cropset, context_size
 from .model import MaskNet, load_imagenet_trunk, load_maskwatch_onnx
@@ -60,7 +60,7 @@ class TrainConfig:
     # rare classes (mask_incorrect, not_face), which mean recall does
     val_frac: float = 0.2
     seed: int = 0
-    workers: int = min(8, os.cpu_count() or 1)
+    workers: int = field(default_factory=train_workers)  # data-loading processes: one per core, at most 8
     device: str = "auto"
     max_images: int = 0  # use at most this many images per source (0 = all); for quick tests
     force: bool = False
