@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .detections import frame_record
 from .errors import InputError, MaskwatchError
 from .events import DEFAULT_DB
 from .settings import LIVE, PHOTO, SURE_SETTINGS, add_arguments, det_sizes, detector_kwargs, on_off, train_workers
@@ -78,7 +79,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
             d = det.detect(img)
             for lab in d.labels:
                 counts[lab] = counts.get(lab, 0) + 1
-            print(json.dumps({"source": str(f), "width": img.shape[1], "height": img.shape[0], "faces": d.to_records()}), flush=True)
+            print(json.dumps(frame_record(str(f), img.shape[1], img.shape[0], d)), flush=True)
             if out:
                 vis = blur_faces(img, d) if args.blur_faces else img
                 target = targets[k]
@@ -270,8 +271,7 @@ def cmd_video(args: argparse.Namespace) -> int:
                     vis = blur_faces(frame, d) if args.blur_faces else frame
                     sink.write(annot.annotate(vis, d, copy=not args.blur_faces))
                     if jfile:
-                        jfile.write(json.dumps({"source": str(args.input), "frame": i, "time": round(i / src.fps, 3),
-                                                "width": src.width, "height": src.height, "faces": d.to_records()}) + "\n")
+                        jfile.write(json.dumps(frame_record(str(args.input), src.width, src.height, d, i, i / src.fps)) + "\n")
                     bar.update(1)
             ended_early = src.ended_early
             sink_warning = sink.warning
@@ -310,8 +310,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 d = mon.process(frame) if mon else det.detect(frame)
                 fps.tick()
                 if args.json:
-                    print(json.dumps({"source": str(args.source), "frame": fps.frames - 1, "time": round(time.time(), 3),
-                                      "faces": d.to_records()}), flush=True)
+                    h, w = frame.shape[:2]
+                    t = (fps.frames - 1) / src.fps if src.is_file else time.time()
+                    print(json.dumps(frame_record(str(args.source), w, h, d, fps.frames - 1, t)), flush=True)
                 if not args.headless:
                     vis = blur_faces(frame, d) if args.blur_faces else frame
                     img = draw_fps(annot.annotate(vis, d), fps.fps)

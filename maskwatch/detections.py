@@ -131,6 +131,20 @@ class Detections:
         return out
 
 
+def frame_record(source: str, width: int, height: int, faces: Detections, frame: int | None = None,
+                 time: float | None = None) -> dict[str, Any]:
+    """The one JSON record of an image or a video frame (``maskwatch detect``, ``video --json``, ``watch --json``,
+    the server's ``/v1/detect``): source, width and height (pixels of the upright image), frame (index, for video) and
+    time (seconds: into the file for a video file, Unix time for a camera or stream), faces (:meth:`Detections.to_records`)."""
+    rec: dict[str, Any] = {"source": str(source), "width": int(width), "height": int(height)}
+    if frame is not None:
+        rec["frame"] = int(frame)
+    if time is not None:
+        rec["time"] = round(float(time), 3)
+    rec["faces"] = faces.to_records()
+    return rec
+
+
 def label_name(class_names: Sequence[str], class_id: int) -> str:
     """The label of a class id: a class name, 'uncertain' (-2) or '' (-1, not classified)."""
     return class_names[class_id] if class_id >= 0 else UNCERTAIN if class_id == UNCERTAIN_ID else ""

@@ -47,7 +47,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..annotate import BoxAnnotator, blur_faces
-from ..detections import CLASS_NAMES
+from ..detections import CLASS_NAMES, frame_record
 from ..errors import InputError
 from ..events import DEFAULT_DB, Event, EventDispatcher, EventLog, EventLogSink, Sink, is_loopback
 from ..images import MAX_PIXELS, check_image_header, decode_reduced
@@ -493,7 +493,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             faces.xyxy = faces.xyxy / scale
             if faces.landmarks is not None:
                 faces.landmarks = faces.landmarks / scale
-        return JSONResponse({"source": name, "width": width, "height": height, "faces": faces.to_records()})
+        return JSONResponse(frame_record(name, width, height, faces))
 
     # ---------------------------------------------------------------- cameras
 
