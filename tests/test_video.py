@@ -297,6 +297,9 @@ def test_watch_ends_cleanly_on_sigterm_with_its_summary(tmp_path):
     try:
         first = proc.stdout.readline()  # a frame was processed
         assert first.startswith("{"), proc.stderr.read()
+        rec = json.loads(first)  # the same record as detect and video --json: sizes, frame index, Unix time for a stream
+        assert list(rec) == ["source", "width", "height", "frame", "time", "faces"]
+        assert (rec["width"], rec["height"]) == (640, 480) and rec["frame"] == 0 and rec["time"] > 1.7e9
         time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
