@@ -40,11 +40,12 @@ class Detections:
 
     xyxy: np.ndarray
     face_score: np.ndarray
-    class_id: np.ndarray | None = None
-    confidence: np.ndarray | None = None
-    probs: np.ndarray | None = None
+    # None at construction means "not classified / not tracked": __post_init__ always fills these columns.
+    class_id: np.ndarray = None  # type: ignore[assignment]
+    confidence: np.ndarray = None  # type: ignore[assignment]
+    probs: np.ndarray = None  # type: ignore[assignment]
     class_names: tuple[str, ...] = CLASS_NAMES
-    tracker_id: np.ndarray | None = None
+    tracker_id: np.ndarray = None  # type: ignore[assignment]
     landmarks: np.ndarray | None = None
     data: dict[str, Any] = field(default_factory=dict)
 
