@@ -175,7 +175,10 @@ class VideoSink:
             self.codec = "h264"
             return
         fourcc, self.codec = {".avi": ("MJPG", "mjpeg"), ".webm": ("VP90", "vp9")}.get(suffix, ("mp4v", "mpeg4"))
-        self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+        # WebM has no codec tags: OpenCV prints "tag 'VP90' is not supported ... format 'webm'" to the C stderr and
+        # then writes VP9 as asked. Keep that line off the user's terminal.
+        with _quiet_c_stderr(suffix == ".webm"):
+            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
         if not self.writer.isOpened():
             raise InputError(f"{self.path}: cannot write a video here; use a .webm, .mp4 or .avi name in a writable folder")
         if self.codec == "mpeg4":
@@ -228,6 +231,27 @@ class VideoSink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _quiet_c_stderr(active: bool = True) -> Iterator[None]:
+    """Silence what C code writes to file descriptor 2 inside the block (Python's own sys.stderr is unaffected)."""
+    if not active:
+        yield
+        return
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 class FPSMonitor:

@@ -346,3 +346,16 @@ def test_mp4_without_pyav_falls_back_with_a_clear_message(tmp_path, monkeypatch)
     with VideoSink(tmp_path / "x.mp4", 64, 48, 10.0) as sink:
         sink.write(np.zeros((48, 64, 3), np.uint8))
     assert sink.codec == "mpeg4" and "browsers do not play" in sink.warning and ".webm" in sink.warning
+
+
+def test_webm_output_prints_no_opencv_tag_warning(tmp_path):
+    """OpenCV complains on the C stderr that WebM has no 'VP90' tag, then writes VP9 anyway: the user sees nothing."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from maskwatch.video import VideoSink\n"
+            f"s = VideoSink({str(tmp_path / 'x.webm')!r}, 64, 48, 10.0)\n"
+            "s.write(np.zeros((48, 64, 3), np.uint8)); s.close(); print(s.codec)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "vp9"
+    assert "not supported" not in r.stderr and r.stderr.strip() == "", r.stderr
