@@ -376,7 +376,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         if path and m.sha256:
             ok = sha256_of(path) in m.sha256
         rows.append({"name": name, "file": m.filename, "found": str(path) if path else None,
-                     "checksum_ok": ok, "url": m.url, "about": m.about,
+                     "checksum_ok": ok, "url": m.url, "about": m.about, "licence": m.licence,
                      "searched": [str(p) for p in search_paths(name)]})
     if args.json:
         for r in rows:
@@ -384,7 +384,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         state = "missing" if not r["found"] else ("ok" if r["checksum_ok"] in (True, None) else "CHECKSUM MISMATCH")
-        print(f"{r['name']:22} {state:8} {r['found'] or '(not found; ' + ('downloads from ' + r['url'] if r['url'] else 'no download') + ')'}")
+        where = r["found"] or "(not found; " + ("downloads from " + r["url"] if r["url"] else "no download") + ")"
+        print(f"{r['name']:22} {state:8} {where}  [licence: {r['licence'] or 'unknown'}]")
     return 0
 
 

@@ -822,7 +822,6 @@ class WebhookSink(Sink):
         self.include_snapshot = include_snapshot
         self.delivered = 0
         self.failures = 0
-        self.consecutive_failures = 0
         # Display form without query or credentials (a webhook URL may carry a token).
         self._shown = urllib.parse.urlunsplit((parts.scheme, parts.hostname + (f":{parts.port}" if parts.port else ""),
                                                parts.path, "", ""))
@@ -924,11 +923,9 @@ class WebhookSink(Sink):
                 if err is None:
                     self.outbox.done(rid)
                     self.delivered += 1
-                    self.consecutive_failures = 0
                     continue
                 self.last_error = err
                 self.failures += 1
-                self.consecutive_failures += 1
                 delay = self._delay(attempts + 1)
                 self.outbox.retry_later(rid, delay)
                 # Back off as a whole (do not hammer a down server with the rest of the batch); a new send does not
@@ -948,7 +945,6 @@ class EventDispatcher:
 
     def __init__(self, sinks: Iterable[Sink] = ()) -> None:
         self.sinks: list[Sink] = list(sinks)
-        self.emitted = 0
         self.last_error: str | None = None
 
     def add(self, sink: Sink) -> None:
@@ -956,7 +952,6 @@ class EventDispatcher:
 
     def emit(self, event: Event) -> int:
         """Send to every sink; returns how many took it without raising."""
-        self.emitted += 1
         ok = 0
         for sink in self.sinks:
             try:

@@ -29,7 +29,7 @@ class ModelFile:
     url: str | None
     sha256: tuple[str, ...]  # accepted checksums (the official release, and known-good repackagings)
     about: str
-    licence: str = ""
+    licence: str = ""  # of the weights, as their publisher states it (shown by `maskwatch models`)
 
 
 REGISTRY: dict[str, ModelFile] = {

@@ -32,8 +32,6 @@ class Track:
     probs: deque = field(default_factory=deque)
     hits: int = 1
     missed: int = 0
-    first_time: float = 0.0
-    last_time: float = 0.0
     label: int = -1
     event_sent: bool = False
     appearance: np.ndarray | None = None  # descriptor of the face when last matched
@@ -82,7 +80,7 @@ class Tracker:
             tr = self.tracks[ti]
             new_box = detections.xyxy[di].astype(np.float32)
             tr.velocity = 0.5 * tr.velocity + 0.5 * (new_box - tr.box) / (tr.missed + 1)
-            tr.box, tr.missed, tr.hits, tr.last_time = new_box, 0, tr.hits + 1, t
+            tr.box, tr.missed, tr.hits = new_box, 0, tr.hits + 1
             tr.probs.append(detections.probs[di])
             tr.appearance = looks[di]
             matched_tracks.add(ti)
@@ -90,7 +88,7 @@ class Tracker:
         for di in range(n):
             if ids[di] < 0:
                 tr = Track(self._next_id, detections.xyxy[di].astype(np.float32), np.zeros(4, np.float32),
-                           deque([detections.probs[di]], maxlen=self.window), first_time=t, last_time=t,
+                           deque([detections.probs[di]], maxlen=self.window),
                            appearance=looks[di])
                 self._next_id += 1
                 self.tracks.append(tr)

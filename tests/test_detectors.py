@@ -133,7 +133,7 @@ def test_det_size_maps_boxes_back_to_original_coordinates(voc_image):
     # The same pixels shown to the network, but the caller's image is twice as big: boxes must double.
     big = cv2.resize(img, (w * 2, h * 2), interpolation=cv2.INTER_LINEAR)
     fd = create_face_detector("yunet", det_size=max(w, h))
-    assert fd.scale_for(w * 2, h * 2) == pytest.approx(0.5)
+    assert fd.scales_for(w * 2, h * 2) == [pytest.approx(0.5)]
     scaled = fd.detect(big)
     assert len(scaled) >= len(ref) - 1
     iou = iou_matrix(ref.xyxy * 2, scaled.xyxy)

@@ -219,7 +219,8 @@ def test_models_command_lists_yunet_found(capsys):
     assert main(["models"]) == 0
     table = capsys.readouterr().out.splitlines()
     (line,) = [x for x in table if x.startswith("yunet ")]
-    assert " ok " in line and "face_detection_yunet.onnx" in line
+    assert " ok " in line and "face_detection_yunet.onnx" in line and "[licence: MIT]" in line
+    assert y["licence"] == "MIT"  # the registry's licence of each file is shown, not only stored
 
 
 def test_models_command_reports_missing(empty_dirs, capsys):

@@ -93,10 +93,6 @@ class FaceDetector:
                 scales.append(s)
         return scales
 
-    def scale_for(self, w: int, h: int) -> float:
-        """The resize factor of the first (or only) pass for a w x h image."""
-        return self.scales_for(w, h)[0]
-
     def _detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Subclasses: raw boxes (n, 4) xyxy pixels of ``image_bgr``, scores (n,), landmarks (n, 5, 2) or None."""
         raise NotImplementedError
