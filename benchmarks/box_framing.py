@@ -14,18 +14,16 @@ Defaults: ../shared/data/detect/masks-voc-dev@test and masks-yolo-extra, the pho
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from maskwatch.boxes import iou_matrix  # noqa: E402
-from maskwatch.classifier import MaskClassifier  # noqa: E402
-from maskwatch.datasets import load_source  # noqa: E402
-from maskwatch.detectors import create_face_detector  # noqa: E402
-from maskwatch.images import load_image  # noqa: E402
-from maskwatch.settings import det_sizes, on_off  # noqa: E402
+from maskwatch.boxes import iou_matrix
+from maskwatch.classifier import MaskClassifier
+from maskwatch.datasets import load_source
+from maskwatch.detectors import create_face_detector
+from maskwatch.images import load_image
+from maskwatch.settings import det_sizes, on_off
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
 

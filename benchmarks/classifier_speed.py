@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from maskwatch.classifier import MaskClassifier  # noqa: E402
+from maskwatch.classifier import MaskClassifier
 
 
 def main() -> None:
