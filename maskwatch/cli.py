@@ -362,7 +362,11 @@ def _stop_on_signals(stop: Callable[[], None]) -> Callable[[], None]:
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     old = {sig: signal.signal(sig, lambda *_: stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    return lambda: [signal.signal(sig, h) for sig, h in old.items()] and None
+    def restore() -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 # ---------------------------------------------------------------- models
@@ -384,7 +388,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         state = "missing" if not r["found"] else ("ok" if r["checksum_ok"] in (True, None) else "CHECKSUM MISMATCH")
-        where = r["found"] or "(not found; " + ("downloads from " + r["url"] if r["url"] else "no download") + ")"
+        where = str(r["found"] or "(not found; " + (f"downloads from {r['url']}" if r["url"] else "no download") + ")")
         print(f"{r['name']:22} {state:8} {where}  [licence: {r['licence'] or 'unknown'}]")
     return 0
 

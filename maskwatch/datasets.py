@@ -53,7 +53,7 @@ class LabelledImage:
 
     path: Path
     boxes: list[tuple[float, float, float, float] | None]
-    labels: list[str]
+    labels: list[str]  # maskwatch labels (canonical_label): files whose class is unknown are not loaded
     source: str = ""
     group: str = ""
 
@@ -151,7 +151,7 @@ def _load_folders(root: Path) -> Dataset:
             if f.suffix.lower() not in IMAGE_SUFFIXES:
                 skipped += 1
                 continue
-            ds.images.append(LabelledImage(f, [None], [label]))
+            ds.images.append(LabelledImage(f, [None], [str(label)]))
     if skipped:
         ds.warnings.append(f"{root}: skipped {skipped} file(s) that are not images")
     if not ds.images:
@@ -184,14 +184,15 @@ def _load_voc(root: Path) -> Dataset:
             continue
         w = float(tree.findtext("size/width") or 0)
         h = float(tree.findtext("size/height") or 0)
-        boxes, labels = [], []
+        boxes: list[tuple[float, float, float, float] | None] = []
+        labels: list[str] = []
         for obj in tree.iter("object"):
             label = canonical_label(obj.findtext("name") or "")
             if label is None:
                 unknown += 1
                 continue
             try:
-                b = [float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
+                b = [float(obj.findtext(f"bndbox/{k}") or "") for k in ("xmin", "ymin", "xmax", "ymax")]
             except (TypeError, ValueError):
                 bad_boxes += 1
                 continue
@@ -227,7 +228,8 @@ def _load_yolo(root: Path) -> Dataset:
             ds.warnings.append(f"{img}: not a readable image; skipped")
             continue
         w, h = size
-        boxes, labels = [], []
+        boxes: list[tuple[float, float, float, float] | None] = []
+        labels: list[str] = []
         for line in t.read_text().splitlines():
             parts = line.split()
             if not parts:
@@ -242,7 +244,7 @@ def _load_yolo(root: Path) -> Dataset:
                 bad += 1
                 continue
             boxes.append(box)
-            labels.append(id_to_label[c])
+            labels.append(str(id_to_label[c]))
         ds.images.append(LabelledImage(img, boxes, labels))
     if missing:
         ds.warnings.append(f"{root}: {missing} label file(s) without an image; skipped")

@@ -42,7 +42,14 @@ def face_outcomes(model: _Detects, ds: Dataset, iou: float = 0.5,
     Returns arrays over boxes: ``face_score``, ``probs`` (n, k over ``class_names``), ``truth`` (the label of the
     annotated face matched one to one at IoU >= ``iou``, or "" for a box on no annotated face), ``best_iou`` (with
     any annotated face) and ``image`` (index); per annotated face: ``gt_labels``, ``gt_found`` (matched by some box); ``n_images``; ``skipped``."""
-    scores, probs, truth, image, gt_labels, gt_found, skipped, best_iou = [], [], [], [], [], [], [], []
+    scores: list[np.ndarray] = []
+    probs: list[np.ndarray] = []
+    best_iou: list[np.ndarray] = []
+    truth: list[str] = []
+    image: list[int] = []
+    gt_labels: list[str] = []
+    gt_found: list[bool] = []
+    skipped: list[str] = []
     names: tuple[str, ...] = ()
     for k, (im, img) in enumerate(iter_images(ds.images, skipped, progress)):
         det = model.detect(img)
@@ -158,11 +165,11 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
         prec = tp / np.maximum(tp + fp, 1) if len(m) else np.zeros(0)
         ap[c] = voc_ap(rec, prec)
     total = [sum(v[0] for v in recall_hits.values()), sum(v[1] for v in recall_hits.values())]
-    labels = {lab: {"shown": v[0], "right": v[1], "precision": v[1] / v[0] if v[0] and lab != "uncertain" else None,
+    per_label = {lab: {"shown": v[0], "right": v[1], "precision": v[1] / v[0] if v[0] and lab != "uncertain" else None,
                     "recall": v[1] / n_gt_all[lab] if n_gt_all.get(lab) else None} for lab, v in sorted(shown.items())}
     red = shown.get("without_mask", [0, 0])
     return {
-        "labels": labels,
+        "labels": per_label,
         "false_boxes_per_photo": off_face / max(n_images, 1),
         "false_red_per_100_photos": 100 * (red[0] - red[1]) / max(n_images, 1),
         "ap50": ap,

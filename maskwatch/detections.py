@@ -152,7 +152,7 @@ def label_name(class_names: Sequence[str], class_id: int) -> str:
 
 
 def _column(values: Any, n: int, name: str, dtype: type) -> np.ndarray:
-    arr = np.asarray(values, dtype=dtype).reshape(-1)
+    arr: np.ndarray = np.asarray(values, dtype=dtype).reshape(-1)
     if len(arr) != n:
         raise ValueError(f"Detections.{name} has {len(arr)} rows but xyxy has {n}; every column needs one row per face")
     return arr

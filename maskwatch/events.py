@@ -85,7 +85,7 @@ class Event:
     track_id: int
     label: str
     confidence: float
-    box: list[int]
+    box: list[int]  # xyxy pixels, rounded
     snapshot: bytes | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -166,7 +166,7 @@ class Event:
             track_id=int(detections.tracker_id[i]),
             label=labels[i],
             confidence=float(detections.confidence[i]),
-            box=[float(v) for v in detections.xyxy[i]],
+            box=detections.xyxy[i].tolist(),  # rounded to whole pixels by __post_init__
             snapshot=snap,
         )
 
@@ -395,7 +395,8 @@ class EventLog:
 
     @staticmethod
     def _where(since: Any, until: Any, camera: str | None, label: str | None) -> tuple[str, list[Any]]:
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[Any] = []
         if since is not None:
             clauses.append("time >= ?")
             args.append(_timestamp(since))
@@ -526,7 +527,7 @@ class Outbox:
                             "INSERT INTO outbox (sink, payload, attempts, next_try, created) VALUES (?, ?, 0, ?, ?)",
                             (sink_name, text, now, now),
                         )
-                    return int(cur.lastrowid)
+                    return int(cur.lastrowid or 0)
                 except sqlite3.Error as e:
                     self._fail(e)
             else:

@@ -138,6 +138,7 @@ def sha256_of(path: Path) -> str:
 def _download(m: ModelFile, progress: Callable[[int, int], None] | None) -> Path:
     dest = cache_dir() / m.filename
     dest.parent.mkdir(parents=True, exist_ok=True)
+    assert m.url is not None  # (entries without a URL are never downloaded; callers check)
     with urllib.request.urlopen(m.url, timeout=30) as r, tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
         total, done = int(r.headers.get("Content-Length") or 0), 0
         while chunk := r.read(1 << 16):

@@ -19,11 +19,11 @@ from .tracking import Tracker
 
 
 class _Emits(Protocol):
-    def emit(self, event: Any) -> None: ...
+    def emit(self, event: Any) -> Any: ...  # EventDispatcher.emit returns how many sinks took the event
 
 
 class _Signals(Protocol):
-    def update(self, detections: Detections, width: int, height: int) -> None: ...
+    def update(self, detections: Detections, width: int, height: int) -> Any: ...  # SerialSignal.update returns the message
 
 
 class Monitor:

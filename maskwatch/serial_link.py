@@ -217,7 +217,7 @@ class SerialSignal:
                 with self._lock:
                     message = self._latest
                 sendable = message is not None and (self.dry_run or self._conn is not None)
-                if sendable and not self._send(message) and not self.dry_run:
+                if sendable and message is not None and not self._send(message) and not self.dry_run:
                     next_open = time.monotonic() + self.reconnect_s
                 self._stop.wait(interval)
         finally:

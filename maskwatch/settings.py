@@ -183,11 +183,12 @@ def load_settings_file(path: str, parser: argparse.ArgumentParser) -> dict[str, 
                 value = on_off(value)
             except ValueError:
                 raise InputError(f"settings file {p}: '{key}' must be on or off (true or false), got {value!r}") from None
-        elif action.type is not None and value is not None:
+        elif callable(action.type) and value is not None:
+            typ: Any = action.type
             if isinstance(value, (bool, list, dict)):
-                raise InputError(f"settings file {p}: '{key}' must be a {action.type.__name__}, got {value!r}")
+                raise InputError(f"settings file {p}: '{key}' must be a {getattr(typ, '__name__', 'value')}, got {value!r}")
             try:
-                value = action.type(value)
+                value = typ(value)
             except (TypeError, ValueError):
                 raise InputError(f"settings file {p}: '{key}' must be a {getattr(action.type, '__name__', 'value')}, got {value!r}") from None
         if action.choices and value not in action.choices:

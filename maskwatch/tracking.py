@@ -107,7 +107,7 @@ class Tracker:
                 self.seen[tr.id] = label_name(self.class_names, label)
         self.tracks = [tr for tr in self.tracks if tr.missed <= self.max_missed]
         class_ids = self.decide(probs, detections.face_score) if n else np.zeros(0, np.int64)
-        conf = np.where(class_ids >= 0, probs[np.arange(n), np.maximum(class_ids, 0)], probs.max(1)) if n else None
+        conf = np.where(class_ids >= 0, probs[np.arange(n), np.maximum(class_ids, 0)], probs.max(1)) if n else np.zeros(0, np.float32)
         out = Detections(detections.xyxy, detections.face_score, class_id=class_ids, confidence=conf, probs=probs, class_names=detections.class_names,
                          tracker_id=ids, landmarks=detections.landmarks, data=dict(detections.data))
         out.data["raw_probs"] = detections.probs

@@ -178,7 +178,7 @@ class VideoSink:
         # WebM has no codec tags: OpenCV prints "tag 'VP90' is not supported ... format 'webm'" to the C stderr and
         # then writes VP9 as asked. Keep that line off the user's terminal.
         with _quiet_c_stderr(suffix == ".webm"):
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))  # type: ignore[attr-defined]
         if not self.writer.isOpened():
             raise InputError(f"{self.path}: cannot write a video here; use a .webm, .mp4 or .avi name in a writable folder")
         if self.codec == "mpeg4":

@@ -348,7 +348,7 @@ def test_webhook_down_queues_without_blocking_then_retries(tmp_path: Path):
     e = _event()
     t0 = time.perf_counter()
     sink.send(e)
-    assert time.perf_counter() - t0 < 0.05  # the video loop is not held up
+    assert time.perf_counter() - t0 < 0.5  # the video loop is not held up (generous for a loaded CI machine; a post waits up to 1 s)
     assert _wait(lambda: sink.failures >= 1)
     assert "refused" in sink.last_error and str(port) in sink.last_error
     assert outbox.count(sink.name) == 1 and sink.delivered == 0  # nothing lost

@@ -273,7 +273,7 @@ def test_pty_unplugged_mid_run_keeps_the_loop_going(pty):
         sig.update(UNMASKED_B, W, H)
         worst = max(worst, time.perf_counter() - t)
         time.sleep(0.002)
-    assert worst < 0.05
+    assert worst < 0.5  # far below a blocking write or reopen; generous for a loaded CI machine
     assert wait_for(lambda: sig.status()["last_error"] is not None)
     status = sig.status()
     assert status["connected"] is False
@@ -314,14 +314,14 @@ def test_missing_port_never_blocks_or_raises():
     pytest.importorskip("serial")
     t = time.perf_counter()
     sig = SerialSignal("/dev/does-not-exist", interval_ms=10, reconnect_s=0.05)
-    assert time.perf_counter() - t < 0.05
+    assert time.perf_counter() - t < 0.5
     try:
         worst = 0.0
         for _ in range(50):
             t = time.perf_counter()
             assert sig.update(UNMASKED_A, W, H) == MSG_A
             worst = max(worst, time.perf_counter() - t)
-        assert worst < 0.05
+        assert worst < 0.5
         assert wait_for(lambda: sig.status()["last_error"] is not None)
         status = sig.status()
         assert "/dev/does-not-exist" in status["last_error"] and "could not be opened" in status["last_error"]
@@ -392,7 +392,7 @@ def test_unplugged_mid_run_then_reconnects():
             sig.update(UNMASKED_B, W, H)
             worst = max(worst, time.perf_counter() - t)
             time.sleep(0.002)
-        assert worst < 0.05
+        assert worst < 0.5
         assert sig.status()["connected"] is False
         assert "could not open port" in sig.last_error
         assert cable.opens == 1

@@ -57,7 +57,7 @@ class FaceDetector:
         scores = np.concatenate([f[1] for f in found])
         # A pass that found nothing has no landmarks to give: it must not drop the other passes' landmarks.
         parts = [f[2] if f[2] is not None or len(f[0]) else np.zeros((0, 5, 2), np.float32) for f in found]
-        landmarks = None if any(p is None for p in parts) else np.concatenate(parts)
+        landmarks: np.ndarray | None = None if any(p is None for p in parts) else np.concatenate([p for p in parts if p is not None])
         keep = scores >= self.score_threshold
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
@@ -86,7 +86,7 @@ class FaceDetector:
         det_size (capped at 4; 0 = 1.0). Several det_sizes are several passes whose faces are merged by NMS."""
         if self.upscale is not None:
             return [self.upscale]
-        scales = []
+        scales: list[float] = []
         for size in self.det_sizes:
             s = 1.0 if size == 0 else min(4.0, size / max(w, h))
             if all(abs(s - t) > 1e-3 for t in scales):
@@ -103,6 +103,5 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).tolist()
-    keep = cv2.dnn.NMSBoxes(xywh, scores.astype(float).tolist(), 0.0, iou)
-    keep = np.array(keep, np.int64).reshape(-1)
-    return keep[np.argsort(-scores[keep], kind="stable")]
+    kept = np.array(cv2.dnn.NMSBoxes(xywh, scores.astype(float).tolist(), 0.0, iou), np.int64).reshape(-1)
+    return kept[np.argsort(-scores[kept], kind="stable")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -12,9 +14,9 @@ from .base import FaceDetector
 class HaarDetector(FaceDetector):
     name = "haar"
 
-    def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", min_neighbors: int = 5, **kwargs: float) -> None:
+    def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", min_neighbors: int = 5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        path = cascade if "/" in cascade else cv2.data.haarcascades + cascade
+        path = cascade if "/" in cascade else cv2.data.haarcascades + cascade  # type: ignore[attr-defined]
         self._cc = cv2.CascadeClassifier(path)
         if self._cc.empty():
             raise ModelError(f"{path}: Haar cascade not found or unreadable; OpenCV 5 dropped the cascades, install opencv-python-headless<5")
@@ -25,8 +27,8 @@ class HaarDetector(FaceDetector):
         rects, _, weights = self._cc.detectMultiScale3(grey, 1.1, self.min_neighbors, minSize=(12, 12), outputRejectLevels=True)
         if len(rects) == 0:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), None
-        rects = np.asarray(rects, np.float32)
-        boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], 1)
+        r = np.asarray(rects, np.float32)
+        boxes = np.concatenate([r[:, :2], r[:, :2] + r[:, 2:]], 1)
         # Level weights are unbounded; squash to 0..1 so score_threshold means the same as for other detectors.
         scores = 1 / (1 + np.exp(-(np.asarray(weights, np.float32).reshape(-1))))
         return boxes, scores.astype(np.float32), None

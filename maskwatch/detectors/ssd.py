@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -13,7 +15,7 @@ from .base import FaceDetector
 class SSDDetector(FaceDetector):
     name = "ssd"
 
-    def __init__(self, model: str = "ssd_pb", config: str = "ssd_pbtxt", input_size: int = 300, **kwargs: float) -> None:
+    def __init__(self, model: str = "ssd_pb", config: str = "ssd_pbtxt", input_size: int = 300, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         pb, pbtxt = resolve(model), resolve(config)
         try:

@@ -7,6 +7,7 @@ a 2-core CPU, 12.8 vs 25 ms at 640x480) decodes YuNet's raw heads here; ``opencv
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import cv2
 import numpy as np
@@ -21,12 +22,12 @@ _STRIDES = (8, 16, 32)
 class YuNetDetector(FaceDetector):
     name = "yunet"
 
-    def __init__(self, model: str | os.PathLike = "yunet", backend: str = "onnxruntime", threads: int | None = None, **kwargs: float) -> None:
+    def __init__(self, model: str | os.PathLike = "yunet", backend: str = "onnxruntime", threads: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         path = resolve(model)
         self.backend = backend
         self._raw_threshold = min(self.score_threshold, 0.3)  # the base class applies score_threshold
-        self._grids: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._grids: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
         try:
             if backend == "opencv":
                 self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), self._raw_threshold, self.nms_threshold, 5000)
@@ -69,10 +70,10 @@ class YuNetDetector(FaceDetector):
         return (np.concatenate(boxes).astype(np.float32), np.concatenate(scores).astype(np.float32),
                 np.concatenate(kps).astype(np.float32))
 
-    def _grid(self, pw: int, ph: int) -> list[np.ndarray]:
+    def _grid(self, pw: int, ph: int) -> list[tuple[np.ndarray, np.ndarray]]:
         key = (pw, ph)
         if key not in self._grids:
-            grids = []
+            grids: list[tuple[np.ndarray, np.ndarray]] = []
             for s in _STRIDES:
                 gy, gx = np.mgrid[0 : ph // s, 0 : pw // s]
                 grids.append((gx.reshape(-1).astype(np.float32), gy.reshape(-1).astype(np.float32)))

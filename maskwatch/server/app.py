@@ -190,7 +190,7 @@ class _State:
             self.demo_dir = tempfile.mkdtemp(prefix="maskwatch-demo-")
             weakref.finalize(self, shutil.rmtree, self.demo_dir, True)
             path = str(Path(self.demo_dir) / "demo.mp4")
-            write_demo_video(path, tuple(s.demo_size), s.demo_fps, s.shared)
+            write_demo_video(path, (int(s.demo_size[0]), int(s.demo_size[1])), s.demo_fps, s.shared)
             specs.insert(0, CameraSpec(path, "demo", kind="demo"))
         taken: set[str] = set()
         self.cameras: dict[str, CameraWorker] = {}
@@ -199,7 +199,7 @@ class _State:
             self.cameras[cam_id] = CameraWorker(
                 cam_id, spec, Detector(**s.detector), self.dispatcher, confirm_frames=s.confirm_frames,
                 blur=s.blur_faces, jpeg_quality=s.jpeg_quality, open_timeout=s.open_timeout,
-                reconnect_wait=s.reconnect_wait, max_retries=s.max_retries, size_hint=tuple(s.demo_size))
+                reconnect_wait=s.reconnect_wait, max_retries=s.max_retries, size_hint=(int(s.demo_size[0]), int(s.demo_size[1])))
         self.index_html = (STATIC / "index.html").read_text(encoding="utf-8")
         self.docs_html = (STATIC / "docs.html").read_text(encoding="utf-8")
         self.log = EventLog(s.events or ":memory:", retention_days=s.retention_days)
@@ -247,11 +247,11 @@ def _time_param(name: str, value: str | None) -> float | None:
             raise _invalid("query", name, f"'{value}' is not a time: give ISO-8601 or unix seconds", value)
         return t
     try:
-        t = dt.datetime.fromisoformat(value.strip().replace(" ", "T"))
+        when = dt.datetime.fromisoformat(value.strip().replace(" ", "T"))
     except ValueError:
         raise _invalid("query", name, f"'{value}' is not a time: give ISO-8601 (2024-05-01T12:00:00Z) or unix seconds",
                        value) from None
-    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def _iso(t: float) -> str:

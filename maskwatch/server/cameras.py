@@ -104,7 +104,8 @@ class CameraWorker(threading.Thread):
         self._stop_event = threading.Event()
         self._lock = threading.Lock()
         self._size = size_hint
-        self.status, self.reason = "starting", None
+        self.status: str = "starting"
+        self.reason: str | None = None
         self.frames = 0
         self.last_frame_time: float | None = None
         self._counts = dict.fromkeys(self.labels, 0)

@@ -87,7 +87,7 @@ def photo_frames(folder: Path, size: tuple[int, int] = (640, 480), fps: float = 
         cy = oy + scale * float(np.mean([(f[2] + f[4]) / 2 for f in faces]))
         for j in range(per_photo):
             z = 1.0 + 0.15 * j / (per_photo - 1)
-            m = np.float32([[z, 0, (1 - z) * cx], [0, z, (1 - z) * cy]])
+            m = np.array([[z, 0, (1 - z) * cx], [0, z, (1 - z) * cy]], np.float32)
             frame = cv2.warpAffine(canvas, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             _caption(frame, "maskwatch demo: sample photos (masks-yolo-extra)")
             frames.append(frame)
@@ -122,7 +122,7 @@ def write_demo_video(path: str | os.PathLike, size: tuple[int, int] = (640, 480)
     frames = photo_frames(folder / PHOTOS, size, fps) if (folder / PHOTOS / "labels").is_dir() else []
     what = "sample photos" if frames else NO_PHOTOS
     frames = frames or shape_frames(size, fps)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)  # type: ignore[attr-defined]
     if not writer.isOpened():
         raise InputError(f"{path}: cannot write the demo video here; check that the folder is writable")
     try:

@@ -65,7 +65,8 @@ def augment(ctx: np.ndarray, size: int, rng: np.random.Generator, erase: float =
         img = cv2.cvtColor(g, cv2.COLOR_GRAY2RGB)
     if rng.random() < 0.3:
         ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 90))])
-        img = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
+        decoded = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED) if ok else None
+        img = decoded if decoded is not None else img
     if erase and rng.random() < erase:
         img = _erase(img, rng)
     return img

@@ -51,7 +51,7 @@ class CropSet:
     input_size: int
     margin: float
     warnings: list[str] = field(default_factory=list)
-    score: np.ndarray | None = None
+    score: np.ndarray = None  # type: ignore[assignment]  # (None: all framed on annotated boxes; filled below)
 
     def __post_init__(self) -> None:
         if self.score is None:
@@ -62,7 +62,9 @@ class CropSet:
 
     def image(self, i: int) -> np.ndarray:
         """Context crop i as RGB uint8 (C x C x 3), C = round(input_size * CONTEXT)."""
-        return cv2.imdecode(np.frombuffer(self.jpegs[i], np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+        img = cv2.imdecode(np.frombuffer(self.jpegs[i], np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None, "the crop cache holds only JPEGs that cv2 encoded"
+        return img[:, :, ::-1]
 
     def subset(self, idx: np.ndarray) -> CropSet:
         idx = np.asarray(idx, np.int64)
@@ -89,7 +91,7 @@ class CropSet:
         return cls(
             [blob[s:e] for s, e in zip(starts, ends)], z["labels"], z["face_px"], list(z["group"]),
             list(z["source"]), meta["input_size"], meta["margin"], meta.get("warnings", []),
-            score=z["score"] if "score" in z.files else None,
+            score=z["score"] if "score" in z.files else None,  # type: ignore[arg-type]
         )
 
 

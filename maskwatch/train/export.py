@@ -33,7 +33,7 @@ def export_onnx(net: MaskNet, path: Path, class_names: tuple[str, ...], input_si
     net = net.cpu().eval()
     buf = io.BytesIO()
     torch.onnx.export(
-        ExportWrapper(net), torch.zeros(1, 3, input_size, input_size), buf, input_names=["input"],
+        ExportWrapper(net), (torch.zeros(1, 3, input_size, input_size),), buf, input_names=["input"],  # type: ignore[arg-type]
         output_names=["probs", "features"], dynamic_axes={"input": {0: "n"}, "probs": {0: "n"}, "features": {0: "n"}},
         opset_version=17, dynamo=False,
     )

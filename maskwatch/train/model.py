@@ -81,6 +81,8 @@ class MaskNet(nn.Module):
     Input: float tensor N x 3 x S x S, RGB, normalised with the ImageNet mean/std.
     """
 
+    frozen_bn: bool = False  # set by load_maskwatch_onnx: BatchNorm stays the identity it was loaded as
+
     def __init__(self, n_classes: int, width: float = 1.0, hidden: int = 128, dropout: float = 0.5) -> None:
         super().__init__()
         self.backbone = MobileNetV2Features(width)
@@ -154,6 +156,7 @@ def load_maskwatch_onnx(net: MaskNet, path: str, class_names: tuple[str, ...]) -
             conv.weight.copy_(w)
             bn.weight.fill_(1.0)
             bn.bias.copy_(tensor(node.input[2]) if len(node.input) > 2 else torch.zeros_like(bn.bias))
+            assert bn.running_mean is not None and bn.running_var is not None
             bn.running_mean.zero_()
             bn.running_var.fill_(1.0 - bn.eps)  # (x - 0) / sqrt(var + eps) == x
             copied += 2

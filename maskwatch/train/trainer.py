@@ -153,7 +153,7 @@ def stratified_group_split(labels: np.ndarray, groups: list[str], frac: float, s
 
 def _cache_key(cfg: TrainConfig, ds: Dataset) -> str:
     """Changes whenever the images, their labels or boxes, the crop size or the margin change."""
-    key = [context_size(cfg.input_size), cfg.margin, cfg.max_images, cfg.seed]
+    key: list[Any] = [context_size(cfg.input_size), cfg.margin, cfg.max_images, cfg.seed]
     if cfg.scene_boxes != "truth":  # (truth framing keeps the keys of caches made before this setting existed)
         key += [cfg.scene_boxes, "not_face-1"]  # detector caches hold the not_face crops too
     h = hashlib.sha1(json.dumps(key).encode())
@@ -308,7 +308,7 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
     src_names, src_inv = np.unique(src, return_inverse=True)
     src_n = np.bincount(src_inv).astype(np.float64)
     w = (1 / np.sqrt(cls_n[tr.labels])) * src_n[src_inv] ** -cfg.source_balance
-    sampler = WeightedRandomSampler(torch.as_tensor(w), num_samples=len(tr), replacement=True,
+    sampler = WeightedRandomSampler(torch.as_tensor(w), num_samples=len(tr), replacement=True,  # type: ignore[arg-type]
                                     generator=torch.Generator().manual_seed(cfg.seed))
     train_views = _Views(tr, True, cfg.seed, cfg.erase)
     dl_kw: dict[str, Any] = {"num_workers": cfg.workers, "persistent_workers": cfg.workers > 0} if cfg.workers else {}
@@ -376,7 +376,7 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
                 seen += len(y)
                 bar.set_postfix(loss=f"{run_loss / seen:.4f}", acc=f"{run_ok / seen:.4f}")
         judged = ema.net if ema is not None else net  # the weights that are validated, kept and exported
-        v_loss, v_pred, v_true, _ = _evaluate(judged, val_dl, loss_fn, device)
+        v_loss, v_pred, v_true, _ = _evaluate(judged, val_dl, loss_fn, device)  # type: ignore[arg-type]
         rep = metrics.report(v_true, v_pred, class_names)
         row = {"epoch": epoch + 1, "train_loss": run_loss / max(seen, 1), "train_acc": run_ok / max(seen, 1),
                "val_loss": v_loss, "val_acc": rep["accuracy"], "val_bal_acc": rep["balanced_accuracy_mask_nomask"],
