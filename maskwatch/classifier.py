@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .crops import crop_faces, to_input
-from .detections import MODEL_CLASSES, NOT_FACE, UNCERTAIN_ID, Detections
+from .detections import MODEL_CLASSES, NOT_FACE, UNCERTAIN_ID, Detections, label_confidence
 from .errors import InputError, ModelError
 
 DEFAULT_NOMASK_COST = 2.0
@@ -112,13 +112,7 @@ class MaskClassifier:
             ids = np.where(probs[:, nf] >= self.not_face_threshold, nf, ids)
         return ids
 
-    @staticmethod
-    def confidence(probs: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """The probability of each face's label; for an uncertain face, of its most likely class."""
-        if len(ids) == 0:
-            return np.zeros(0, np.float32)
-        probs = np.asarray(probs)
-        return np.where(ids >= 0, probs[np.arange(len(ids)), np.maximum(ids, 0)], probs.max(1))
+    confidence = staticmethod(label_confidence)  # the probability of each face's label (detections.label_confidence)
 
     def predict(self, crops_rgb: np.ndarray) -> np.ndarray:
         """Probabilities (n, len(class_names)) for (n, S, S, 3) uint8 RGB crops, one batched call."""

@@ -146,6 +146,15 @@ def frame_record(source: str, width: int, height: int, faces: Detections, frame:
     return rec
 
 
+def label_confidence(probs: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
+    """The probability of each face's label (n,); for an uncertain or unclassified face, of its most likely class."""
+    if len(class_ids) == 0:
+        return np.zeros(0, np.float32)
+    probs = np.asarray(probs)
+    ids = np.asarray(class_ids)
+    return np.where(ids >= 0, probs[np.arange(len(ids)), np.maximum(ids, 0)], probs.max(1)).astype(np.float32)
+
+
 def label_name(class_names: Sequence[str], class_id: int) -> str:
     """The label of a class id: a class name, 'uncertain' (-2) or '' (-1, not classified)."""
     return class_names[class_id] if class_id >= 0 else UNCERTAIN if class_id == UNCERTAIN_ID else ""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .boxes import iou_matrix
-from .detections import NOT_FACE, UNCERTAIN, Detections, label_name
+from .detections import NOT_FACE, UNCERTAIN, Detections, label_confidence, label_name
 
 
 @dataclass
@@ -32,7 +32,6 @@ class Track:
     probs: deque = field(default_factory=deque)
     hits: int = 1
     missed: int = 0
-    label: int = -1
     event_sent: bool = False
     appearance: np.ndarray | None = None  # descriptor of the face when last matched
 
@@ -98,17 +97,14 @@ class Tracker:
                 self.tracks[ti].missed += 1
         by_id = {tr.id: tr for tr in self.tracks}
         for di in range(n):
-            tr = by_id[int(ids[di])]
-            sm = tr.smoothed()
-            probs[di] = sm
-            label = int(self.decide(sm[None], detections.face_score[di : di + 1])[0])
-            tr.label = label
-            if tr.hits >= self.min_hits:
-                self.seen[tr.id] = label_name(self.class_names, label)
+            probs[di] = by_id[int(ids[di])].smoothed()
+        class_ids = self.decide(probs, detections.face_score) if n else np.zeros(0, np.int64)  # on the smoothed probs
+        for di in range(n):
+            if by_id[int(ids[di])].hits >= self.min_hits:
+                self.seen[int(ids[di])] = label_name(self.class_names, int(class_ids[di]))
         self.tracks = [tr for tr in self.tracks if tr.missed <= self.max_missed]
-        class_ids = self.decide(probs, detections.face_score) if n else np.zeros(0, np.int64)
-        conf = np.where(class_ids >= 0, probs[np.arange(n), np.maximum(class_ids, 0)], probs.max(1)) if n else np.zeros(0, np.float32)
-        out = Detections(detections.xyxy, detections.face_score, class_id=class_ids, confidence=conf, probs=probs, class_names=detections.class_names,
+        out = Detections(detections.xyxy, detections.face_score, class_id=class_ids, confidence=label_confidence(probs, class_ids),
+                         probs=probs, class_names=detections.class_names,
                          tracker_id=ids, landmarks=detections.landmarks, data=dict(detections.data))
         out.data["raw_probs"] = detections.probs
         return out
