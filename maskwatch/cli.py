@@ -430,6 +430,74 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_detector(args: argparse.Namespace) -> int:
+    try:
+        from .train.detector import DetectorTrainConfig, train_detector
+    except ImportError as e:
+        raise InputError(f"training needs the 'train' extra ({e.name} is missing): pip install 'maskwatch[train]'") from None
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {args.out}: is a file; give a folder for the detector and its history")
+    if out.is_dir() and (out / "last.pt").exists() and not (args.resume or args.force):
+        raise InputError(f"--out {args.out}: holds an earlier run; add --resume to continue it, --force to start over, "
+                         "or give a new folder")
+    if args.force and (out / "last.pt").exists():
+        (out / "last.pt").unlink()
+    cfg = DetectorTrainConfig(data=args.data, val=args.val or [], out=args.out, base=args.base, epochs=args.epochs,
+                              batch=args.batch, lr=args.lr, crop=args.crop, min_side=args.min_side,
+                              max_side=args.max_side, ignore_score=args.ignore_score, val_det_size=args.val_det_size,
+                              seed=args.seed, threads=args.threads, limit=args.max_images)
+
+    def report(row: dict) -> None:
+        ap = f", val face AP {row['val_face_ap']:.3f} recall {row['val_recall']:.3f}" if "val_face_ap" in row else ""
+        loss = f" loss {row['train_loss']:.3f} ({row['seconds']:.0f} s)" if "train_loss" in row else " (before training)"
+        _err(f"maskwatch train-detector: epoch {row['epoch']}{loss}{ap}{' *best*' if row.get('best') else ''}")
+
+    res = train_detector(cfg, resume=args.resume, progress=not args.quiet, on_epoch=report)
+    _err(f"maskwatch: detector written to {out / 'face_detector.onnx'} (best validation face AP {res['best_val_face_ap']:.3f}); "
+         f"use it with --face-detector {out / 'face_detector.onnx'}; history.json beside it")
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    import logging
+
+    from .batch import run_batch
+
+    preset = dict(LIVE if args.mode == "live" else PHOTO)
+    given = {n: getattr(args, n) for n in DETECT_SETTINGS if hasattr(args, n)}  # options not given are absent (SUPPRESS)
+    settings = {**preset, **given}
+    for name in ("distributed", "distributed.nanny", "distributed.scheduler", "distributed.worker"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # Dask's INFO lines would bury the progress bar
+    bar = _bar(None, "batch", "img", args.quiet)
+    state = {"chunks": 0}
+
+    def progress(chunks_done: int, items_done: int, total: int) -> None:
+        bar.total = total
+        bar.n = items_done
+        state["chunks"] = chunks_done
+        bar.set_postfix_str(f"chunks {chunks_done}", refresh=False)
+        bar.refresh()
+
+    try:
+        res = run_batch(args.inputs, args.out, settings=settings, address=args.address, workers=args.workers,
+                        chunk=args.chunk, fmt=args.format, every_seconds=args.every_seconds, every_frames=args.every_frames,
+                        force=args.force, memory_limit=args.memory_limit, progress=progress)
+    finally:
+        bar.close()
+    faces = ", ".join(f"{k} {v}" for k, v in sorted(res.faces.items())) or "none"
+    again = " (resumed: earlier chunks kept)" if res.chunks_done_before else ""
+    _err(f"maskwatch: {res.items} item(s) in {res.chunks} chunk(s){again}; {res.errors} input(s) failed (see the 'error' "
+         f"column); faces: {faces}; this run {res.items_run} item(s) in {res.seconds:.1f} s ({res.rate:.1f}/s). "
+         f"Output in {res.out}/parts, summary in {res.out}/summary.json")
+    for k, why in res.chunks_failed:
+        _err(f"maskwatch: warning: chunk {k} failed twice and was left for the next run: {why}")
+    if res.chunks_failed:
+        _err("maskwatch: run the same command again to finish the failed chunks")
+        return 1
+    return 0
+
+
 def cmd_soup(args: argparse.Namespace) -> int:
     try:
         import onnx  # noqa: F401  (the train extra)
@@ -454,9 +522,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     clf = MaskClassifier(args.model, threads=args.threads, nomask_cost=args.nomask_cost, flip=args.flip)
     fd = None
     if args.boxes == "detector":
-        from .detectors import create_face_detector
+        from .detectors import create_face_detector, takes_threads
 
-        extra = {"threads": args.threads} if args.face_detector == "yunet" else {}
+        extra = {"threads": args.threads} if takes_threads(args.face_detector) else {}
         fd = create_face_detector(args.face_detector, det_size=PHOTO_DET_SIZES, **extra)
     for spec in args.data:
         ds = load_source(spec)
@@ -684,6 +752,57 @@ def build_parser() -> argparse.ArgumentParser:
     m = cmd("models", "list the model registry and where each file was found", "maskwatch models")
     m.add_argument("--json", action="store_true", help="JSON lines instead of a table")
 
+    td = cmd("train-detector", "fine-tune the YuNet face detector on VOC/YOLO scene sets (needs the 'train' extra)",
+             "maskwatch train-detector data/scenes@train --val data/scenes@val --out runs/detector --epochs 24")
+    td.add_argument("data", nargs="+", metavar="DATA", help="VOC or YOLO scene sets with face boxes; PATH@train picks the fixed training split")
+    td.add_argument("--out", required=True, help="output folder (face_detector.onnx, last.onnx, last.pt, history.json)")
+    td.add_argument("--val", nargs="*", help="scene sets that choose the epoch kept (face AP@0.5, one pass at --val-det-size)")
+    td.add_argument("--base", default="yunet", help="YuNet ONNX to start from: registry name or path")
+    td.add_argument("--epochs", type=int, default=24, help="passes over the training photos (about 90 s each for 1,500 photos on 2 cores)")
+    td.add_argument("--batch", type=int, default=8, help="views per step")
+    td.add_argument("--lr", type=float, default=5e-4, help="AdamW peak learning rate (warm-up, then cosine decay)")
+    td.add_argument("--crop", type=int, default=640, help="side of the square training view, pixels (multiple of 32)")
+    td.add_argument("--min-side", type=int, default=480, help="smallest longer side a photo is rescaled to before cropping, pixels")
+    td.add_argument("--max-side", type=int, default=1600, help="largest longer side a photo is rescaled to before cropping, pixels")
+    td.add_argument("--ignore-score", type=float, default=0.7,
+                    help="boxes the original detector finds at this score on no annotated face are ignored, not taught as "
+                         "background (annotators leave many real faces unboxed)")
+    td.add_argument("--val-det-size", type=int, default=1024, help="detection size for the validation pass")
+    td.add_argument("--seed", type=int, default=0, help="random seed (views, order)")
+    td.add_argument("--threads", type=int, default=0, help="PyTorch threads (0 = one per core)")
+    td.add_argument("--max-images", type=int, default=0, help="use only the first N training photos (0 = all)")
+    td.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
+    td.add_argument("--force", action="store_true", help="start over in an --out folder that holds an earlier run")
+
+    b = cmd("batch", "detect faces and masks in a photo archive or video files on Dask (one machine or a cluster); "
+            "Parquet or JSON-lines output, resumable (needs the 'batch' extra)",
+            "maskwatch batch photos/ 'more/**/*.jpg' list.txt --out results/ --workers 2\n"
+            "  maskwatch batch cctv/*.mp4 --every-seconds 2 --mode live --out cctv-results/\n"
+            "  maskwatch batch photos/ --out results/ --address tcp://scheduler:8786\n"
+            "read it: duckdb -c \"SELECT f.label, count(*) FROM (SELECT unnest(faces) f FROM 'results/parts/*.parquet') GROUP BY 1\"\n"
+            "settings default to the photo preset (" + ", ".join(f"{k} {v}" for k, v in PHOTO_DEFAULTS.items()) + ") or, with "
+            "--mode live, the live preset (" + ", ".join(f"{k} {v}" for k, v in VIDEO_DEFAULTS.items()) + ")")
+    b.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders (recursive), quoted glob patterns, "
+                   ".txt lists (one path or http(s) URL a line) or URLs")
+    b.add_argument("--out", required=True, help="output folder: parts/part-NNNNNN.parquet (or .jsonl), manifest.json, summary.json; "
+                   "the same command run again resumes it")
+    b.add_argument("--address", help="Dask scheduler of a cluster (tcp://host:8786); its workers must see the same files "
+                   "and the output folder, and have maskwatch installed. Default: a local cluster on 127.0.0.1")
+    b.add_argument("--workers", type=int, default=0, help="local worker processes, one thread each (0 = one per core)")
+    b.add_argument("--chunk", type=int, default=64, help="items per chunk: the unit of work, of retry and of resume")
+    b.add_argument("--format", choices=["parquet", "jsonl"], default="parquet",
+                   help="parquet (one row per image or frame, faces nested) or jsonl (the JSON lines of maskwatch detect, "
+                        "plus an 'error' key for inputs that failed)")
+    b.add_argument("--mode", choices=["photo", "live"], default="photo", help="settings preset: photo (accuracy first, as "
+                   "detect) or live (speed first, as video)")
+    b.add_argument("--every-seconds", type=float, help="videos: one frame every this many seconds of video (default 1)")
+    b.add_argument("--every-frames", type=int, help="videos: every N-th frame instead")
+    b.add_argument("--memory-limit", help="local workers: memory each may use before Dask restarts it (e.g. 2GB; default: "
+                   "the machine's memory shared among them)")
+    b.add_argument("--force", action="store_true", help="replace an output folder that holds a run over other inputs or "
+                   "settings (only the files a batch run writes are removed)")
+    add_arguments(b, DETECT_SETTINGS, {n: argparse.SUPPRESS for n in DETECT_SETTINGS})
+
     t = cmd("train", "train a mask classifier on class folders and/or VOC/YOLO scene sets (needs the 'train' extra)",
             "maskwatch train data/faces data/scenes@train --out runs/mine --epochs 20")
     t.add_argument("data", nargs="+", metavar="DATA", help="class folders (with_mask/, without_mask/, mask_incorrect/) or VOC/YOLO scene sets; PATH@train / PATH@test pick a fixed 75/25 split")
@@ -798,7 +917,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     "detect": cmd_detect, "video": cmd_video, "watch": cmd_watch, "models": cmd_models, "train": cmd_train,
-    "soup": cmd_soup, "evaluate": cmd_evaluate, "evaluate-detection": cmd_evaluate_detection, "explain": cmd_explain,
+    "train-detector": cmd_train_detector, "batch": cmd_batch, "soup": cmd_soup, "evaluate": cmd_evaluate, "evaluate-detection": cmd_evaluate_detection, "explain": cmd_explain,
     "extract-faces": cmd_extract_faces,
     "serve": cmd_serve,
 }

@@ -8,7 +8,7 @@ import numpy as np
 
 from .classifier import MaskClassifier
 from .detections import NOT_FACE, UNCERTAIN, Detections
-from .detectors import DEFAULT_FACE_DETECTOR, FaceDetector, create_face_detector
+from .detectors import DEFAULT_FACE_DETECTOR, FaceDetector, create_face_detector, takes_threads
 from .errors import InputError
 from .images import normalize_image
 
@@ -53,7 +53,7 @@ class Detector:
         if isinstance(face_detector, FaceDetector):
             self.face_detector = face_detector
         else:
-            extra = {"threads": threads} if face_detector == "yunet" else {}
+            extra = {"threads": threads} if takes_threads(face_detector) else {}
             self.face_detector = create_face_detector(face_detector, score_threshold=score_threshold,
                                                       nms_threshold=nms_threshold, det_size=det_size, upscale=upscale, **extra)
         if isinstance(classifier, MaskClassifier):

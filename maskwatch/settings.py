@@ -58,7 +58,8 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in [
-        Setting("face_detector", str, DEFAULT_FACE_DETECTOR, "face detector", choices=tuple(FACE_DETECTORS)),
+        Setting("face_detector", str, DEFAULT_FACE_DETECTOR, "face detector: " + ", ".join(FACE_DETECTORS) + ", or the path of a "
+                "YuNet ONNX file (maskwatch train-detector)", choices=tuple(FACE_DETECTORS)),
         Setting("classifier", str, "mask_classifier", "mask classifier: an ONNX path, or the bundled 'mask_classifier'"),
         Setting("score_threshold", float, 0.5, "minimum face-detector score, 0..1", 0.0, 1.0),
         Setting("nms_threshold", float, 0.3, "IoU above which overlapping face boxes merge, 0..1", 0.01, 1.0),
@@ -109,7 +110,7 @@ def check(name: str, value: Any) -> Any:
     s = SETTINGS[name]
     if value is None:
         return value
-    if s.choices and value not in s.choices:
+    if s.choices and value not in s.choices and not (name == "face_detector" and str(value).endswith(".onnx")):
         raise InputError(f"'{name}={value}' is invalid. Valid '{name}' values are: {', '.join(s.choices)}")
     if name == "det_size" and isinstance(value, tuple):
         for v in value:
@@ -126,10 +127,12 @@ def add_arguments(parser: argparse.ArgumentParser, names: list[str], defaults: d
         s = SETTINGS[name]
         default = (defaults or {}).get(name, s.default)
         extra: dict[str, Any] = {}
-        if s.type is on_off:  # shown as on/off in --help; argparse runs string defaults through the type
-            default, extra["metavar"] = ("on" if default else "off"), "on|off"
+        if s.type is on_off:  # shown as on/off in --help (argparse runs string defaults through the type)
+            extra["metavar"] = "on|off"
+            if default is not argparse.SUPPRESS:
+                default = "on" if default else "off"
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=s.type, default=default,
-                            choices=s.choices, help=s.help, **extra)
+                            choices=None if name == "face_detector" else s.choices, help=s.help, **extra)
 
 
 def detector_kwargs(args: argparse.Namespace) -> dict[str, Any]:

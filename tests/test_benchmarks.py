@@ -21,9 +21,12 @@ VAL = f"{VOC}@val"
     ("box_framing.py", [VAL], "IoU>=0.5"),
     ("operating_points.py", [VAL, "--mode", "photo"], "chosen:"),
     ("live_det_size.py", [VAL, "--sizes", "320", "--repeat", "1"], "| 320 |"),
+    ("batch_speed.py", ["--images", "24", "--chunk", "8", "--mode", "live"], "scheduling is"),
     ("server_memory.py", ["--uploads", "6", "--threads", "2", "--large-every", "3"], "after 6 uploads"),
 ])
 def test_benchmark_runs_and_prints_its_table(script, args, needle, tmp_path):
+    if script == "batch_speed.py":
+        pytest.importorskip("distributed")
     if script == "pipeline_speed.py":
         pytest.importorskip("torch")  # it exports the founding documents' model to compare with
     r = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)

@@ -1,0 +1,178 @@
+"""maskwatch batch on a real LocalCluster bound to 127.0.0.1: rows, errors, kill and resume, refusals, JSON lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import DATA, needs_shared
+
+pytest.importorskip("distributed")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from maskwatch.batch import expand_inputs, run_batch  # noqa: E402
+from maskwatch.errors import InputError  # noqa: E402
+
+ILC = DATA / "detect" / "ilc-2021" / "images"
+pytestmark = [needs_shared, pytest.mark.slow]
+FAST = {"det_size": 640, "flip": False}  # one pass: the tests check plumbing, not accuracy
+
+
+def _photos(n: int) -> list[Path]:
+    files = sorted(ILC.glob("*.jpg"))[:n]
+    if len(files) < n:
+        pytest.skip(f"{ILC}: fewer than {n} photos")
+    return files
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    """30 real photos and four broken files in one folder."""
+    d = tmp_path / "in"
+    d.mkdir()
+    for f in _photos(30):
+        (d / f.name).write_bytes(f.read_bytes())
+    (d / "garbage.jpg").write_bytes(b"not a jpeg at all")
+    (d / "empty.png").write_bytes(b"")
+    good = _photos(1)[0].read_bytes()
+    (d / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (d / "broken.mp4").write_bytes(b"\x00" * 100)
+    return d
+
+
+def _rows(out: Path) -> list[dict]:
+    return pq.read_table(out / "parts").to_pylist()
+
+
+def test_one_row_per_input_with_errors(inputs: Path, tmp_path: Path) -> None:
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"# extra inputs\n{tmp_path / 'missing.jpg'}\nhttp://127.0.0.1:9/nothing.jpg\n")
+    res = run_batch([str(inputs), str(listed)], tmp_path / "out", settings=FAST, workers=2, chunk=8)
+    rows = _rows(tmp_path / "out")
+    assert len(rows) == 36 == res.items
+    assert sorted(r["source"] for r in rows) == sorted({r["source"] for r in rows})
+    errors = {Path(r["source"]).name: r["error"] for r in rows if r["error"]}
+    assert set(errors) == {"garbage.jpg", "empty.png", "truncated.jpg", "broken.mp4", "missing.jpg", "nothing.jpg"}
+    assert "truncated" in errors["truncated.jpg"] and "empty" in errors["empty.png"]
+    assert "no such file" in errors["missing.jpg"] and "cannot be fetched" in errors["nothing.jpg"]
+    good = [r for r in rows if not r["error"]]
+    assert all(r["width"] > 0 and r["height"] > 0 for r in good)
+    assert sum(len(r["faces"]) for r in good) > 30
+    face = next(f for r in good for f in r["faces"])
+    assert set(face) == {"box", "face_score", "label", "confidence", "probs"} and len(face["box"]) == 4
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["errors"] == 6 and summary["items"] == 36 and summary["chunks"] == 5
+    assert sum(summary["faces"].values()) == sum(len(r["faces"]) for r in good)
+
+
+def test_video_frames_sampled(tmp_path: Path) -> None:
+    img = cv2.resize(cv2.imread(str(_photos(1)[0])), (320, 240))
+    path = tmp_path / "clip.avi"
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
+    for k in range(30):  # 3 s at 10 frames/s
+        vw.write(np.roll(img, k, axis=1))
+    vw.release()
+    items = expand_inputs([str(path)], every_seconds=0.5)
+    assert [it.frame for it in items] == [0, 5, 10, 15, 20, 25] and items[1].time == 0.5
+    run_batch([str(path)], tmp_path / "out", settings=FAST, workers=1, chunk=4, every_seconds=0.5)
+    rows = sorted(_rows(tmp_path / "out"), key=lambda r: r["frame"])
+    assert [(r["frame"], r["time"]) for r in rows] == [(f, f / 10) for f in (0, 5, 10, 15, 20, 25)]
+    assert all(r["width"] == 320 and not r["error"] for r in rows)
+
+
+def test_killed_run_resumes_every_input_once(inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "maskwatch.cli", "batch", str(inputs), "--out", str(out), "--chunk", "1",
+           "--workers", "1", "--det-size", "640", "--flip", "off", "-q"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and len(list((out / "parts").glob("*.parquet"))) < 3:
+            time.sleep(0.1)
+        assert len(list((out / "parts").glob("*.parquet"))) >= 3, "the run wrote no parts within 60 s"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its Dask workers, mid-run
+        proc.wait()
+    done_before = len(list((out / "parts").glob("*.parquet")))
+    assert done_before < 34, "the run finished before it could be killed"
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "resumed" in res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["chunks_done_before"] == done_before and summary["chunks_run"] == 34 - done_before
+    sources = [r["source"] for r in _rows(out)]
+    assert len(sources) == 34 and len(set(sources)) == 34
+    assert not list(out.rglob("*.tmp*"))
+
+
+def test_changed_settings_or_inputs_refuse_to_resume(inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run_batch([str(inputs)], out, settings=FAST, workers=1, chunk=16)
+    again = run_batch([str(inputs)], out, settings=FAST, workers=1, chunk=16)
+    assert again.resumed and again.chunks_run == 0 and again.chunks_done_before == 3
+    with pytest.raises(InputError, match=r"other settings sure_nomask \(0.8 then, 0.95 now\).*--force"):
+        run_batch([str(inputs)], out, settings={**FAST, "sure_nomask": 0.95}, workers=1, chunk=16)
+    (inputs / "new.jpg").write_bytes(_photos(31)[-1].read_bytes())
+    with pytest.raises(InputError, match=r"the inputs \(34 items then, 35 now\)"):
+        run_batch([str(inputs)], out, settings=FAST, workers=1, chunk=16)
+    res = run_batch([str(inputs)], out, settings=FAST, workers=1, chunk=16, force=True)
+    assert res.chunks_run == 3 and len(_rows(out)) == 35
+
+
+def test_jsonl_equals_detect(tmp_path: Path) -> None:
+    files = [str(f) for f in _photos(6)]
+    det = subprocess.run([sys.executable, "-m", "maskwatch.cli", "detect", *files, "-q"], capture_output=True, text=True, timeout=120)
+    assert det.returncode == 0, det.stderr
+    expected = sorted((json.loads(line) for line in det.stdout.splitlines()), key=lambda r: r["source"])
+    run_batch(files, tmp_path / "out", workers=2, chunk=4, fmt="jsonl")
+    got = sorted((json.loads(line) for p in sorted((tmp_path / "out" / "parts").glob("*.jsonl"))
+                  for line in p.read_text().splitlines()), key=lambda r: r["source"])
+    assert got == expected
+
+
+def test_bad_inputs_say_what_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no input given"):
+        run_batch([], tmp_path / "o1")
+    with pytest.raises(InputError, match="no such file or folder"):
+        run_batch([str(tmp_path / "nope")], tmp_path / "o1")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n\n")
+    with pytest.raises(InputError, match="holds no path or URL"):
+        run_batch([str(empty)], tmp_path / "o1")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not empty and holds no maskwatch batch run"):
+        run_batch([str(_photos(1)[0])], other)
+    t0 = time.time()
+    with pytest.raises(InputError, match="no Dask scheduler answered"):
+        run_batch([str(_photos(1)[0])], tmp_path / "o2", address="tcp://127.0.0.1:1")
+    assert time.time() - t0 < 15
+
+
+def test_dying_worker_is_reported_and_left_for_the_next_run(tmp_path: Path) -> None:
+    # 80 MB is less than a worker needs to load the models: its nanny kills it, twice, and the chunk is given up.
+    res = run_batch([str(f) for f in _photos(3)], tmp_path / "out", settings=FAST, workers=1, chunk=4, memory_limit="80MB")
+    assert [k for k, _ in res.chunks_failed] == [0]
+    assert "died" in res.chunks_failed[0][1] and "--memory-limit" in res.chunks_failed[0][1]
+    again = run_batch([str(f) for f in _photos(3)], tmp_path / "out", settings=FAST, workers=1, chunk=4)
+    assert again.resumed and again.chunks_run == 1 and not again.chunks_failed
+
+
+def test_cli_batch_summary_and_duckdb_reading(inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-m", "maskwatch.cli", "batch", str(inputs), "--out", str(out), "--workers", "2",
+                          "--det-size", "640", "--flip", "off", "-q"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "34 item(s) in 1 chunk(s); 4 input(s) failed" in res.stderr
+    duckdb = pytest.importorskip("duckdb")
+    n = duckdb.sql(f"SELECT count(*) FROM (SELECT unnest(faces) AS f FROM '{out}/parts/*.parquet') WHERE f.label IS NOT NULL").fetchall()[0]
+    assert n[0] == sum(json.loads((out / "summary.json").read_text())["faces"].values())
