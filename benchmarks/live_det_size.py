@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from maskwatch.datasets import iter_images, load_source
-from maskwatch.detection_eval import match_faces, voc_ap
 from maskwatch.detectors import create_face_detector
+from maskwatch.eval.detection import match_faces, voc_ap
 
 DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")

@@ -25,8 +25,8 @@ import numpy as np
 from tqdm import tqdm
 
 from maskwatch.datasets import load_source
-from maskwatch.detection_eval import face_outcomes
 from maskwatch.detections import NOT_FACE
+from maskwatch.eval.detection import face_outcomes
 from maskwatch.models import resolve
 from maskwatch.pipeline import Detector
 from maskwatch.settings import LIVE, PHOTO

@@ -423,7 +423,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     logging.getLogger("maskwatch.train").addHandler(handler)
     res = train(cfg, progress=not args.quiet)
     rep = res["validation"]
-    from .metrics import format_report
+    from .eval.metrics import format_report
 
     _err(format_report(rep, res["validation_by_size"]))
     _err(f"maskwatch: model written to {Path(args.out) / 'mask_classifier.onnx'}; report, confusion.png, curves.png, metrics.json beside it")
@@ -514,8 +514,8 @@ def cmd_soup(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .classifier import MaskClassifier
     from .datasets import load_source
-    from .evaluate import evaluate_classifier
-    from .metrics import confusion_png, format_report
+    from .eval.classification import evaluate_classifier
+    from .eval.metrics import confusion_png, format_report
 
     if args.errors and not args.out:
         raise InputError("--errors needs --out FOLDER: the misclassified faces are written there")
@@ -552,11 +552,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_evaluate_detection(args: argparse.Namespace) -> int:
     from .datasets import load_source
-    from .detection_eval import evaluate_detection
+    from .eval.detection import evaluate_detection
 
     models: list[tuple[str, Any]] = [(f"maskwatch ({args.face_detector})", _detector(args))]
     if args.peer == "aizoo":
-        from .peers import AizooDetector
+        from .eval.peers import AizooDetector
 
         models.append(("aizoo_facemask_360", AizooDetector()))
     for spec in args.scenes:
@@ -753,14 +753,14 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true", help="JSON lines instead of a table")
 
     td = cmd("train-detector", "fine-tune the YuNet face detector on VOC/YOLO scene sets (needs the 'train' extra)",
-             "maskwatch train-detector data/scenes@train --val data/scenes@val --out runs/detector --epochs 24")
+             "maskwatch train-detector data/scenes@train --val data/scenes@val --out runs/detector --epochs 20")
     td.add_argument("data", nargs="+", metavar="DATA", help="VOC or YOLO scene sets with face boxes; PATH@train picks the fixed training split")
     td.add_argument("--out", required=True, help="output folder (face_detector.onnx, last.onnx, last.pt, history.json)")
     td.add_argument("--val", nargs="*", help="scene sets that choose the epoch kept (face AP@0.5, one pass at --val-det-size)")
     td.add_argument("--base", default="yunet", help="YuNet ONNX to start from: registry name or path")
-    td.add_argument("--epochs", type=int, default=24, help="passes over the training photos (about 90 s each for 1,500 photos on 2 cores)")
+    td.add_argument("--epochs", type=int, default=20, help="passes over the training photos (about 90 s each for 1,500 photos on 2 cores)")
     td.add_argument("--batch", type=int, default=8, help="views per step")
-    td.add_argument("--lr", type=float, default=5e-4, help="AdamW peak learning rate (warm-up, then cosine decay)")
+    td.add_argument("--lr", type=float, default=1e-4, help="AdamW peak learning rate (warm-up, then cosine decay)")
     td.add_argument("--crop", type=int, default=640, help="side of the square training view, pixels (multiple of 32)")
     td.add_argument("--min-side", type=int, default=480, help="smallest longer side a photo is rescaled to before cropping, pixels")
     td.add_argument("--max-side", type=int, default=1600, help="largest longer side a photo is rescaled to before cropping, pixels")

@@ -55,12 +55,6 @@ REGISTRY: dict[str, ModelFile] = {
             "graph description for opencv_face_detector_uint8.pb", "MIT (mirror)",
         ),
         ModelFile(
-            "aizoo", "aizoo_facemask_360.onnx", None,
-            ("9232b5b2b6fe58ead1900cb2dc6f18a025caaf5c93945e52f25c0ce8b022a2f8",),
-            "AIZOO FaceMaskDetection 360 (peer model for comparison; an ONNX export of AIZOO's model360.pth, "
-            "no official ONNX download exists)", "MIT",
-        ),
-        ModelFile(
             "mobilenet_v2_imagenet", "mobilenet_v2-b0353104.pth", "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
             ("b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",),
             "torchvision MobileNetV2 ImageNet weights (training only)", "BSD-3-Clause (torchvision)",
@@ -71,6 +65,11 @@ REGISTRY: dict[str, ModelFile] = {
         ),
     ]
 }
+
+
+PEERS: dict[str, ModelFile] = {}
+"""Files of peer models (other projects' detectors, used only to compare with: ``maskwatch.eval.peers`` adds them).
+They are found like registry files but are not listed by ``maskwatch models``: they are yardsticks, not product."""
 
 
 def cache_dir() -> Path:
@@ -103,14 +102,14 @@ def find(name: str) -> Path | None:
 def resolve(name_or_path: str | os.PathLike, download: bool = True, progress: Callable[[int, int], None] | None = None) -> Path:
     """Path of a model file: an existing path as given, else a registry name looked up (and downloaded)."""
     p = Path(name_or_path)
-    if str(name_or_path) not in REGISTRY:
+    if str(name_or_path) not in REGISTRY and str(name_or_path) not in PEERS:
         if p.is_file():
             return p
         raise ModelError(f"{p}: no such model file, and not a registry name ({', '.join(REGISTRY)})")
     found = find(str(name_or_path))
     if found:
         return found
-    m = REGISTRY[str(name_or_path)]
+    m = _entry(str(name_or_path))
     searched = "\n  ".join(str(x) for x in search_paths(m.name))
     if not (download and m.url):
         why = "it has no public download" if not m.url else "downloads are off"
@@ -155,6 +154,8 @@ def _download(m: ModelFile, progress: Callable[[int, int], None] | None) -> Path
 
 
 def _entry(name: str) -> ModelFile:
+    if name in PEERS:
+        return PEERS[name]
     if name not in REGISTRY:
         raise ModelError(f"unknown model '{name}'; known: {', '.join(REGISTRY)}")
     return REGISTRY[name]

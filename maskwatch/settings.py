@@ -111,7 +111,8 @@ def check(name: str, value: Any) -> Any:
     if value is None:
         return value
     if s.choices and value not in s.choices and not (name == "face_detector" and str(value).endswith(".onnx")):
-        raise InputError(f"'{name}={value}' is invalid. Valid '{name}' values are: {', '.join(s.choices)}")
+        extra = ", or the path of a YuNet ONNX file" if name == "face_detector" else ""
+        raise InputError(f"'{name}={value}' is invalid. Valid '{name}' values are: {', '.join(s.choices)}{extra}")
     if name == "det_size" and isinstance(value, tuple):
         for v in value:
             check(name, v)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fine-tunes maskwatch's face detector (MODEL_CARD.md, "face detector"): YuNet from ../shared/models (or the
 # registry's download), tuned on the @train split of every real scene set, the epoch chosen on their @val splits.
-# About 40 minutes on a 2-core CPU (24 epochs of about 90 s, each with a validation pass).
+# About 40 minutes on a 2-core CPU (20 epochs of about 100 s, each with a validation pass).
 #
 #   scripts/train_detector.sh [OUT]        (OUT defaults to runs/detector)
 #
@@ -18,5 +18,5 @@ VAL=("$D/masks-voc-dev@val" "$D/masks-yolo-extra@val" "$D/ilc-2021@val" "$D/mask
 RESUME=()
 if [[ -f "$OUT/last.pt" ]]; then RESUME=(--resume); fi
 set -x
-maskwatch train-detector "${DATA[@]}" --val "${VAL[@]}" --out "$OUT" --epochs 24 --lr 5e-4 --seed 0 -q \
+maskwatch train-detector "${DATA[@]}" --val "${VAL[@]}" --out "$OUT" --epochs 20 --lr 1e-4 --seed 0 -q \
   "${RESUME[@]}" ${TRAIN_OPTS:-}

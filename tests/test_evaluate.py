@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 from conftest import VOC, needs_shared
 
-from maskwatch import cli, metrics
+from maskwatch import cli
+from maskwatch.boxes import iou_matrix
 from maskwatch.datasets import load_source
-from maskwatch.detection_eval import evaluate_detection, iou_matrix, voc_ap
 from maskwatch.detections import CLASS_NAMES, Detections
+from maskwatch.eval import metrics
+from maskwatch.eval.detection import evaluate_detection, voc_ap
 
 BUNDLED = Path(__file__).resolve().parents[1] / "maskwatch" / "assets" / "mask_classifier.onnx"
 EVAL_STEMS = ["maksssksksss0", "maksssksksss10", "maksssksksss100", "maksssksksss104", "maksssksksss108", "maksssksksss130"]
@@ -131,7 +133,7 @@ def test_confusion_png(tmp_path):
 @needs_shared
 def test_evaluate_classifier_support_matches_ground_truth(tiny_voc):
     from maskwatch.classifier import MaskClassifier
-    from maskwatch.evaluate import evaluate_classifier
+    from maskwatch.eval.classification import evaluate_classifier
 
     clf = MaskClassifier(BUNDLED)
     ds = load_source(str(tiny_voc))
@@ -152,7 +154,7 @@ def test_evaluate_classifier_support_matches_ground_truth(tiny_voc):
 def test_evaluate_classifier_counts_unknown_classes_for_two_class_model(tiny_voc, monkeypatch):
     """A two-class model: mask_incorrect faces are reported under unknown_class, not in the report."""
     from maskwatch.classifier import MaskClassifier
-    from maskwatch.evaluate import evaluate_classifier
+    from maskwatch.eval.classification import evaluate_classifier
 
     clf = MaskClassifier(BUNDLED)
     full = clf.predict
@@ -223,7 +225,7 @@ def test_cli_evaluate_errors_gallery_matches_the_confusion_matrix(tiny_voc, tmp_
 def test_write_errors_face_crop_images_have_no_surroundings(tmp_path):
     import cv2
 
-    from maskwatch.evaluate import write_errors
+    from maskwatch.eval.classification import write_errors
 
     img = np.full((90, 90, 3), 200, np.uint8)
     cv2.imwrite(str(tmp_path / "a.png"), img)
@@ -318,7 +320,7 @@ def test_evaluate_detection_real_detector(tmp_path):
 
 # ---------------------------------------------------------------- run-time framing (detector boxes)
 def test_snap_to_detections_is_one_to_one_and_needs_the_iou():
-    from maskwatch.detection_eval import snap_to_detections
+    from maskwatch.boxes import snap_to_detections
 
     truth = np.array([[0, 0, 10, 10], [100, 100, 120, 120], [200, 200, 210, 210]], np.float32)
     found = np.array([[1, 1, 11, 11], [0, 0, 9, 9], [104, 104, 124, 124], [300, 300, 310, 310]], np.float32)
@@ -354,7 +356,7 @@ class _ShiftedTruth:
 @needs_shared
 def test_evaluate_and_train_crops_can_use_the_detectors_framing(tiny_voc):
     from maskwatch.classifier import MaskClassifier
-    from maskwatch.evaluate import evaluate_classifier
+    from maskwatch.eval.classification import evaluate_classifier
     from maskwatch.train.cropset import build_cropset
 
     clf = MaskClassifier(BUNDLED)

@@ -70,6 +70,8 @@ class _Hook:
                 hook.received.append(body)
                 hook.headers.append(dict(self.headers))
                 delay, status = hook.delay, hook.status
+                if not delay and status < 400:  # recorded before the answer: the client may look right after it
+                    hook.answered.append(body)
                 if delay:
                     time.sleep(delay)
                 try:
@@ -78,8 +80,6 @@ class _Hook:
                     self.end_headers()
                 except OSError:
                     return
-                if not delay and status < 400:
-                    hook.answered.append(body)
 
             def log_message(self, *args: object) -> None:
                 pass

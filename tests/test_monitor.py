@@ -131,7 +131,7 @@ def test_settings_file_sets_options_and_cli_wins(scene, tmp_path):
     ("confirm-frames = 'five'\n", "'confirm-frames' must be a int"),
     ("sound = 1\n", "'sound' must be true or false"),
     ("flip = 'sometimes'\n", "'flip' must be on or off"),
-    ("face-detector = 'retina'\n", "valid values: yunet, ssd, haar"),
+    ("face-detector = 'retina'\n", "values are: yunet, yunet_masks, ssd, haar, or the path"),
     ("this is not toml", "not valid TOML"),
 ])
 def test_settings_file_errors_are_clear(tmp_path, content, message):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import MODELS, VOC, needs_shared
 
 torch = pytest.importorskip("torch")

@@ -49,9 +49,9 @@ class DetectorTrainConfig:
     val: list[str] = field(default_factory=list)  # scene sets for choosing the epoch, e.g. PATH@val
     out: str = "runs/detector"
     base: str = "yunet"  # registry name or path of the YuNet ONNX to start from
-    epochs: int = 12
+    epochs: int = 20
     batch: int = 8
-    lr: float = 5e-4
+    lr: float = 1e-4
     weight_decay: float = 5e-4
     crop: int = 640
     min_side: int = 480  # the photo's longer side after the random rescale, pixels
@@ -227,7 +227,7 @@ def detector_loss(out: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]
 # ----------------------------------------------------------------------------------------------- evaluation
 def face_ap(detector: Any, ds: Dataset) -> dict[str, float]:
     """Face AP@0.5 (any class), recall and boxes per photo of ``detector`` on the scene photos of ``ds``."""
-    from ..detection_eval import match_faces, voc_ap
+    from ..eval.detection import match_faces, voc_ap
 
     scored: list[tuple[float, bool]] = []
     n_gt = found = n_img = 0

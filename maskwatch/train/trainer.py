@@ -22,11 +22,11 @@ from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from torch.utils.data import Dataset as TorchDataset
 
-from .. import metrics
 from ..crops import DEFAULT_MARGIN, IMAGENET_MEAN, IMAGENET_STD
 from ..datasets import Dataset, load_sources
 from ..detections import MODEL_CLASSES, NOT_FACE
 from ..errors import InputError
+from ..eval import metrics
 from ..settings import train_workers
 from .augment import augment, center_view
 from .cropset import CropSet, build_cropset, context_size

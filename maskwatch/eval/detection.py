@@ -7,10 +7,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .boxes import iou_matrix, snap_to_detections  # noqa: F401  (re-exported for callers of the old home)
-from .datasets import Dataset, iter_images
-from .detections import Detections
-from .errors import InputError
+from ..boxes import iou_matrix
+from ..datasets import Dataset, iter_images
+from ..detections import Detections
+from ..errors import InputError
 from .metrics import SIZE_BINS
 
 

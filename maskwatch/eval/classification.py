@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from ..boxes import snap_to_detections
+from ..classifier import MaskClassifier
+from ..crops import crop_faces, whole_image_box
+from ..datasets import Dataset, iter_images
+from ..images import load_image
 from . import metrics
-from .boxes import snap_to_detections
-from .classifier import MaskClassifier
-from .crops import crop_faces, whole_image_box
-from .datasets import Dataset, iter_images
-from .images import load_image
 
 
 def evaluate_classifier(clf: MaskClassifier, ds: Dataset, progress: Callable[[int], None] | None = None,
@@ -95,7 +95,7 @@ def write_errors(folder: str | os.PathLike, faces: list[tuple[Path, np.ndarray, 
     """
     import cv2
 
-    from .crops import crop_square, square_boxes
+    from ..crops import crop_square, square_boxes
 
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)

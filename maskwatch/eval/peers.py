@@ -9,10 +9,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .detections import Detections
-from .detectors.base import nms
-from .errors import ModelError
-from .models import resolve
+from ..detections import Detections
+from ..detectors.base import nms
+from ..errors import ModelError
+from ..models import PEERS, ModelFile, resolve
+
+PEERS["aizoo"] = ModelFile(
+    "aizoo", "aizoo_facemask_360.onnx", None,
+    ("9232b5b2b6fe58ead1900cb2dc6f18a025caaf5c93945e52f25c0ce8b022a2f8",),
+    "AIZOO FaceMaskDetection 360 (peer model for comparison; an ONNX export of AIZOO's model360.pth, "
+    "no official ONNX download exists)", "MIT",
+)
 
 
 def aizoo_anchors(fmaps: tuple[int, ...] = (45, 23, 12, 6, 4)) -> np.ndarray:

@@ -1,0 +1,197 @@
+"""A persistent outbox (a SQLite table) of events still to deliver to a webhook, keyed by URL."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time as _time
+from pathlib import Path
+from typing import Any
+
+from .db import DEFAULT_DB, _connect, _explain, _transaction
+
+_OUTBOX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sink TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try REAL NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(sink, next_try);
+"""
+
+
+class Outbox:
+    """A persistent delivery queue (table ``outbox`` in a SQLite file), so undelivered events survive a restart.
+
+    path: its own file or the event log's file (the table is separate). Thread-safe. When the file cannot be
+    written (full disk), an entry is kept in memory (negative id, ``last_error`` says why) and moved into the file
+    by a later :meth:`due` once it can be written again.
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_DB) -> None:
+        self.last_error: str | None = None
+        self._lock = threading.RLock()
+        self._mem: dict[int, list[Any]] = {}  # id -> [sink, payload_json, attempts, next_try, created]
+        self._mem_next = -1
+        self._closed = False
+        self._conn, self.path = _connect(path, "outbox database", _OUTBOX_SCHEMA)
+
+    def _fail(self, e: sqlite3.Error) -> None:
+        self.last_error = _explain("outbox database", self.path, e)
+
+    def put(self, sink_name: str, payload: dict[str, Any]) -> int:
+        """Queue a JSON-able payload for a sink, due now; returns its id. Never raises on a database fault."""
+        text = json.dumps(payload, separators=(",", ":"))
+        now = _time.time()
+        with self._lock:
+            if not self._closed:
+                try:
+                    with _transaction(self._conn) as c:
+                        cur = c.execute(
+                            "INSERT INTO outbox (sink, payload, attempts, next_try, created) VALUES (?, ?, 0, ?, ?)",
+                            (sink_name, text, now, now),
+                        )
+                    return int(cur.lastrowid or 0)
+                except sqlite3.Error as e:
+                    self._fail(e)
+            else:
+                self.last_error = f"outbox database {self.path} is closed; entry kept in memory"
+            rid = self._mem_next
+            self._mem_next -= 1
+            self._mem[rid] = [sink_name, text, 0, now, now]
+            return rid
+
+    def _migrate(self, sink_name: str) -> None:
+        """Move this sink's in-memory entries into the file, if it can be written now."""
+        ids = [i for i, r in self._mem.items() if r[0] == sink_name]
+        if not ids or self._closed:
+            return
+        try:
+            with _transaction(self._conn) as c:
+                c.executemany(
+                    "INSERT INTO outbox (sink, payload, attempts, next_try, created) VALUES (?, ?, ?, ?, ?)",
+                    [tuple(self._mem[i]) for i in sorted(ids, reverse=True)],
+                )
+        except sqlite3.Error as e:
+            self._fail(e)
+            return
+        for i in ids:
+            del self._mem[i]
+
+    def due(self, sink_name: str, now: float | None = None, limit: int = 100) -> list[tuple[int, dict[str, Any], int]]:
+        """Entries of a sink whose next try has come, oldest first: (id, payload, attempts)."""
+        now = _time.time() if now is None else float(now)
+        with self._lock:
+            self._migrate(sink_name)
+            out: list[tuple[int, dict[str, Any], int]] = []
+            if not self._closed:
+                try:
+                    rows = self._conn.execute(
+                        "SELECT id, payload, attempts FROM outbox WHERE sink = ? AND next_try <= ? ORDER BY id LIMIT ?",
+                        (sink_name, now, int(limit)),
+                    ).fetchall()
+                    out = [(int(i), json.loads(p), int(a)) for i, p, a in rows]
+                except sqlite3.Error as e:
+                    self._fail(e)
+            mem = sorted(((i, r) for i, r in self._mem.items() if r[0] == sink_name and r[3] <= now), key=lambda x: -x[0])
+            out += [(i, json.loads(r[1]), int(r[2])) for i, r in mem]
+            return out[: int(limit)]
+
+    def done(self, id: int) -> None:
+        """Delivered: remove the entry."""
+        with self._lock:
+            if id < 0:
+                self._mem.pop(id, None)
+                return
+            if self._closed:
+                return
+            try:
+                with _transaction(self._conn) as c:
+                    c.execute("DELETE FROM outbox WHERE id = ?", (int(id),))
+            except sqlite3.Error as e:
+                self._fail(e)
+
+    def retry_later(self, id: int, delay_s: float) -> None:
+        """Not delivered: count the attempt and make the entry due again in ``delay_s`` seconds."""
+        when = _time.time() + max(0.0, float(delay_s))
+        with self._lock:
+            if id < 0:
+                if id in self._mem:
+                    self._mem[id][2] += 1
+                    self._mem[id][3] = when
+                return
+            if self._closed:
+                return
+            try:
+                with _transaction(self._conn) as c:
+                    c.execute("UPDATE outbox SET attempts = attempts + 1, next_try = ? WHERE id = ?", (when, int(id)))
+            except sqlite3.Error as e:
+                self._fail(e)
+
+    def reschedule(self, sink_name: str, when: float | None = None) -> None:
+        """Make all entries of a sink due at ``when`` (default now), e.g. to resend at once after a restart."""
+        when = _time.time() if when is None else float(when)
+        with self._lock:
+            for r in self._mem.values():
+                if r[0] == sink_name:
+                    r[3] = when
+            if self._closed:
+                return
+            try:
+                with _transaction(self._conn) as c:
+                    c.execute("UPDATE outbox SET next_try = ? WHERE sink = ?", (when, sink_name))
+            except sqlite3.Error as e:
+                self._fail(e)
+
+    def next_try(self, sink_name: str) -> float | None:
+        """When the next entry of a sink is due (unix seconds), or None when it has none."""
+        with self._lock:
+            times = [r[3] for r in self._mem.values() if r[0] == sink_name]
+            if not self._closed:
+                try:
+                    t = self._conn.execute("SELECT MIN(next_try) FROM outbox WHERE sink = ?", (sink_name,)).fetchone()[0]
+                    if t is not None:
+                        times.append(float(t))
+                except sqlite3.Error as e:
+                    self._fail(e)
+            return min(times) if times else None
+
+    def count(self, sink_name: str | None = None) -> int:
+        """Entries waiting (for one sink, or for all)."""
+        with self._lock:
+            n = sum(1 for r in self._mem.values() if sink_name is None or r[0] == sink_name)
+            if self._closed:
+                return n
+            try:
+                if sink_name is None:
+                    n += self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+                else:
+                    n += self._conn.execute("SELECT COUNT(*) FROM outbox WHERE sink = ?", (sink_name,)).fetchone()[0]
+            except sqlite3.Error as e:
+                self._fail(e)
+            return int(n)
+
+    def close(self) -> None:
+        """Close the file. Entries still in memory (the file could not be written) are lost with the process."""
+        with self._lock:
+            if self._closed:
+                return
+            for sink in {r[0] for r in self._mem.values()}:
+                self._migrate(sink)
+            self._closed = True
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Outbox({self.path!r})"
