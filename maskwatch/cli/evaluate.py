@@ -1,0 +1,111 @@
+"""Evaluation commands: evaluate (the classifier on labelled faces), evaluate-detection (end to end on scene photos)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from .common import (
+    DETECT_SETTINGS,
+    PHOTO_DEFAULTS,
+    PHOTO_DET_SIZES,
+    _bar,
+    _detector,
+    _err,
+)
+from .options import add_arguments
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..classifier import MaskClassifier
+    from ..datasets import load_source
+    from ..eval.classification import evaluate_classifier
+    from ..eval.metrics import confusion_png, format_report
+
+    if args.errors and not args.out:
+        raise InputError("--errors needs --out FOLDER: the misclassified faces are written there")
+    clf = MaskClassifier(args.model, threads=args.threads, nomask_cost=args.nomask_cost, flip=args.flip)
+    fd = None
+    if args.boxes == "detector":
+        from ..detectors import create_face_detector, takes_threads
+
+        extra = {"threads": args.threads} if takes_threads(args.face_detector) else {}
+        fd = create_face_detector(args.face_detector, det_size=PHOTO_DET_SIZES, **extra)
+    for spec in args.data:
+        ds = load_source(spec)
+        for w in ds.warnings:
+            _err(f"maskwatch: warning: {w}")
+        name = Path(spec.split("@")[0]).name
+        errors = Path(args.out) / f"{name}_errors" if args.errors else None
+        with _bar(len(ds.images), f"evaluating {spec}", "img", args.quiet) as bar:
+            r = evaluate_classifier(clf, ds, progress=bar.update, face_detector=fd, errors_dir=errors)
+        print(json.dumps({"data": spec, "model": str(clf.path), **r}))
+        _err(f"== {spec}\n" + format_report(r["report"], r["by_size"]))
+        if r["unknown_class"]:
+            _err(f"faces of classes the model does not know, and what it called them: {r['unknown_class']}")
+        if r["skipped"]:
+            _err(f"skipped {len(r['skipped'])} unreadable image(s)")
+        if fd is not None:
+            _err(f"{r['snapped']} face(s) cropped around the detector's box; the rest (missed by the detector) around the annotated one")
+        if errors is not None:
+            _err(f"{r['errors']} misclassified face(s) written to {errors}/ (surest mistakes first; errors.csv lists them)")
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            confusion_png(r["report"], str(Path(args.out) / f"{name}_confusion.png"))
+    return 0
+
+
+def cmd_evaluate_detection(args: argparse.Namespace) -> int:
+    from ..datasets import load_source
+    from ..eval.detection import evaluate_detection
+
+    models: list[tuple[str, Any]] = [(f"maskwatch ({args.face_detector})", _detector(args))]
+    if args.peer == "aizoo":
+        from ..eval.peers import AizooDetector
+
+        models.append(("aizoo_facemask_360", AizooDetector()))
+    for spec in args.scenes:
+        ds = load_source(spec)
+        for name, model in models:
+            with _bar(len(ds.images), f"{name} on {spec}", "img", args.quiet) as bar:
+                r = evaluate_detection(model, ds, progress=bar.update)
+            print(json.dumps({"data": spec, "model": name, **r}))
+            ap = " ".join(f"AP50[{k}]={v:.3f}" for k, v in r["ap50"].items())
+            by = " ".join(f"{k}:{'-' if v is None else f'{v:.2f}'}" for k, v in r["face_recall_by_size"].items())
+            _err(f"{spec} | {name} | mAP50(mask/no-mask)={r['map50']:.3f} {ap} | face recall {r['face_recall']:.3f} ({by})")
+            shown = " ".join(f"{lab} P {_fmt(v['precision'])} R {_fmt(v['recall'])}" if lab != "uncertain" else f"grey {v['shown']}"
+                             for lab, v in r["labels"].items())
+            _err(f"   shown: {shown} | false boxes/photo {r['false_boxes_per_photo']:.2f} | false red boxes/100 photos "
+                 f"{r['false_red_per_100_photos']:.1f}")
+    return 0
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def parser_evaluate(cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    e = cmd("evaluate", "classification report of a model on labelled folders or scene sets (crops from the true boxes)",
+            "maskwatch evaluate maskwatch/assets/mask_classifier.onnx data/scenes@test")
+    e.add_argument("model", metavar="MODEL", help="classifier ONNX file, or 'mask_classifier' (bundled)")
+    e.add_argument("data", nargs="+", metavar="DATA", help="class folders or VOC/YOLO scene sets (PATH@test for the held-out part)")
+    e.add_argument("--out", help="folder for confusion-matrix PNGs")
+    e.add_argument("--errors", action="store_true",
+                   help="also save every misclassified face into OUT/SET_errors/TRUE_as_PREDICTED/ (the crop the model saw "
+                        "beside its surroundings) with an errors.csv: to find label errors and what the model gets wrong")
+    add_arguments(e, ["face_detector", "threads", "nomask_cost", "flip"])
+    e.add_argument("--boxes", choices=["truth", "detector"], default="truth",
+                   help="crop around the annotated boxes, or around the face detector's boxes that match them (IoU >= 0.5, "
+                        "--face-detector at the photo det-sizes): how the classifier sees the faces at run time")
+
+
+def parser_evaluate_detection(cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    ed = cmd("evaluate-detection", "end-to-end AP@0.5 per class and face recall by size on VOC/YOLO scene sets",
+             "maskwatch evaluate-detection data/scenes --peer aizoo")
+    ed.add_argument("scenes", nargs="+", metavar="SCENES", help="VOC or YOLO scene folders")
+    ed.add_argument("--peer", choices=["aizoo"], help="also measure a peer model on the same sets")
+    add_arguments(ed, DETECT_SETTINGS, PHOTO_DEFAULTS)

@@ -1,0 +1,243 @@
+"""Video and live commands: video (annotate a file), watch (a webcam or stream, with tracking, events, Arduino)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..detections import frame_record
+from ..errors import InputError
+from ..events import DEFAULT_DB
+from .common import (
+    DETECT_SETTINGS,
+    VIDEO_DEFAULTS,
+    _bar,
+    _check_outputs,
+    _detector,
+    _err,
+    _open_for_writing,
+    _stop_on_signals,
+)
+from .options import add_arguments
+
+
+def _add_monitor_arguments(sp: argparse.ArgumentParser, events_default: str | None) -> None:
+    g = sp.add_argument_group("monitoring (tracks, events, alerts, Arduino)")
+    g.add_argument("--no-track", action="store_true", help="per-frame labels only: no tracking, smoothing or events")
+    g.add_argument("--camera", help="camera name written into events (default: the source)")
+    g.add_argument("--events", default=events_default, help="SQLite event log to write ('' = none; the default lives in "
+                   "the per-user data folder, MASKWATCH_DATA moves it)")
+    g.add_argument("--retention-days", type=float, default=30.0, help="delete events older than this from the log")
+    g.add_argument("--confirm-frames", type=int, default=5, help="frames a face must read unmasked before its one event (0 = off)")
+    g.add_argument("--confirm-seconds", type=float, default=0.0, help="or seconds it must read unmasked (0 = off)")
+    g.add_argument("--alert-incorrect", action="store_true", help="a wrongly worn mask raises events too")
+    g.add_argument("--snapshots", action="store_true", help="store a face image with each event (off: no face is stored)")
+    g.add_argument("--event-json", action="store_true", help="print each event as a JSON line on stdout")
+    g.add_argument("--webhook", help="POST each event as JSON to this URL (queued and retried when it is down)")
+    g.add_argument("--sound", action="store_true", help="ring the terminal bell on each event")
+    g.add_argument("--serial", metavar="PORT", help="Arduino serial port (e.g. /dev/ttyACM0): X<angle>Y<angle> at 9600 baud")
+    g.add_argument("--serial-dry-run", action="store_true", help="print what would be sent to the Arduino instead")
+    g.add_argument("--serial-interval", type=int, default=200, help="ms between two serial messages")
+
+
+def _build_monitor(args: argparse.Namespace, det: Any, source: str):  # noqa: ANN202
+    """A Monitor with the sinks the options ask for, and the objects to close at the end."""
+    from ..events import EventDispatcher, EventLog, EventLogSink, JsonLinesSink, Outbox, SoundSink, WebhookSink, data_dir
+    from ..monitor import Monitor
+
+    for name in ("confirm_frames", "serial_interval"):
+        if getattr(args, name) < 0:
+            raise InputError(f"'{name}={getattr(args, name)}' is invalid. Valid values are 0 or more")
+    if args.confirm_seconds < 0 or args.retention_days <= 0:
+        raise InputError("--confirm-seconds must be 0 or more and --retention-days above 0")
+    closers: list[Any] = []
+    sinks: list[Any] = []
+    if args.events:
+        log = EventLog(args.events, retention_days=args.retention_days)
+        closers.append(log)
+        sinks.append(EventLogSink(log))
+    if args.event_json:
+        sinks.append(JsonLinesSink(sys.stdout))
+    if args.webhook:
+        outbox = Outbox(args.events or str(data_dir() / "outbox.db"))
+        closers.append(outbox)
+        sinks.append(WebhookSink(args.webhook, outbox))
+    if args.sound:
+        sinks.append(SoundSink())
+    serial = None
+    if args.serial or args.serial_dry_run:
+        from ..serial_link import SerialSignal
+
+        serial = SerialSignal(args.serial or "dry-run", interval_ms=args.serial_interval, dry_run=args.serial_dry_run,
+                              out=sys.stderr if args.serial_dry_run else None)
+        closers.append(serial)
+    closers = sinks + closers  # sinks flush first, then the log and outbox close
+    labels = ("without_mask", "mask_incorrect") if args.alert_incorrect else ("without_mask",)
+    mon = Monitor(det, camera=args.camera or source, confirm_frames=args.confirm_frames, confirm_seconds=args.confirm_seconds,
+                  alert_labels=labels, snapshots=args.snapshots, dispatcher=EventDispatcher(sinks), serial=serial)
+    return mon, closers
+
+
+def _close_all(closers: list[Any]) -> None:
+    """Close sinks, log, outbox and serial link; say what could not be delivered or written."""
+    for c in closers:
+        name = type(c).__name__
+        try:
+            undelivered = c.count() if name == "Outbox" else 0  # the webhook sink closed (and flushed) before this
+            result = c.close()
+        except Exception as e:  # a sink that fails to close must not hide the others' errors
+            _err(f"maskwatch: warning: closing {name}: {e}")
+            continue
+        if name == "EventLog" and result:
+            _err(f"maskwatch: warning: {result} event(s) could not be written to {c.path}: {c.last_error}")
+        elif name == "Outbox" and undelivered:
+            _err(f"maskwatch: warning: {undelivered} event(s) not yet delivered to the webhook are kept in {c.path}; "
+                 "they are sent when maskwatch next runs with the same --webhook and --events")
+        elif getattr(c, "last_error", None):
+            _err(f"maskwatch: warning: {name}: {c.last_error}")
+
+
+def _monitor_summary(mon: Any) -> str:
+    if mon is None:
+        return ""
+    counts = ", ".join(f"{k} {v}" for k, v in mon.counts().items())
+    return f"; people seen: {counts}; events: {len(mon.events)}"
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from ..annotate import BoxAnnotator, blur_faces
+    from ..video import VideoSink, VideoSource
+
+    if args.json and Path(args.json).resolve() == Path(args.out).resolve():
+        raise InputError(f"--json {args.json}: is the --out video too; give them two names")
+    _check_outputs([Path(args.out)] + ([Path(args.json)] if args.json else []), [Path(args.input)], args.force)
+    det = _detector(args)
+    annot = BoxAnnotator()
+    jfile = None
+    mon, closers = (None, []) if args.no_track else _build_monitor(args, det, str(args.input))
+    frames = faces = masked = 0
+    t0 = time.perf_counter()
+    try:
+        with VideoSource(args.input) as src, VideoSink(args.out, src.width, src.height, src.fps) as sink:
+            jfile = _open_for_writing(args.json) if args.json else None
+            with _bar(src.frame_count or None, "video", "frame", args.quiet) as bar:
+                for i, frame in enumerate(src):
+                    d = mon.process(frame, t=i / src.fps) if mon else det.detect(frame)
+                    frames += 1
+                    faces += len(d)
+                    masked += sum(lab == "with_mask" for lab in d.labels)
+                    vis = blur_faces(frame, d) if args.blur_faces else frame
+                    sink.write(annot.annotate(vis, d, copy=not args.blur_faces))
+                    if jfile:
+                        jfile.write(json.dumps(frame_record(str(args.input), src.width, src.height, d, i, i / src.fps)) + "\n")
+                    bar.update(1)
+            ended_early = src.ended_early
+            sink_warning = sink.warning
+    finally:
+        if jfile:
+            jfile.close()
+        _close_all(closers)
+    if frames == 0:
+        raise InputError(f"{args.input}: the video has no readable frame")
+    secs = time.perf_counter() - t0
+    share = f"{masked / faces:.1%}" if faces else "n/a"
+    _err(f"maskwatch: {frames} frames, {faces} faces, {share} masked, {frames / secs:.1f} frames/s; wrote {args.out}"
+         + _monitor_summary(mon)
+         + ("; WARNING: the video ended before its stated length (truncated file?)" if ended_early else ""))
+    if sink_warning:
+        _err(f"maskwatch: note: {sink_warning}")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import cv2
+
+    from ..annotate import BoxAnnotator, blur_faces, draw_fps
+    from ..video import FPSMonitor, VideoSource
+
+    det = _detector(args)
+    annot, fps = BoxAnnotator(), FPSMonitor()
+    window = "maskwatch (q or Esc quits)"
+    with VideoSource(args.source, open_timeout=args.timeout, read_timeout=args.timeout, reconnect=args.reconnect,
+                     on_state=lambda state, detail: _err(f"maskwatch watch: {detail}")) as src:
+        mon, closers = (None, []) if args.no_track else _build_monitor(args, det, str(args.source))
+        restore = _stop_on_signals(src.stop)
+        try:
+            for frame in src:
+                d = mon.process(frame) if mon else det.detect(frame)
+                fps.tick()
+                if args.json:
+                    h, w = frame.shape[:2]
+                    t = (fps.frames - 1) / src.fps if src.is_file else time.time()
+                    print(json.dumps(frame_record(str(args.source), w, h, d, fps.frames - 1, t)), flush=True)
+                if not args.headless:
+                    vis = blur_faces(frame, d) if args.blur_faces else frame
+                    img = draw_fps(annot.annotate(vis, d), fps.fps)
+                    try:
+                        cv2.imshow(window, img)
+                        key = cv2.waitKey(1) & 0xFF
+                    except cv2.error:
+                        raise InputError("cannot open a window: this OpenCV build has no GUI (opencv-python-headless) or there is "
+                                         "no display. For the live window: pip uninstall -y opencv-python-headless && "
+                                         "pip install 'opencv-python<5'; on a server use --headless") from None
+                    if key in (ord("q"), 27):
+                        break
+                if args.max_frames and fps.frames >= args.max_frames:
+                    break
+        finally:
+            restore()
+            _close_all(closers)
+            if not args.headless:
+                with contextlib.suppress(cv2.error):  # headless OpenCV build: there was no window
+                    cv2.destroyAllWindows()
+        stopped = src.stopped
+    _err(f"maskwatch: {fps.frames} frames at {fps.fps:.1f} frames/s" + _monitor_summary(mon))
+    if stopped:
+        _err(f"maskwatch watch: error: {stopped}")
+        return 1
+    return 0
+
+
+def _reconnect(text: str) -> int | None:
+    if text.strip().lower() in ("forever", "always", "inf"):
+        return None
+    n = int(text)
+    if n < 0:
+        raise ValueError(text)
+    return n
+
+
+_reconnect.__name__ = "forever or a number of attempts"
+
+
+def parser_video(cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    v = cmd("video", "annotate a video file; optional JSON lines per frame", "maskwatch video in.mp4 --out out.mp4 --json faces.jsonl")
+    v.add_argument("input", metavar="IN", help="video file")
+    v.add_argument("--out", required=True, help="annotated video to write, same size and fps: .webm (VP9, plays in browsers), "
+                   ".mp4 (H.264 with PyAV installed, else MPEG-4 Part 2, which browsers refuse) or .avi (Motion JPEG)")
+    v.add_argument("--json", help="write one JSON line per frame to this file")
+    v.add_argument("--blur-faces", action="store_true", help="pixelate faces in the output video")
+    v.add_argument("--force", action="store_true", help="overwrite output files of an earlier run (inputs are never overwritten)")
+    add_arguments(v, DETECT_SETTINGS, VIDEO_DEFAULTS)
+    _add_monitor_arguments(v, events_default=None)
+
+
+def parser_watch(cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    w = cmd("watch", "live view of a webcam, video file or rtsp/http stream (q or Esc quits)", "maskwatch watch 0")
+    w.add_argument("source", metavar="SOURCE", help="webcam index (0), video file, or rtsp:// / http:// URL")
+    w.add_argument("--headless", action="store_true", help="no window (servers, no screen); combine with --json")
+    w.add_argument("--json", action="store_true", help="print one JSON line per frame on stdout")
+    w.add_argument("--blur-faces", action="store_true", help="pixelate faces in the window")
+    w.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0 = run until the source ends)")
+    w.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a stream to answer or send a frame")
+    w.add_argument("--reconnect", type=_reconnect, default=None, metavar="forever|N",
+                   help="when a camera or stream stops sending (a reboot, a network cut): reopen it for ever (default: "
+                        "forever), or give up after N attempts in a row; waits grow from 1 s to 30 s. A file ends as files do")
+    add_arguments(w, DETECT_SETTINGS, VIDEO_DEFAULTS)
+    _add_monitor_arguments(w, events_default=DEFAULT_DB)

@@ -1,0 +1,35 @@
+"""The models command: the registry and where each file was found."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ..models import REGISTRY, find, search_paths, sha256_of
+
+    rows = []
+    for name, m in REGISTRY.items():
+        path = find(name)
+        ok = None
+        if path and m.sha256:
+            ok = sha256_of(path) in m.sha256
+        rows.append({"name": name, "file": m.filename, "found": str(path) if path else None,
+                     "checksum_ok": ok, "url": m.url, "about": m.about, "licence": m.licence,
+                     "searched": [str(p) for p in search_paths(name)]})
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    for r in rows:
+        state = "missing" if not r["found"] else ("ok" if r["checksum_ok"] in (True, None) else "CHECKSUM MISMATCH")
+        where = str(r["found"] or "(not found; " + (f"downloads from {r['url']}" if r["url"] else "no download") + ")")
+        print(f"{r['name']:22} {state:8} {where}  [licence: {r['licence'] or 'unknown'}]")
+    return 0
+
+
+def parser_models(cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    m = cmd("models", "list the model registry and where each file was found", "maskwatch models")
+    m.add_argument("--json", action="store_true", help="JSON lines instead of a table")

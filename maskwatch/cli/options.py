@@ -1,0 +1,93 @@
+"""The settings table as command-line options, and settings files (TOML or YAML) read into them."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import InputError
+from ..settings import SETTINGS, check, on_off
+
+
+def add_arguments(parser: argparse.ArgumentParser, names: list[str], defaults: dict[str, Any] | None = None) -> None:
+    """Add ``--name`` options for the given settings (defaults shown in --help)."""
+    for name in names:
+        s = SETTINGS[name]
+        default = (defaults or {}).get(name, s.default)
+        extra: dict[str, Any] = {}
+        if s.type is on_off:  # shown as on/off in --help (argparse runs string defaults through the type)
+            extra["metavar"] = "on|off"
+            if default is not argparse.SUPPRESS:
+                default = "on" if default else "off"
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=s.type, default=default,
+                            choices=None if name == "face_detector" else s.choices, help=s.help, **extra)
+
+
+def detector_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {n: check(n, getattr(args, n)) for n in SETTINGS if hasattr(args, n)}
+
+
+def load_settings_file(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) settings file whose keys are ``parser``'s option
+    names (``score-threshold`` or ``score_threshold``). Returns {dest: value}, checked for unknown keys (with the
+    nearest valid name), type and range."""
+    import difflib
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"settings file {p}: no such file")
+    try:
+        if p.suffix.lower() == ".toml":
+            import tomllib
+
+            raw = tomllib.loads(p.read_text())
+        elif p.suffix.lower() in (".yaml", ".yml"):
+            try:
+                import yaml  # type: ignore[import-untyped]
+            except ImportError:
+                raise InputError(f"settings file {p}: YAML needs PyYAML (pip install pyyaml); or write it as TOML") from None
+            raw = yaml.safe_load(p.read_text()) or {}
+        else:
+            raise InputError(f"settings file {p}: use a .toml or .yaml file")
+    except InputError:
+        raise
+    except Exception as e:  # tomllib.TOMLDecodeError, yaml.YAMLError
+        raise InputError(f"settings file {p}: not valid {p.suffix[1:].upper()} ({e})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"settings file {p}: expected key = value pairs at the top level")
+    actions = {a.dest: a for a in parser._actions if a.option_strings and a.dest not in ("help", "config")}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        dest = str(key).replace("-", "_")
+        if dest not in actions:
+            names = [d.replace("_", "-") for d in actions]
+            near = difflib.get_close_matches(str(key).replace("_", "-"), names, n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(sorted(names))}"
+            raise InputError(f"settings file {p}: unknown key '{key}'{hint}")
+        action = actions[dest]
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            if not isinstance(value, bool):
+                raise InputError(f"settings file {p}: '{key}' must be true or false, got {value!r}")
+        elif action.type is on_off:
+            try:
+                value = on_off(value)
+            except ValueError:
+                raise InputError(f"settings file {p}: '{key}' must be on or off (true or false), got {value!r}") from None
+        elif callable(action.type) and value is not None:
+            typ: Any = action.type
+            if isinstance(value, (bool, list, dict)):
+                raise InputError(f"settings file {p}: '{key}' must be a {getattr(typ, '__name__', 'value')}, got {value!r}")
+            try:
+                value = typ(value)
+            except (TypeError, ValueError):
+                raise InputError(f"settings file {p}: '{key}' must be a {getattr(action.type, '__name__', 'value')}, got {value!r}") from None
+        if action.choices and value not in action.choices:
+            raise InputError(f"settings file {p}: '{key}={value}' is invalid; valid values: {', '.join(map(str, action.choices))}")
+        if dest in SETTINGS:
+            try:
+                check(dest, value)
+            except InputError as e:
+                raise InputError(f"settings file {p}: {e}") from None
+        out[dest] = value
+    return out

@@ -1,0 +1,170 @@
+"""Training commands: train (the mask classifier), train-detector (fine-tune YuNet), soup (average runs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import InputError
+from ..settings import on_off, train_workers
+from .common import (
+    _err,
+)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        from ..train.trainer import TrainConfig, train
+    except ImportError as e:
+        raise InputError(f"training needs the 'train' extra ({e.name} is missing): pip install 'maskwatch[train]'") from None
+    if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
+        raise InputError(f"--device {args.device}: use 'auto', 'cpu' or 'cuda'")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {args.device}: this PyTorch sees no CUDA GPU; use --device cpu (or auto)")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise InputError(f"--out {args.out}: is a file; give a folder for the model and its reports")
+    cfg = TrainConfig(data=args.data, out=args.out, val=args.val or [], input_size=args.input_size, epochs=args.epochs,
+                      head_epochs=args.head_epochs, batch=args.batch, lr=args.lr, patience=args.patience,
+                      pretrained=None if args.pretrained == "none" else args.pretrained, seed=args.seed,
+                      workers=args.workers, max_images=args.max_images, force=args.force, resume=args.resume,
+                      device=args.device, finetune_from=args.finetune_from, nomask_weight=args.nomask_weight,
+                      source_balance=args.source_balance, erase=args.erase, ema=args.ema, scene_boxes=args.scene_boxes,
+                      not_face=args.not_face, not_face_max_score=args.not_face_max_score, select=args.select,
+                      init=args.init, class_weight_cap=args.class_weight_cap)
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("maskwatch train: %(message)s"))
+    logging.getLogger("maskwatch.train").addHandler(handler)
+    res = train(cfg, progress=not args.quiet)
+    rep = res["validation"]
+    from ..eval.metrics import format_report
+
+    _err(format_report(rep, res["validation_by_size"]))
+    _err(f"maskwatch: model written to {Path(args.out) / 'mask_classifier.onnx'}; report, confusion.png, curves.png, metrics.json beside it")
+    return 0
+
+
+def cmd_train_detector(args: argparse.Namespace) -> int:
+    try:
+        from ..train.detector import DetectorTrainConfig, train_detector
+    except ImportError as e:
+        raise InputError(f"training needs the 'train' extra ({e.name} is missing): pip install 'maskwatch[train]'") from None
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {args.out}: is a file; give a folder for the detector and its history")
+    if out.is_dir() and (out / "last.pt").exists() and not (args.resume or args.force):
+        raise InputError(f"--out {args.out}: holds an earlier run; add --resume to continue it, --force to start over, "
+                         "or give a new folder")
+    if args.force and (out / "last.pt").exists():
+        (out / "last.pt").unlink()
+    cfg = DetectorTrainConfig(data=args.data, val=args.val or [], out=args.out, base=args.base, epochs=args.epochs,
+                              batch=args.batch, lr=args.lr, crop=args.crop, min_side=args.min_side,
+                              max_side=args.max_side, ignore_score=args.ignore_score, val_det_size=args.val_det_size,
+                              seed=args.seed, threads=args.threads, limit=args.max_images)
+
+    def report(row: dict) -> None:
+        ap = f", val face AP {row['val_face_ap']:.3f} recall {row['val_recall']:.3f}" if "val_face_ap" in row else ""
+        loss = f" loss {row['train_loss']:.3f} ({row['seconds']:.0f} s)" if "train_loss" in row else " (before training)"
+        _err(f"maskwatch train-detector: epoch {row['epoch']}{loss}{ap}{' *best*' if row.get('best') else ''}")
+
+    res = train_detector(cfg, resume=args.resume, progress=not args.quiet, on_epoch=report)
+    _err(f"maskwatch: detector written to {out / 'face_detector.onnx'} (best validation face AP {res['best_val_face_ap']:.3f}); "
+         f"use it with --face-detector {out / 'face_detector.onnx'}; history.json beside it")
+    return 0
+
+
+def cmd_soup(args: argparse.Namespace) -> int:
+    try:
+        import onnx  # noqa: F401  (the train extra)
+
+        from ..train.soup import average_models
+    except ImportError as e:
+        raise InputError(f"averaging models needs the 'train' extra ({e.name} is missing): pip install 'maskwatch[train]'") from None
+    meta = average_models(args.models, args.out, force=args.force)
+    _err(f"maskwatch: averaged {len(meta['data']['soup'])} models into {args.out}; "
+         f"check it with: maskwatch evaluate {args.out} DATA")
+    return 0
+
+
+def parser_train(cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    t = cmd("train", "train a mask classifier on class folders and/or VOC/YOLO scene sets (needs the 'train' extra)",
+            "maskwatch train data/faces data/scenes@train --out runs/mine --epochs 20")
+    t.add_argument("data", nargs="+", metavar="DATA", help="class folders (with_mask/, without_mask/, mask_incorrect/) or VOC/YOLO scene sets; PATH@train / PATH@test pick a fixed 75/25 split")
+    t.add_argument("--out", required=True, help="output folder (model, report, plots, log)")
+    t.add_argument("--val", nargs="*", help="explicit validation sources (default: a stratified 80/20 split of DATA)")
+    t.add_argument("--input-size", type=int, default=64, help="classifier input, pixels")
+    t.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs (early stopping may end sooner)")
+    t.add_argument("--head-epochs", type=int, default=3, help="epochs on the frozen backbone first")
+    t.add_argument("--finetune-from", type=int, default=8, help="first backbone block trained in fine-tuning (0 = all)")
+    t.add_argument("--batch", type=int, default=32, help="batch size")
+    t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate for fine-tuning")
+    t.add_argument("--patience", type=int, default=5, help="early stopping: epochs without a better validation score")
+    t.add_argument("--select", choices=["f1", "recall", "loss"], default="f1",
+                   help="the epoch kept: best macro F1 over the classes on the validation crops, best mean recall, or lowest "
+                        "validation loss; the kept model's probabilities are then calibrated on the validation crops")
+    t.add_argument("--pretrained", default="imagenet", help="'imagenet', a torchvision mobilenet_v2 .pth, or 'none'")
+    t.add_argument("--init", metavar="MODEL.onnx",
+                   help="start from a classifier made by maskwatch train (e.g. the previous default) instead of ImageNet: "
+                        "its weights, BatchNorm frozen; classes it lacks (not_face) start random")
+    t.add_argument("--seed", type=int, default=0, help="random seed (split, sampling, augmentation)")
+    t.add_argument("--workers", type=int, default=train_workers(), help="data-loading processes (one per core, at most 8)")
+    t.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
+    t.add_argument("--max-images", type=int, default=0, help="use at most this many images per source (0 = all)")
+    t.add_argument("--nomask-weight", type=float, default=2.0, help="extra loss weight on without_mask (a bare face called masked is the costly error)")
+    t.add_argument("--class-weight-cap", type=float, default=3.0,
+                   help="a rare class's extra loss weight (the square root of its rarity) is capped here; 1 = none, the "
+                        "sampler's balancing only (rare classes weighted twice over get over-predicted)")
+    t.add_argument("--source-balance", type=float, default=0.5, help="sampling weight per source ~ size^-x: 0 = as the data comes, 1 = every source equally")
+    t.add_argument("--erase", type=float, default=0.0, help="probability of random erasing (a rectangle of noise or colour) per training view")
+    t.add_argument("--scene-boxes", choices=["truth", "detector"], default="detector",
+                   help="scene sets (VOC/YOLO): crop around the annotated boxes, or around the face detector's box that matches "
+                        "each one ('detector': IoU >= 0.5, the framing the classifier gets at run time; faces it misses keep "
+                        "their annotated box)")
+    t.add_argument("--not-face", type=on_off, default="on", metavar="on|off",
+                   help="also learn a not_face class from the face detector's boxes that overlap no annotated face (IoU < 0.3) "
+                        "in the scene sets: hands, bags, backs of heads. At run time such boxes are removed (needs --scene-boxes detector)")
+    t.add_argument("--not-face-max-score", type=float, default=0.8,
+                   help="leave out of not_face the boxes the face detector scores above this: most are real faces the "
+                        "annotators skipped")
+    t.add_argument("--ema", type=float, default=0.0, help="keep an exponential moving average of the weights with this decay per step and export it (0 = off; e.g. 0.999)")
+    t.add_argument("--force", action="store_true", help="overwrite a model already in --out")
+    t.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
+
+
+def parser_train_detector(cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    td = cmd("train-detector", "fine-tune the YuNet face detector on VOC/YOLO scene sets (needs the 'train' extra)",
+             "maskwatch train-detector data/scenes@train --val data/scenes@val --out runs/detector --epochs 20")
+    td.add_argument("data", nargs="+", metavar="DATA", help="VOC or YOLO scene sets with face boxes; PATH@train picks the fixed training split")
+    td.add_argument("--out", required=True, help="output folder (face_detector.onnx, last.onnx, last.pt, history.json)")
+    td.add_argument("--val", nargs="*", help="scene sets that choose the epoch kept (face AP@0.5, one pass at --val-det-size)")
+    td.add_argument("--base", default="yunet", help="YuNet ONNX to start from: registry name or path")
+    td.add_argument("--epochs", type=int, default=20, help="passes over the training photos (about 90 s each for 1,500 photos on 2 cores)")
+    td.add_argument("--batch", type=int, default=8, help="views per step")
+    td.add_argument("--lr", type=float, default=1e-4, help="AdamW peak learning rate (warm-up, then cosine decay)")
+    td.add_argument("--crop", type=int, default=640, help="side of the square training view, pixels (multiple of 32)")
+    td.add_argument("--min-side", type=int, default=480, help="smallest longer side a photo is rescaled to before cropping, pixels")
+    td.add_argument("--max-side", type=int, default=1600, help="largest longer side a photo is rescaled to before cropping, pixels")
+    td.add_argument("--ignore-score", type=float, default=0.7,
+                    help="boxes the original detector finds at this score on no annotated face are ignored, not taught as "
+                         "background (annotators leave many real faces unboxed)")
+    td.add_argument("--val-det-size", type=int, default=1024, help="detection size for the validation pass")
+    td.add_argument("--seed", type=int, default=0, help="random seed (views, order)")
+    td.add_argument("--threads", type=int, default=0, help="PyTorch threads (0 = one per core)")
+    td.add_argument("--max-images", type=int, default=0, help="use only the first N training photos (0 = all)")
+    td.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
+    td.add_argument("--force", action="store_true", help="start over in an --out folder that holds an earlier run")
+
+
+def parser_soup(cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    so = cmd("soup", "average the weights of models trained from the same start (same --seed, other settings): one model, "
+             "usually better than each (a 'model soup'); needs the 'train' extra",
+             "maskwatch soup runs/a/mask_classifier.onnx runs/b/mask_classifier.onnx --out runs/soup.onnx")
+    so.add_argument("models", nargs="+", metavar="MODEL", help="two or more classifier .onnx files from `maskwatch train`")
+    so.add_argument("--out", required=True, help="the averaged model (.onnx)")
+    so.add_argument("--force", action="store_true", help="overwrite --out if it exists")
