@@ -8,13 +8,17 @@ one event. A face cut by the frame edge never counts: half a mask reads as none.
 
 from __future__ import annotations
 
+import sys
 import time
-from typing import Any, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TextIO
 
 import numpy as np
 
 from .detections import Detections
 from .pipeline import Detector
+from .settings import check
 from .tracking import Tracker
 
 
@@ -83,3 +87,108 @@ class Monitor:
         self.events.append(ev)
         if self.dispatcher is not None:
             self.dispatcher.emit(ev)
+
+
+# ----------------------------------------------------------------------------------------------- composition root
+
+
+class Closer(Protocol):
+    def close(self) -> Any: ...
+    def close_note(self) -> str | None: ...  # after close: what a user should hear, or None
+
+
+@dataclass
+class MonitorSettings:
+    """What the live monitor is told (``watch``, ``video``, each camera of ``serve``). events: SQLite event log path
+    (None or '' = none). webhook: URL events are POSTed to (queued in the outbox beside the event log). event_json:
+    JSON lines on ``stdout``. serial: Arduino port; serial_dry_run prints the messages on ``stderr`` instead."""
+
+    camera: str = "camera0"
+    events: str | None = None
+    retention_days: float = 30.0
+    confirm_frames: int = 5
+    confirm_seconds: float = 0.0
+    alert_incorrect: bool = False
+    snapshots: bool = False
+    event_json: bool = False
+    webhook: str | None = None
+    sound: bool = False
+    serial: str | None = None
+    serial_dry_run: bool = False
+    serial_interval: int = 200
+
+    def __post_init__(self) -> None:
+        for name in ("confirm_frames", "confirm_seconds", "retention_days", "serial_interval"):
+            check(name, getattr(self, name))
+
+    @property
+    def alert_labels(self) -> tuple[str, ...]:
+        return ("without_mask", "mask_incorrect") if self.alert_incorrect else ("without_mask",)
+
+
+@dataclass
+class Sinks:
+    """Where a monitor's events go: the dispatcher, the event log (None without one), the serial link, and what to
+    close at the end, in order (sinks flush first, then the log, the outbox and the port)."""
+
+    dispatcher: Any
+    log: Any = None
+    serial: Any = None
+    closers: list[Any] = field(default_factory=list)
+
+
+def build_sinks(s: MonitorSettings, extra: Sequence[Any] = (), stdout: TextIO | None = None,
+                stderr: TextIO | None = None) -> Sinks:
+    """The sinks ``s`` asks for (event log, JSON lines, webhook, bell, serial), plus ``extra`` sinks after them."""
+    from .events import EventDispatcher, EventLog, EventLogSink, JsonLinesSink, Outbox, SoundSink, WebhookSink, data_dir
+
+    closers: list[Any] = []
+    sinks: list[Any] = []
+    log = None
+    if s.events:
+        log = EventLog(s.events, retention_days=s.retention_days)
+        closers.append(log)
+        sinks.append(EventLogSink(log))
+    if s.event_json:
+        sinks.append(JsonLinesSink(stdout or sys.stdout))
+    if s.webhook:
+        outbox = Outbox(s.events or str(data_dir() / "outbox.db"))
+        closers.append(outbox)
+        sinks.append(WebhookSink(s.webhook, outbox))
+    if s.sound:
+        sinks.append(SoundSink())
+    serial = None
+    if s.serial or s.serial_dry_run:
+        from .serial_link import SerialSignal
+
+        serial = SerialSignal(s.serial or "dry-run", interval_ms=s.serial_interval, dry_run=s.serial_dry_run,
+                              out=(stderr or sys.stderr) if s.serial_dry_run else None)
+        closers.append(serial)
+    sinks += list(extra)
+    return Sinks(EventDispatcher(sinks), log, serial, sinks + closers)
+
+
+def build_monitor(detector: Detector, s: MonitorSettings, sinks: Sinks | None = None) -> tuple[Monitor, list[Any]]:
+    """The one way a live monitor is assembled: ``(Monitor, closers)``. ``sinks``: shared ones (the server's cameras
+    share one event log); by default built from ``s`` and closed with the returned closers."""
+    own = sinks is None
+    sinks = build_sinks(s) if sinks is None else sinks
+    mon = Monitor(detector, camera=s.camera, confirm_frames=s.confirm_frames, confirm_seconds=s.confirm_seconds,
+                  alert_labels=s.alert_labels, snapshots=s.snapshots, dispatcher=sinks.dispatcher,
+                  serial=sinks.serial if own else None)
+    return mon, sinks.closers if own else []
+
+
+def close_all(closers: Sequence[Closer]) -> list[str]:
+    """Close each in order; the notes a user should hear (undelivered or unwritten events, port trouble)."""
+    notes = []
+    for c in closers:
+        try:
+            c.close()
+        except Exception as e:  # one that fails to close must not hide the others
+            notes.append(f"closing {type(c).__name__}: {e}")
+            continue
+        note = c.close_note()
+        if note:
+            notes.append(note)
+    return notes

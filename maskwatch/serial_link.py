@@ -199,6 +199,10 @@ class SerialSignal:
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
 
+    def close_note(self) -> str | None:
+        """After :meth:`close`: the last trouble with the port, or None."""
+        return f"serial link: {self.last_error}" if self.last_error else None
+
     def __enter__(self) -> SerialSignal:
         return self
 

@@ -79,6 +79,11 @@ SETTINGS: dict[str, Setting] = {
                 "grey '?'", 0.0, 1.0),
         Setting("not_face_threshold", float, 0.5, "a box whose P(not_face) is at least this is no face (a hand, a bag, "
                 "the back of a head) and is removed; for classifiers with a not_face class", 0.01, 1.0),
+        # The live monitor and its event log (watch, video, serve): checked here, by MonitorSettings, for every caller.
+        Setting("confirm_frames", int, 5, "frames a face must read unmasked before its one event (0 = off)", 0, 100_000),
+        Setting("confirm_seconds", float, 0.0, "or seconds it must read unmasked (0 = off)", 0.0, 86_400.0),
+        Setting("retention_days", float, 30.0, "delete events older than this from the log", 0.001, 36_500.0),
+        Setting("serial_interval", int, 200, "ms between two serial messages", 0, 60_000),
     ]
 }
 
@@ -88,6 +93,9 @@ def train_workers() -> int:
 
     return min(8, os.cpu_count() or 1)
 
+
+MONITOR_SETTINGS = ("confirm_frames", "confirm_seconds", "retention_days", "serial_interval")
+"""Settings of the live monitor and its event log (``monitor.MonitorSettings``), not of the Detector."""
 
 SURE_SETTINGS = ("sure_face_score", "sure_mask", "sure_nomask", "sure_incorrect", "not_face_threshold")
 """The operating point: when a face is shown as sure (benchmarks/operating_points.py chooses them)."""

@@ -239,3 +239,27 @@ def test_people_who_follow_each_other_at_one_spot_each_raise_one_event():
     assert len(mon.events) == people, f"{len(mon.events)} events for {people} people"
     assert len({e.track_id for e in mon.events}) == people
     assert len(ids) == people  # one track per person, none split
+
+
+def test_build_monitor_is_the_one_composition_root_and_closers_report_uniformly(tmp_path):
+    from maskwatch import Detector, InputError
+    from maskwatch.monitor import MonitorSettings, build_monitor, build_sinks, close_all
+
+    class Broken:
+        def close(self) -> None:
+            raise OSError("disk gone")
+
+        def close_note(self) -> None:
+            return None
+
+    det = Detector(det_size=320)
+    mon, closers = build_monitor(det, MonitorSettings(camera="door", events=str(tmp_path / "ev.db"), confirm_frames=2,
+                                                      serial_dry_run=True))
+    assert mon.camera == "door" and mon.serial is not None and len(closers) == 3  # log sink, log, serial link
+    shared = build_sinks(MonitorSettings(events=str(tmp_path / "shared.db")))
+    a, own_a = build_monitor(det, MonitorSettings(camera="a"), sinks=shared)
+    b, own_b = build_monitor(det, MonitorSettings(camera="b"), sinks=shared)
+    assert a.dispatcher is b.dispatcher is shared.dispatcher and own_a == own_b == []  # the owner closes shared sinks
+    assert close_all([*closers, Broken(), *shared.closers]) == ["closing Broken: disk gone"]
+    with pytest.raises(InputError, match="confirm_frames"):
+        MonitorSettings(confirm_frames=-1)

@@ -76,7 +76,9 @@ def cmd_evaluate_detection(args: argparse.Namespace) -> int:
             print(json.dumps({"data": spec, "model": name, **r}))
             ap = " ".join(f"AP50[{k}]={v:.3f}" for k, v in r["ap50"].items())
             by = " ".join(f"{k}:{'-' if v is None else f'{v:.2f}'}" for k, v in r["face_recall_by_size"].items())
-            _err(f"{spec} | {name} | mAP50(mask/no-mask)={r['map50']:.3f} {ap} | face recall {r['face_recall']:.3f} ({by})")
+            by_label = " ".join(f"{k} {v:.2f}" for k, v in r["face_recall_by_label"].items())
+            _err(f"{spec} | {name} | mAP50(mask/no-mask)={r['map50']:.3f} {ap} | face recall {r['face_recall']:.3f} ({by}; "
+                 f"{by_label}) | {r['ms_per_photo']:.1f} ms/photo")
             shown = " ".join(f"{lab} P {_fmt(v['precision'])} R {_fmt(v['recall'])}" if lab != "uncertain" else f"grey {v['shown']}"
                              for lab, v in r["labels"].items())
             _err(f"   shown: {shown} | false boxes/photo {r['false_boxes_per_photo']:.2f} | false red boxes/100 photos "

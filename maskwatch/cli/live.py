@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,60 +46,23 @@ def _add_monitor_arguments(sp: argparse.ArgumentParser, events_default: str | No
 
 
 def _build_monitor(args: argparse.Namespace, det: Any, source: str):  # noqa: ANN202
-    """A Monitor with the sinks the options ask for, and the objects to close at the end."""
-    from ..events import EventDispatcher, EventLog, EventLogSink, JsonLinesSink, Outbox, SoundSink, WebhookSink, data_dir
-    from ..monitor import Monitor
+    """The monitor the options ask for (``monitor.build_monitor``), and the objects to close at the end."""
+    from ..monitor import MonitorSettings, build_monitor
 
-    for name in ("confirm_frames", "serial_interval"):
-        if getattr(args, name) < 0:
-            raise InputError(f"'{name}={getattr(args, name)}' is invalid. Valid values are 0 or more")
-    if args.confirm_seconds < 0 or args.retention_days <= 0:
-        raise InputError("--confirm-seconds must be 0 or more and --retention-days above 0")
-    closers: list[Any] = []
-    sinks: list[Any] = []
-    if args.events:
-        log = EventLog(args.events, retention_days=args.retention_days)
-        closers.append(log)
-        sinks.append(EventLogSink(log))
-    if args.event_json:
-        sinks.append(JsonLinesSink(sys.stdout))
-    if args.webhook:
-        outbox = Outbox(args.events or str(data_dir() / "outbox.db"))
-        closers.append(outbox)
-        sinks.append(WebhookSink(args.webhook, outbox))
-    if args.sound:
-        sinks.append(SoundSink())
-    serial = None
-    if args.serial or args.serial_dry_run:
-        from ..serial_link import SerialSignal
-
-        serial = SerialSignal(args.serial or "dry-run", interval_ms=args.serial_interval, dry_run=args.serial_dry_run,
-                              out=sys.stderr if args.serial_dry_run else None)
-        closers.append(serial)
-    closers = sinks + closers  # sinks flush first, then the log and outbox close
-    labels = ("without_mask", "mask_incorrect") if args.alert_incorrect else ("without_mask",)
-    mon = Monitor(det, camera=args.camera or source, confirm_frames=args.confirm_frames, confirm_seconds=args.confirm_seconds,
-                  alert_labels=labels, snapshots=args.snapshots, dispatcher=EventDispatcher(sinks), serial=serial)
-    return mon, closers
+    s = MonitorSettings(camera=args.camera or source, events=args.events, retention_days=args.retention_days,
+                        confirm_frames=args.confirm_frames, confirm_seconds=args.confirm_seconds,
+                        alert_incorrect=args.alert_incorrect, snapshots=args.snapshots, event_json=args.event_json,
+                        webhook=args.webhook, sound=args.sound, serial=args.serial, serial_dry_run=args.serial_dry_run,
+                        serial_interval=args.serial_interval)
+    return build_monitor(det, s)
 
 
 def _close_all(closers: list[Any]) -> None:
     """Close sinks, log, outbox and serial link; say what could not be delivered or written."""
-    for c in closers:
-        name = type(c).__name__
-        try:
-            undelivered = c.count() if name == "Outbox" else 0  # the webhook sink closed (and flushed) before this
-            result = c.close()
-        except Exception as e:  # a sink that fails to close must not hide the others' errors
-            _err(f"maskwatch: warning: closing {name}: {e}")
-            continue
-        if name == "EventLog" and result:
-            _err(f"maskwatch: warning: {result} event(s) could not be written to {c.path}: {c.last_error}")
-        elif name == "Outbox" and undelivered:
-            _err(f"maskwatch: warning: {undelivered} event(s) not yet delivered to the webhook are kept in {c.path}; "
-                 "they are sent when maskwatch next runs with the same --webhook and --events")
-        elif getattr(c, "last_error", None):
-            _err(f"maskwatch: warning: {name}: {c.last_error}")
+    from ..monitor import close_all
+
+    for note in close_all(closers):
+        _err(f"maskwatch: warning: {note}")
 
 
 def _monitor_summary(mon: Any) -> str:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..errors import InputError
-from ..settings import SETTINGS, check, on_off
+from ..settings import MONITOR_SETTINGS, SETTINGS, check, on_off
 
 
 def add_arguments(parser: argparse.ArgumentParser, names: list[str], defaults: dict[str, Any] | None = None) -> None:
@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser, names: list[str], defaults: d
 
 
 def detector_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {n: check(n, getattr(args, n)) for n in SETTINGS if hasattr(args, n)}
+    """The Detector keyword arguments among the parsed options, checked."""
+    return {n: check(n, getattr(args, n)) for n in SETTINGS if hasattr(args, n) and n not in MONITOR_SETTINGS}
 
 
 def load_settings_file(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:

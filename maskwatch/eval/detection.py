@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -90,7 +91,7 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
                        classes: tuple[str, ...] = ("with_mask", "without_mask", "mask_incorrect")) -> dict[str, Any]:
     """Run ``model`` on every image; AP@iou per class (a prediction is its argmax class, scored face_score x
     confidence; ground-truth faces of a class the model cannot output are ignored, not missed) and face recall
-    (any class) by the ground truth's shorter side.
+    (any class) by the ground truth's shorter side and by its true label (masked faces found, bare faces found).
 
     Also what a user sees, at the model's operating point: per shown label (``uncertain`` included), the boxes
     shown with it, the share of them on an annotated face of that label (precision; boxes matched one to one at
@@ -100,6 +101,7 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
     n_gt = {c: 0 for c in classes}
     matched_per_class: dict[str, list[tuple[float, bool]]] = {c: [] for c in classes}
     recall_hits: dict[str, list[int]] = {name: [0, 0] for name, _, _ in SIZE_BINS}
+    label_hits: dict[str, list[int]] = {}  # true label -> [faces found, faces]
     skipped: list[str] = []
     model_classes: tuple[str, ...] | None = None
     shown: dict[str, list[int]] = {}  # label -> [boxes shown with it, of them on an annotated face of that label]
@@ -108,8 +110,11 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
     if not any(b is not None for im in ds.images for b in im.boxes):
         raise InputError("the data set has no face boxes (class folders?); end-to-end evaluation needs a VOC or YOLO "
                          "scene set; for face crops use `maskwatch evaluate`")
+    times: list[float] = []
     for im, img in iter_images(ds.images, skipped, progress):
+        t0 = time.perf_counter()
         det = model.detect(img)
+        times.append(time.perf_counter() - t0)
         model_classes = det.class_names
         n_images += 1
         gt = np.array([b for b in im.boxes if b is not None], np.float32).reshape(-1, 4)
@@ -125,6 +130,10 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
         ious = iou_matrix(gt, det.xyxy)
         side = np.minimum(gt[:, 2] - gt[:, 0], gt[:, 3] - gt[:, 1]) if len(gt) else np.zeros(0)
         found = ious.max(1) >= iou if ious.size else np.zeros(len(gt), bool)
+        for lab, f in zip(im.labels, found):
+            hits = label_hits.setdefault(lab, [0, 0])
+            hits[0] += int(f)
+            hits[1] += 1
         for name, lo, hi in SIZE_BINS:
             m = (side >= lo) & (side < hi)
             recall_hits[name][0] += int(found[m].sum())
@@ -177,6 +186,8 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
         "face_recall": total[0] / max(total[1], 1),
         "face_recall_by_size": {k: (v[0] / v[1] if v[1] else None) for k, v in recall_hits.items()},
         "faces_by_size": {k: v[1] for k, v in recall_hits.items()},
+        "face_recall_by_label": {k: v[0] / v[1] for k, v in sorted(label_hits.items())},
         "gt_counts": n_gt,
+        "ms_per_photo": 1000 * float(np.median(times)) if times else None,  # median, detect() alone (no decoding)
         "skipped": skipped,
     }

@@ -203,6 +203,11 @@ class EventLog:
                 self._conn.close()
             return len(self._pending)
 
+    def close_note(self) -> str | None:
+        """After :meth:`close`: what a user should hear (events that could not be written), or None."""
+        left = len(self._pending)
+        return f"{left} event(s) could not be written to {self.path}: {self.last_error}" if left else None
+
     def __enter__(self) -> EventLog:
         return self
 

@@ -181,11 +181,23 @@ class Outbox:
         with self._lock:
             if self._closed:
                 return
+            try:
+                self.left_at_close = self.count()
+            except Exception:  # the count is for the closing note only
+                self.left_at_close = 0
             for sink in {r[0] for r in self._mem.values()}:
                 self._migrate(sink)
             self._closed = True
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
+
+    def close_note(self) -> str | None:
+        """After :meth:`close`: what a user should hear (events not yet delivered), or None."""
+        left = getattr(self, "left_at_close", 0)
+        if not left:
+            return None
+        return (f"{left} event(s) not yet delivered to the webhook are kept in {self.path}; they are sent when maskwatch "
+                "next runs with the same --webhook and --events")
 
     def __enter__(self) -> Outbox:
         return self

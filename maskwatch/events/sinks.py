@@ -30,6 +30,10 @@ class Sink:
     def close(self) -> None:
         pass
 
+    def close_note(self) -> str | None:
+        """After :meth:`close`: the last delivery problem, or None."""
+        return f"{type(self).__name__}: {self.last_error}" if self.last_error else None
+
     def __enter__(self) -> Sink:
         return self
 

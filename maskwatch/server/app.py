@@ -49,8 +49,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..annotate import BoxAnnotator, blur_faces
 from ..detections import CLASS_NAMES, frame_record
 from ..errors import InputError
-from ..events import DEFAULT_DB, Event, EventDispatcher, EventLog, EventLogSink, Sink, is_loopback
+from ..events import DEFAULT_DB, Event, Sink, is_loopback
 from ..images import MAX_PIXELS, check_image_header, decode_reduced
+from ..monitor import MonitorSettings, build_sinks, close_all
 from ..pipeline import Detector
 from ..settings import PHOTO, PHOTO_DET_SIZE, SURE_SETTINGS, check
 from .cameras import CameraSpec, CameraWorker, parse_camera
@@ -184,7 +185,19 @@ class _State:
         self.photo_side = max([v for v in sizes if v] or [0]) or 4096  # decode no larger than the detector looks
         self.annotator = BoxAnnotator()
         self.live = LiveEvents()
-        self.dispatcher = EventDispatcher([self.live])  # + the event log, opened last
+        # One event log and dispatcher shared by every camera (the log before the live stream: stored, then streamed).
+        self.sinks = build_sinks(MonitorSettings(events=s.events or ":memory:", retention_days=s.retention_days,
+                                                 confirm_frames=s.confirm_frames), extra=[self.live])
+        self.dispatcher, self.log = self.sinks.dispatcher, self.sinks.log
+        try:
+            self._start_cameras(s, specs)
+        except BaseException:
+            close_all(self.sinks.closers)
+            raise
+        self.index_html = (STATIC / "index.html").read_text(encoding="utf-8")
+        self.docs_html = (STATIC / "docs.html").read_text(encoding="utf-8")
+
+    def _start_cameras(self, s: ServerSettings, specs: list[CameraSpec]) -> None:
         self.demo_dir: str | None = None
         if s.demo or (s.demo is None and not specs):
             self.demo_dir = tempfile.mkdtemp(prefix="maskwatch-demo-")
@@ -200,10 +213,6 @@ class _State:
                 cam_id, spec, Detector(**s.detector), self.dispatcher, confirm_frames=s.confirm_frames,
                 blur=s.blur_faces, jpeg_quality=s.jpeg_quality, open_timeout=s.open_timeout,
                 reconnect_wait=s.reconnect_wait, max_retries=s.max_retries, size_hint=(int(s.demo_size[0]), int(s.demo_size[1])))
-        self.index_html = (STATIC / "index.html").read_text(encoding="utf-8")
-        self.docs_html = (STATIC / "docs.html").read_text(encoding="utf-8")
-        self.log = EventLog(s.events or ":memory:", retention_days=s.retention_days)
-        self.dispatcher.sinks.insert(0, EventLogSink(self.log))  # stored before it is streamed
 
     def start(self) -> None:
         for w in self.cameras.values():
@@ -215,8 +224,7 @@ class _State:
             w.request_stop()
         for w in self.cameras.values():
             w.stop()
-        self.dispatcher.close()
-        self.log.close()
+        close_all(self.sinks.closers)
         if self.demo_dir:
             shutil.rmtree(self.demo_dir, ignore_errors=True)
 

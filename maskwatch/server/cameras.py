@@ -25,7 +25,7 @@ import numpy as np
 
 from ..annotate import BoxAnnotator, blur_faces, draw_fps
 from ..errors import InputError
-from ..monitor import Monitor
+from ..monitor import MonitorSettings, Sinks, build_monitor
 from ..pipeline import Detector
 from ..video import FPSMonitor, VideoSource, is_stream, parse_source
 
@@ -94,7 +94,8 @@ class CameraWorker(threading.Thread):
                  size_hint: tuple[int, int] = (640, 480)) -> None:
         super().__init__(name=f"maskwatch-camera-{cam_id}", daemon=True)
         self.id, self.spec = cam_id, spec
-        self.monitor = Monitor(detector, camera=spec.name, confirm_frames=confirm_frames, dispatcher=dispatcher)
+        self.monitor, _ = build_monitor(detector, MonitorSettings(camera=spec.name, confirm_frames=confirm_frames),
+                                        sinks=Sinks(dispatcher))  # the server's shared sinks; it closes them
         self.labels = tuple(detector.shown_labels)
         self.blur, self.jpeg_quality = blur, int(jpeg_quality)
         self.open_timeout, self.reconnect_wait = float(open_timeout), float(reconnect_wait)
