@@ -176,3 +176,14 @@ def test_cli_batch_summary_and_duckdb_reading(inputs: Path, tmp_path: Path) -> N
     duckdb = pytest.importorskip("duckdb")
     n = duckdb.sql(f"SELECT count(*) FROM (SELECT unnest(faces) AS f FROM '{out}/parts/*.parquet') WHERE f.label IS NOT NULL").fetchall()[0]
     assert n[0] == sum(json.loads((out / "summary.json").read_text())["faces"].values())
+
+
+def test_runs_on_a_cluster_given_by_address(tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    files = [str(f) for f in _photos(5)]
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
+        res = run_batch(files, tmp_path / "out", settings=FAST, address=cluster.scheduler_address, chunk=2)
+        assert len(cluster.scheduler.workers) == 1  # the cluster outlives the run: run_batch closes only its client
+    assert res.chunks_run == 3 and not res.chunks_failed
+    assert sorted(r["source"] for r in _rows(tmp_path / "out")) == sorted(files)
