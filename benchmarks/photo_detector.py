@@ -70,7 +70,7 @@ def main() -> None:
         fp = np.cumsum([not t[1] for t in scored])
         face_ap = voc_ap(tp / n_gt, tp / np.maximum(tp + fp, 1)) if scored else 0.0
 
-        def r(key: str) -> str:
+        def r(key: str, hits: dict[str, list[int]] = hits) -> str:
             h = hits.get(key, [0, 0])
             return f"{h[0] / h[1]:.3f}" if h[1] else "-"
 
