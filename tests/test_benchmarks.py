@@ -21,6 +21,8 @@ VAL = f"{VOC}@val"
     ("box_framing.py", [VAL], "IoU>=0.5"),
     ("operating_points.py", [VAL, "--mode", "photo"], "chosen:"),
     ("live_det_size.py", [VAL, "--sizes", "320", "--repeat", "1"], "| 320 |"),
+    ("photo_detector.py", [VAL, "--configs", "yunet:320"], "| yunet | 320 |"),
+    ("detector_misses.py", [VAL, "--det-size", "320", "--sheet", "misses.jpg"], "sheet: misses.jpg"),
     ("batch_speed.py", ["--images", "24", "--chunk", "8", "--mode", "live"], "scheduling is"),
     ("server_memory.py", ["--uploads", "6", "--threads", "2", "--large-every", "3"], "after 6 uploads"),
 ])
