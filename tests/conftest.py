@@ -29,6 +29,18 @@ elif MODELS.is_dir():
     os.environ["MASKWATCH_MODELS"] = str(MODELS)
 
 
+def copy_voc(dst: Path, stems: list[str]) -> Path:
+    """A small VOC scene set at ``dst``: the photos and annotations of ``stems`` from masks-voc-dev."""
+    import shutil
+
+    (dst / "annotations").mkdir(parents=True)
+    (dst / "images").mkdir()
+    for s in stems:
+        shutil.copy(VOC / "annotations" / f"{s}.xml", dst / "annotations")
+        shutil.copy(VOC / "images" / f"{s}.jpg", dst / "images")
+    return dst
+
+
 @pytest.fixture
 def voc_image() -> Path:
     """A real scene photo with several small faces (masked and unmasked): maksssksksss0.jpg, 512x366."""

@@ -6,13 +6,12 @@ import contextlib
 import hashlib
 import io
 import json
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import VOC, needs_shared
+from conftest import VOC, copy_voc, needs_shared
 
 from maskwatch import cli
 from maskwatch.boxes import iou_matrix
@@ -23,15 +22,6 @@ from maskwatch.eval.detection import evaluate_detection, voc_ap
 
 BUNDLED = Path(__file__).resolve().parents[1] / "maskwatch" / "assets" / "mask_classifier.onnx"
 EVAL_STEMS = ["maksssksksss0", "maksssksksss10", "maksssksksss100", "maksssksksss104", "maksssksksss108", "maksssksksss130"]
-
-
-def copy_voc(dst: Path, stems: list[str]) -> Path:
-    (dst / "annotations").mkdir(parents=True)
-    (dst / "images").mkdir()
-    for s in stems:
-        shutil.copy(VOC / "annotations" / f"{s}.xml", dst / "annotations")
-        shutil.copy(VOC / "images" / f"{s}.jpg", dst / "images")
-    return dst
 
 
 def gt_objects(stems: list[str]) -> list[tuple[str, tuple[float, ...]]]:

@@ -3,14 +3,13 @@ detects, a run resumes, and the CLI refuses to overwrite an earlier run."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MODELS, VOC, needs_shared
+from conftest import MODELS, VOC, copy_voc, needs_shared
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -22,15 +21,6 @@ from maskwatch.train.onnx_net import OnnxNet, write_weights  # noqa: E402
 
 pytestmark = needs_shared
 YUNET = MODELS / "face_detection_yunet.onnx"
-
-
-def _voc_subset(root: Path, stems: list[str]) -> Path:
-    (root / "images").mkdir(parents=True)
-    (root / "annotations").mkdir()
-    for s in stems:
-        shutil.copy(VOC / "images" / f"{s}.jpg", root / "images")
-        shutil.copy(VOC / "annotations" / f"{s}.xml", root / "annotations")
-    return root
 
 
 def test_torch_graph_matches_onnxruntime_and_writes_back() -> None:
@@ -82,8 +72,8 @@ def test_simota_gives_each_face_positives_near_its_centre() -> None:
 
 @pytest.mark.slow
 def test_one_tiny_epoch_trains_exports_detects_and_resumes(tmp_path: Path) -> None:
-    data = _voc_subset(tmp_path / "train", ["maksssksksss0", "maksssksksss10", "maksssksksss100", "maksssksksss102"])
-    val = _voc_subset(tmp_path / "val", ["maksssksksss104", "maksssksksss106"])
+    data = copy_voc(tmp_path / "train", ["maksssksksss0", "maksssksksss10", "maksssksksss100", "maksssksksss102"])
+    val = copy_voc(tmp_path / "val", ["maksssksksss104", "maksssksksss106"])
     cfg = DetectorTrainConfig(data=[str(data)], val=[str(val)], out=str(tmp_path / "run"), base=str(YUNET), epochs=2,
                               batch=2, crop=320, min_side=400, max_side=800, val_det_size=640, lr=1e-4)
 
