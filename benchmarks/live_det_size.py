@@ -3,7 +3,7 @@
 
     python benchmarks/live_det_size.py [SCENES ...] [--sizes 320,480,640] [--repeat 3]
 
-SCENES default to every scene set's @val split. Pair the table with `python benchmarks/pipeline_speed.py` (real
+SCENES default to every scene set's @val split; --detectors compares face detectors (default: YuNet and the tuned one). Pair the table with `python benchmarks/pipeline_speed.py` (real
 frames/s of the whole pipeline with 1-3 faces): the live default should be the most accurate size that keeps at least
 60 frames/s there.
 """
@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("scenes", nargs="*")
     ap.add_argument("--sizes", default="320,480,640")
     ap.add_argument("--repeat", type=int, default=3, help="timed passes over the frames")
+    ap.add_argument("--detectors", default="yunet,yunet_masks", help="face detectors to compare (registry names or ONNX paths)")
     args = ap.parse_args()
     frames, truths = [], []
     skipped: list[str] = []
@@ -50,10 +51,10 @@ def main() -> None:
             truths.append(gt)
     n_gt = sum(len(g) for g in truths)
     print(f"{len(frames)} frames 640x480 (letterboxed scene photos), {n_gt} annotated faces; {len(skipped)} unreadable")
-    print("| det-size | face AP@0.5 | face recall | boxes/frame | median ms/frame (detector alone) |")
-    print("|---|---|---|---|---|")
-    for size in (int(v) for v in args.sizes.split(",")):
-        fd = create_face_detector("yunet", det_size=size)
+    print("| detector | det-size | face AP@0.5 | face recall | boxes/frame | median ms/frame (detector alone) |")
+    print("|---|---|---|---|---|---|")
+    for name, size in ((n, int(v)) for n in args.detectors.split(",") for v in args.sizes.split(",")):
+        fd = create_face_detector(name, det_size=size)
         scored: list[tuple[float, bool]] = []
         found = 0
         for frame, gt in zip(frames, truths):
@@ -71,7 +72,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 fd.detect(frame)
                 times.append(time.perf_counter() - t0)
-        print(f"| {size} | {face_ap:.3f} | {found / n_gt:.3f} | {len(scored) / len(frames):.2f} | {1000 * np.median(times):.2f} |")
+        print(f"| {name} | {size} | {face_ap:.3f} | {found / n_gt:.3f} | {len(scored) / len(frames):.2f} | {1000 * np.median(times):.2f} |")
 
 
 if __name__ == "__main__":

@@ -47,12 +47,15 @@ def outcomes(specs: list[str], mode: str, classifier: str, cache: Path | None) -
     """Every box of the mode's pipeline on the scenes (thresholds off, not_face boxes kept), cached by settings."""
     preset = PHOTO if mode == "photo" else LIVE
     model = resolve(classifier)  # the file itself: "mask_classifier" names whichever model is bundled now
-    key = hashlib.sha1(json.dumps([2, specs, mode, str(model), hashlib.sha256(model.read_bytes()).hexdigest()]).encode()).hexdigest()[:10]
+    fd = preset.get("face_detector", "yunet")
+    fd_file = resolve(fd) if not str(fd).endswith(".onnx") else Path(fd)
+    key = hashlib.sha1(json.dumps([3, specs, mode, str(model), hashlib.sha256(model.read_bytes()).hexdigest(), str(preset["det_size"]),
+                                   hashlib.sha256(fd_file.read_bytes()).hexdigest()]).encode()).hexdigest()[:10]
     path = cache / f"outcomes-{mode}-{key}.npz" if cache else None
     if path and path.exists():
         z = np.load(path, allow_pickle=True)
         return {k: (z[k].item() if z[k].dtype == object and z[k].ndim == 0 else z[k]) for k in z.files}
-    det = Detector(det_size=preset["det_size"], flip=preset["flip"], classifier=classifier, score_threshold=MIN_DETECTOR_SCORE,
+    det = Detector(face_detector=fd, det_size=preset["det_size"], flip=preset["flip"], classifier=classifier, score_threshold=MIN_DETECTOR_SCORE,
                    nomask_cost=1.0, keep_not_face=True)
     parts = []
     for spec in specs:

@@ -24,6 +24,7 @@ from maskwatch.classifier import MaskClassifier  # noqa: E402
 from maskwatch.crops import crop_faces, to_input  # noqa: E402
 from maskwatch.detectors import create_face_detector  # noqa: E402
 from maskwatch.pipeline import Detector  # noqa: E402
+from maskwatch.settings import LIVE, PHOTO  # noqa: E402
 
 
 class DocumentsPipeline:
@@ -76,11 +77,18 @@ def main() -> None:
     a = ap.parse_args()
     frames = real_frames(a.frames)
     clf = MaskClassifier()
+    live, photo = LIVE, PHOTO
     rows = [
-        ("maskwatch yunet det_size=320 (video default)", Detector("yunet", clf, det_size=320).detect),
+        (f"maskwatch {live['face_detector']} det_size={live['det_size']} (video default)",
+         Detector(live["face_detector"], clf, det_size=live["det_size"]).detect),
+        ("maskwatch yunet det_size=320 (the previous video default)", Detector("yunet", clf, det_size=320).detect),
+        ("maskwatch yunet_masks det_size=320", Detector("yunet_masks", clf, det_size=320).detect),
+        ("maskwatch yunet_masks det_size=480", Detector("yunet_masks", clf, det_size=480).detect),
+        ("maskwatch yunet_masks det_size=640", Detector("yunet_masks", clf, det_size=640).detect),
         ("maskwatch yunet det_size=640", Detector("yunet", clf, det_size=640).detect),
-        ("maskwatch yunet det_size=800", Detector("yunet", clf, det_size=800).detect),
-        ("maskwatch yunet det_size=800,1600 + flip (photo default)",
+        (f"maskwatch {photo['face_detector']} det_size={photo['det_size']} + flip (photo default)",
+         Detector(photo["face_detector"], MaskClassifier(flip=True), det_size=photo["det_size"]).detect),
+        ("maskwatch yunet det_size=800,1600 + flip (the previous photo default)",
          Detector("yunet", MaskClassifier(flip=True), det_size=(800, 1600)).detect),
         ("maskwatch ssd", Detector("ssd", clf, det_size=0).detect),
         ("maskwatch haar det_size=320", Detector("haar", clf, det_size=320).detect),
@@ -88,12 +96,12 @@ def main() -> None:
         ("documents: res10 SSD + MobileNetV2 224, batched", DocumentsPipeline(batched=True).detect),
     ]
     print(f"{len(frames)} real frames 640x480 (1-3 labelled faces each), x{a.repeat}; OpenCV threads {cv2.getNumThreads()}")
-    print(f"{'pipeline':50} | {'frames/s':>8} | {'median ms':>9} | {'p95 ms':>7} | {'faces/frame':>11}")
+    print(f"{'pipeline':62} | {'frames/s':>8} | {'median ms':>9} | {'p95 ms':>7} | {'faces/frame':>11}")
     results = {}
     for name, fn in rows:
         t, fpf = time_it(fn, frames, a.repeat)
         results[name] = 1000 / t.mean()
-        print(f"{name:50} | {1000 / t.mean():8.1f} | {np.median(t):9.2f} | {np.percentile(t, 95):7.2f} | {fpf:11.2f}")
+        print(f"{name:62} | {1000 / t.mean():8.1f} | {np.median(t):9.2f} | {np.percentile(t, 95):7.2f} | {fpf:11.2f}")
     base = results["documents: res10 SSD + MobileNetV2 224, per face"]
     print(f"speed-up of the video default over the documents' per-face pipeline: {results[rows[0][0]] / base:.1f}x")
 

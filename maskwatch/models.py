@@ -43,6 +43,11 @@ REGISTRY: dict[str, ModelFile] = {
             "YuNet face detector (OpenCV FaceDetectorYN), input BGR, any size", "MIT",
         ),
         ModelFile(
+            "yunet_masks", "face_detector_masks.onnx", None, ("e35ca9f686429e248e70b13c421be8b8a118a186287e8456cc4a8b71c913902e",),
+            "YuNet fine-tuned by maskwatch on real masked scenes (ships inside the package; MODEL_CARD.md)",
+            "MIT (the YuNet weights it starts from); data licences: MODEL_CARD.md",
+        ),
+        ModelFile(
             "ssd_pb", "opencv_face_detector_uint8.pb",
             "https://raw.githubusercontent.com/opencv/opencv_3rdparty/8033c2bc31b3256f0d461c919ecc01c2428ca03b/opencv_face_detector_uint8.pb",
             ("5c71d752ef2cbf2f457ac82fdd580fcb2522fd04c5efdaed18eb6d9e2843fbed",),

@@ -23,9 +23,14 @@ def det_sizes(text: str | int | tuple) -> int | tuple[int, ...]:
 
 det_sizes.__name__ = "size[,size...]"
 
-PHOTO_DET_SIZE = (800, 1600)
-"""Face-detection sizes for photos: two passes, so 10-20 px faces and large ones are both found. The default of
-``maskwatch detect``, ``maskwatch.detect()``, the server's uploads and ``--boxes/--scene-boxes detector``."""
+PHOTO_DET_SIZE = 1024
+"""Face-detection size for photos: one pass of the tuned detector at a longer side of 1024 px (as accurate as the
+previous two passes at 800 and 1600, a quarter of the time: benchmarks/photo_detector.py). The default of
+``maskwatch detect``, ``maskwatch.detect()``, the server's uploads and ``evaluate --boxes detector``."""
+PHOTO_FACE_DETECTOR = "yunet_masks"
+CLASSIFIER_TRAINING_FRAMING = ("yunet", (800, 1600))
+"""The face detector and sizes whose boxes frame scene faces when the classifier is trained (``--scene-boxes
+detector``): those the bundled classifier was trained on (the photo defaults of its time)."""
 
 
 def on_off(text: str | bool) -> bool:
@@ -104,11 +109,13 @@ SURE_SETTINGS = ("sure_face_score", "sure_mask", "sure_nomask", "sure_incorrect"
 # sets (never on @test) for the bundled classifier: per label, the lowest probability at which shown labels reach
 # precision 0.90 (0.60 for mask_incorrect), else the best F0.5; the face-score and not_face thresholds with the best
 # summed F0.5 of with_mask and without_mask. MODEL_CARD.md has the table.
-PHOTO: dict[str, Any] = {"det_size": PHOTO_DET_SIZE, "flip": True, "nomask_cost": 1.0, "sure_face_score": 0.8,
-                         "sure_mask": 0.85, "sure_nomask": 0.8, "sure_incorrect": 0.4, "not_face_threshold": 0.5}
+PHOTO: dict[str, Any] = {"face_detector": PHOTO_FACE_DETECTOR, "det_size": PHOTO_DET_SIZE, "flip": True, "nomask_cost": 1.0,
+                         "sure_face_score": 0.7, "sure_mask": 0.94, "sure_nomask": 0.57, "sure_incorrect": 0.4,
+                         "not_face_threshold": 0.5}
 """The photo preset (detect, evaluate-detection, explain, uploads, ``maskwatch.detect()``): accuracy first."""
-LIVE: dict[str, Any] = {"det_size": 320, "flip": False, "nomask_cost": 1.0, "sure_face_score": 0.6, "sure_mask": 0.76,
-                        "sure_nomask": 0.8, "sure_incorrect": 0.49, "not_face_threshold": 0.5}
+LIVE: dict[str, Any] = {"face_detector": "yunet_masks", "det_size": 640, "flip": False, "nomask_cost": 1.0,
+                        "sure_face_score": 0.9, "sure_mask": 0.94, "sure_nomask": 0.49, "sure_incorrect": 0.4,
+                        "not_face_threshold": 0.5}
 """The live preset (video, watch, the dashboard's cameras): speed first; the tracker smooths labels over frames."""
 
 

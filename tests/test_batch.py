@@ -20,6 +20,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 from maskwatch.batch import expand_inputs, run_batch  # noqa: E402
 from maskwatch.errors import InputError  # noqa: E402
+from maskwatch.settings import PHOTO  # noqa: E402
 
 ILC = DATA / "detect" / "ilc-2021" / "images"
 pytestmark = [needs_shared, pytest.mark.slow]
@@ -118,7 +119,7 @@ def test_changed_settings_or_inputs_refuse_to_resume(inputs: Path, tmp_path: Pat
     run_batch([str(inputs)], out, settings=FAST, workers=1, chunk=16)
     again = run_batch([str(inputs)], out, settings=FAST, workers=1, chunk=16)
     assert again.resumed and again.chunks_run == 0 and again.chunks_done_before == 3
-    with pytest.raises(InputError, match=r"other settings sure_nomask \(0.8 then, 0.95 now\).*--force"):
+    with pytest.raises(InputError, match=rf"other settings sure_nomask \({PHOTO['sure_nomask']} then, 0.95 now\).*--force"):
         run_batch([str(inputs)], out, settings={**FAST, "sure_nomask": 0.95}, workers=1, chunk=16)
     (inputs / "new.jpg").write_bytes(_photos(31)[-1].read_bytes())
     with pytest.raises(InputError, match=r"the inputs \(34 items then, 35 now\)"):

@@ -20,7 +20,7 @@ VAL = f"{VOC}@val"
     ("pipeline_speed.py", ["--frames", "3", "--repeat", "1"], "speed-up of the video default"),
     ("box_framing.py", [VAL], "IoU>=0.5"),
     ("operating_points.py", [VAL, "--mode", "photo"], "chosen:"),
-    ("live_det_size.py", [VAL, "--sizes", "320", "--repeat", "1"], "| 320 |"),
+    ("live_det_size.py", [VAL, "--sizes", "320", "--repeat", "1"], "| yunet_masks | 320 |"),
     ("photo_detector.py", [VAL, "--configs", "yunet:320"], "| yunet | 320 |"),
     ("detector_misses.py", [VAL, "--det-size", "320", "--sheet", "misses.jpg"], "sheet: misses.jpg"),
     ("batch_speed.py", ["--images", "24", "--chunk", "8", "--mode", "live"], "scheduling is"),

@@ -185,3 +185,22 @@ def test_a_pass_that_finds_nothing_keeps_the_other_passes_landmarks(voc_image):
     assert len(one) >= 3 and one.landmarks is not None
     assert both.landmarks is not None and len(both) == len(one)
     np.testing.assert_allclose(both.landmarks, one.landmarks, atol=1e-3)
+
+
+def test_shipped_tuned_detector_finds_the_faces_of_a_real_photo_where_expected(voc_image):
+    """The bundled yunet_masks detector (MODEL_CARD.md) on maksssksksss0.jpg at the photo size: the three annotated
+    faces (two bare, one masked), each box within 3 px of the boxes it gave when it was shipped."""
+    from maskwatch import load_image
+    from maskwatch.detectors import create_face_detector
+    from maskwatch.models import REGISTRY, resolve, sha256_of
+    from maskwatch.settings import PHOTO
+
+    path = resolve("yunet_masks")
+    assert path.parent.name == "assets" and sha256_of(path) in REGISTRY["yunet_masks"].sha256
+    assert path.stat().st_size < 10 * 2**20
+    fd = create_face_detector(PHOTO["face_detector"], det_size=PHOTO["det_size"])
+    found = fd.detect(load_image(voc_image))
+    expected = np.array([[319, 87, 360, 139], [183, 99, 228, 144], [78, 104, 109, 141]], np.float32)
+    assert len(found) == 3 and (found.face_score > 0.9).all()
+    order = np.argsort(-found.xyxy[:, 0])
+    np.testing.assert_allclose(found.xyxy[order], expected, atol=3)

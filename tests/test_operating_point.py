@@ -77,7 +77,7 @@ def test_not_face_boxes_are_removed_unless_kept(voc_image):
     p[1, MODEL_CLASSES.index("without_mask")] = 0.9
     p[:, MODEL_CLASSES.index("with_mask")] += 0.1
     full = maskwatch.Detector(det_size=800, classifier=_fixed(MaskClassifier(nomask_cost=1.0), p), keep_not_face=True).detect(img)
-    assert len(full) >= 4 and full.labels[:2] == [NOT_FACE, "without_mask"]
+    assert len(full) >= 3 and full.labels[:2] == [NOT_FACE, "without_mask"]
     shown = maskwatch.Detector(det_size=800, classifier=_fixed(MaskClassifier(nomask_cost=1.0), p)).detect(img)
     assert NOT_FACE not in shown.labels
     assert len(shown) == sum(lab != NOT_FACE for lab in full.labels)

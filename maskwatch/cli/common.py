@@ -14,7 +14,7 @@ from .options import detector_kwargs
 
 DETECT_SETTINGS = ["face_detector", "classifier", "score_threshold", "nms_threshold", "det_size", "upscale", "threads",
                    "nomask_cost", "flip", *SURE_SETTINGS]
-PHOTO_DET_SIZE = ",".join(map(str, PHOTO_DET_SIZES))  # as a command-line value: "800,1600"
+PHOTO_DET_SIZE = str(PHOTO_DET_SIZES) if isinstance(PHOTO_DET_SIZES, int) else ",".join(map(str, PHOTO_DET_SIZES))  # as typed
 PHOTO_DEFAULTS = {**PHOTO, "det_size": PHOTO_DET_SIZE}  # photos: accuracy first (two passes, mirrored faces too)
 VIDEO_DEFAULTS = dict(LIVE)  # video and live: speed first (faces at an entrance are large)
 VIDEO_DET_SIZE = LIVE["det_size"]

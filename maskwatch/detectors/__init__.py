@@ -18,7 +18,7 @@ FACE_DETECTORS: dict[str, Callable[..., FaceDetector]] = {
     "ssd": SSDDetector,
     "haar": HaarDetector,
 }
-DEFAULT_FACE_DETECTOR = "yunet"
+DEFAULT_FACE_DETECTOR = "yunet_masks"  # the tuned YuNet (MODEL_CARD.md); "yunet" is the original
 
 
 def create_face_detector(name: str = DEFAULT_FACE_DETECTOR, **kwargs: Any) -> FaceDetector:

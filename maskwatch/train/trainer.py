@@ -181,11 +181,12 @@ def prepare_crops(cfg: TrainConfig, specs: list[str], cache_dir: Path, progress:
 
     with tqdm(total=len(ds.images), desc="cropping faces", unit="img", disable=not progress) as bar:
         fd = None
-        if cfg.scene_boxes == "detector":  # the photo default: YuNet, two passes
+        if cfg.scene_boxes == "detector":  # the framing the bundled classifier was trained on
             from ..detectors import create_face_detector
-            from ..settings import PHOTO_DET_SIZE
+            from ..settings import CLASSIFIER_TRAINING_FRAMING
 
-            fd = create_face_detector("yunet", det_size=PHOTO_DET_SIZE)
+            name, sizes = CLASSIFIER_TRAINING_FRAMING
+            fd = create_face_detector(name, det_size=sizes)
         cs, skipped = build_cropset(ds, cfg.input_size, cfg.margin, progress=bar.update, face_detector=fd)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cs.warnings = [f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}"] if skipped else []
