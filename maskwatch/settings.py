@@ -28,9 +28,7 @@ PHOTO_DET_SIZE = 1024
 previous two passes at 800 and 1600, a quarter of the time: benchmarks/photo_detector.py). The default of
 ``maskwatch detect``, ``maskwatch.detect()``, the server's uploads and ``evaluate --boxes detector``."""
 PHOTO_FACE_DETECTOR = "yunet_masks"
-CLASSIFIER_TRAINING_FRAMING = ("yunet", (800, 1600))
-"""The face detector and sizes whose boxes frame scene faces when the classifier is trained (``--scene-boxes
-detector``): those the bundled classifier was trained on (the photo defaults of its time)."""
+
 
 
 def on_off(text: str | bool) -> bool:

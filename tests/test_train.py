@@ -745,13 +745,12 @@ def test_not_face_crops_come_from_detections_on_no_annotated_face_and_train(clas
     from maskwatch.boxes import iou_matrix
     from maskwatch.detections import MODEL_CLASSES, NOT_FACE
     from maskwatch.detectors import create_face_detector
-    from maskwatch.settings import CLASSIFIER_TRAINING_FRAMING
-
     stem = "maksssksksss0"
     scene = copy_voc(tmp_path / "scene", [stem])
     xml = scene / "annotations" / f"{stem}.xml"
     tree = ET.parse(xml)
-    found = create_face_detector(CLASSIFIER_TRAINING_FRAMING[0], det_size=CLASSIFIER_TRAINING_FRAMING[1]).detect(maskwatch.load_image(scene / "images" / f"{stem}.jpg"))
+    # TrainConfig.scene_detector's default framing:
+    found = create_face_detector("yunet", det_size=(800, 1600)).detect(maskwatch.load_image(scene / "images" / f"{stem}.jpg"))
     boxes = np.array(voc_boxes(stem), np.float32)
     ious = iou_matrix(boxes, found.xyxy)
     drop = int(ious.max(1).argmax())  # the annotated face the detector frames best: "forget" it

@@ -34,6 +34,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       workers=args.workers, max_images=args.max_images, force=args.force, resume=args.resume,
                       device=args.device, finetune_from=args.finetune_from, nomask_weight=args.nomask_weight,
                       source_balance=args.source_balance, erase=args.erase, ema=args.ema, scene_boxes=args.scene_boxes,
+                      scene_detector=args.scene_detector,
                       not_face=args.not_face, not_face_max_score=args.not_face_max_score, select=args.select,
                       init=args.init, class_weight_cap=args.class_weight_cap)
     import logging
@@ -126,6 +127,10 @@ def parser_train(cmd: Callable[..., argparse.ArgumentParser]) -> None:
                    help="scene sets (VOC/YOLO): crop around the annotated boxes, or around the face detector's box that matches "
                         "each one ('detector': IoU >= 0.5, the framing the classifier gets at run time; faces it misses keep "
                         "their annotated box)")
+    t.add_argument("--scene-detector", default="yunet:800,1600", metavar="NAME:SIZES",
+                   help="the face detector and det sizes whose boxes frame scene faces for --scene-boxes detector (and give the "
+                        "not_face crops): the bundled classifier was trained on yunet:800,1600; yunet_masks:1024 is today's photo "
+                        "default")
     t.add_argument("--not-face", type=on_off, default="on", metavar="on|off",
                    help="also learn a not_face class from the face detector's boxes that overlap no annotated face (IoU < 0.3) "
                         "in the scene sets: hands, bags, backs of heads. At run time such boxes are removed (needs --scene-boxes detector)")

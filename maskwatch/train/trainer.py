@@ -71,6 +71,7 @@ class TrainConfig:
     class_weight_cap: float = 3.0  # loss weight of a rare class (sqrt of its rarity) capped here; 1 = none beyond the
     # sampler's balancing, which already shows rare classes more often
     erase: float = 0.0  # probability of random erasing per training view (0 = off)
+    scene_detector: str = "yunet:800,1600"  # NAME:SIZES of the face detector whose boxes frame scene faces (and give not_face)
     scene_boxes: str = "detector"  # scene sets: crop around the "truth" boxes, or the face "detector"'s boxes matched
     # to them (IoU >= 0.5; the run-time framing)
     not_face: bool = True  # learn a not_face class from the detector's boxes on no annotated face (needs scene_boxes detector)
@@ -156,6 +157,8 @@ def _cache_key(cfg: TrainConfig, ds: Dataset) -> str:
     key: list[Any] = [context_size(cfg.input_size), cfg.margin, cfg.max_images, cfg.seed]
     if cfg.scene_boxes != "truth":  # (truth framing keeps the keys of caches made before this setting existed)
         key += [cfg.scene_boxes, "not_face-1"]  # detector caches hold the not_face crops too
+        if cfg.scene_detector != "yunet:800,1600":  # (the first detector keeps the keys of earlier caches)
+            key.append(cfg.scene_detector)
     h = hashlib.sha1(json.dumps(key).encode())
     for im in ds.images:
         st = im.path.stat()
@@ -181,12 +184,16 @@ def prepare_crops(cfg: TrainConfig, specs: list[str], cache_dir: Path, progress:
 
     with tqdm(total=len(ds.images), desc="cropping faces", unit="img", disable=not progress) as bar:
         fd = None
-        if cfg.scene_boxes == "detector":  # the framing the bundled classifier was trained on
+        if cfg.scene_boxes == "detector":  # the run-time framing: the face detector's own boxes
             from ..detectors import create_face_detector
-            from ..settings import CLASSIFIER_TRAINING_FRAMING
+            from ..settings import det_sizes
 
-            name, sizes = CLASSIFIER_TRAINING_FRAMING
-            fd = create_face_detector(name, det_size=sizes)
+            name, _, sizes = cfg.scene_detector.partition(":")
+            try:
+                size = det_sizes(sizes or "1024")
+            except ValueError:
+                raise InputError(f"scene_detector={cfg.scene_detector}: give NAME:SIZES, e.g. yunet_masks:1024") from None
+            fd = create_face_detector(name, det_size=size)
         cs, skipped = build_cropset(ds, cfg.input_size, cfg.margin, progress=bar.update, face_detector=fd)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cs.warnings = [f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}"] if skipped else []
