@@ -26,16 +26,13 @@ class FaceDetector:
 
     def __init__(self, score_threshold: float = 0.5, nms_threshold: float = 0.3, det_size: int | Sequence[int] = 640,
                  upscale: float | None = None, min_face: float = 4.0) -> None:
-        if not 0.0 <= score_threshold <= 1.0:
-            raise InputError(f"score_threshold={score_threshold} is invalid; valid values are between 0.0 and 1.0")
-        if not 0.0 < nms_threshold <= 1.0:
-            raise InputError(f"nms_threshold={nms_threshold} is invalid; valid values are in (0.0, 1.0]")
-        if upscale is not None and not 0.1 <= upscale <= 4.0:
-            raise InputError(f"upscale={upscale} is invalid; valid values are between 0.1 and 4.0")
+        from ..settings import check  # the one table of ranges (imported here: settings lists the detectors)
+
+        for name, value in (("score_threshold", score_threshold), ("nms_threshold", nms_threshold), ("upscale", upscale)):
+            check(name, value)
         sizes = (det_size,) if isinstance(det_size, (int, np.integer)) else tuple(det_size)
         for size in sizes:
-            if size != 0 and not 64 <= size <= 4096:
-                raise InputError(f"det_size={size} is invalid; valid values are 0 (no resize) or 64..4096 pixels")
+            check("det_size", int(size))
         if not sizes:
             raise InputError("det_size is empty; give one size (640) or several for a multi-scale pass (800,1600)")
         self.det_sizes = sizes
