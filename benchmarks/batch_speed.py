@@ -70,15 +70,15 @@ def main() -> None:
     size_in = sum(os.path.getsize(f) for f in files)
     print(f"{len(files)} photos ({len(set(files))} distinct, {size_in / len(files) / 1024:.0f} KB each on average), "
           f"{args.mode} preset, chunk {args.chunk}, {os.cpu_count()} cores")
-    print("| run | seconds | images/s | vs plain loop, 1 thread |")
-    print("|---|---|---|---|")
+    print("| run | seconds | images/s | vs plain loop, 1 thread | mean s of work per chunk |")
+    print("|---|---|---|---|---|")
     base = None
     if not args.skip_plain:
         for threads, name in ((None, "plain loop, one process, all cores"), (1, "plain loop, one process, 1 thread")):
             t = plain_loop(files, settings, threads)
             if threads == 1:
                 base = len(files) / t
-            print(f"| {name} | {t:.1f} | {len(files) / t:.2f} | {'' if base is None else '1.00x'} |", flush=True)
+            print(f"| {name} | {t:.1f} | {len(files) / t:.2f} | {'' if base is None else '1.00x'} | |", flush=True)
     rates = {}
     bytes_out = 0
     for w in (int(v) for v in args.workers.split(",")):
@@ -92,8 +92,8 @@ def main() -> None:
             work = [json.loads(p.read_text())["seconds"] for p in (Path(d) / "out" / "chunks").iterdir()]
         rates[w] = len(files) / t
         rel = f"{rates[w] / base:.2f}x" if base else ""
-        print(f"| batch --workers {w} (whole run) | {t:.1f} | {rates[w]:.2f} | {rel} |", flush=True)
         chunk_s = sum(work) / len(work)
+        print(f"| batch --workers {w} (whole run) | {t:.1f} | {rates[w]:.2f} | {rel} | {chunk_s:.2f} |", flush=True)
     if len(rates) > 1:
         ws = sorted(rates)
         print(f"\nscaling: {ws[-1]} workers run {rates[ws[-1]] / rates[ws[0]]:.2f}x the rate of {ws[0]}")
