@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import InputError
-from ..settings import on_off, train_workers
+from ..settings import on_off
+from ..train.config import DetectorTrainConfig, TrainConfig, default
 from .common import (
     _err,
 )
@@ -99,45 +100,45 @@ def parser_train(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     t.add_argument("data", nargs="+", metavar="DATA", help="class folders (with_mask/, without_mask/, mask_incorrect/) or VOC/YOLO scene sets; PATH@train / PATH@test pick a fixed 75/25 split")
     t.add_argument("--out", required=True, help="output folder (model, report, plots, log)")
     t.add_argument("--val", nargs="*", help="explicit validation sources (default: a stratified 80/20 split of DATA)")
-    t.add_argument("--input-size", type=int, default=64, help="classifier input, pixels")
-    t.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs (early stopping may end sooner)")
-    t.add_argument("--head-epochs", type=int, default=3, help="epochs on the frozen backbone first")
-    t.add_argument("--finetune-from", type=int, default=8, help="first backbone block trained in fine-tuning (0 = all)")
-    t.add_argument("--batch", type=int, default=32, help="batch size")
-    t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate for fine-tuning")
-    t.add_argument("--patience", type=int, default=5, help="early stopping: epochs without a better validation score")
-    t.add_argument("--select", choices=["f1", "recall", "loss"], default="f1",
+    t.add_argument("--input-size", type=int, default=default(TrainConfig, "input_size"), help="classifier input, pixels")
+    t.add_argument("--epochs", type=int, default=default(TrainConfig, "epochs"), help="fine-tuning epochs (early stopping may end sooner)")
+    t.add_argument("--head-epochs", type=int, default=default(TrainConfig, "head_epochs"), help="epochs on the frozen backbone first")
+    t.add_argument("--finetune-from", type=int, default=default(TrainConfig, "finetune_from"), help="first backbone block trained in fine-tuning (0 = all)")
+    t.add_argument("--batch", type=int, default=default(TrainConfig, "batch"), help="batch size")
+    t.add_argument("--lr", type=float, default=default(TrainConfig, "lr"), help="Adam learning rate for fine-tuning")
+    t.add_argument("--patience", type=int, default=default(TrainConfig, "patience"), help="early stopping: epochs without a better validation score")
+    t.add_argument("--select", choices=["f1", "recall", "loss"], default=default(TrainConfig, "select"),
                    help="the epoch kept: best macro F1 over the classes on the validation crops, best mean recall, or lowest "
                         "validation loss; the kept model's probabilities are then calibrated on the validation crops")
     t.add_argument("--pretrained", default="imagenet", help="'imagenet', a torchvision mobilenet_v2 .pth, or 'none'")
     t.add_argument("--init", metavar="MODEL.onnx",
                    help="start from a classifier made by maskwatch train (e.g. the previous default) instead of ImageNet: "
                         "its weights, BatchNorm frozen; classes it lacks (not_face) start random")
-    t.add_argument("--seed", type=int, default=0, help="random seed (split, sampling, augmentation)")
-    t.add_argument("--workers", type=int, default=train_workers(), help="data-loading processes (one per core, at most 8)")
-    t.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
-    t.add_argument("--max-images", type=int, default=0, help="use at most this many images per source (0 = all)")
-    t.add_argument("--nomask-weight", type=float, default=2.0, help="extra loss weight on without_mask (a bare face called masked is the costly error)")
-    t.add_argument("--class-weight-cap", type=float, default=3.0,
+    t.add_argument("--seed", type=int, default=default(TrainConfig, "seed"), help="random seed (split, sampling, augmentation)")
+    t.add_argument("--workers", type=int, default=default(TrainConfig, "workers"), help="data-loading processes (one per core, at most 8)")
+    t.add_argument("--device", default=default(TrainConfig, "device"), help="'auto', 'cpu' or 'cuda'")
+    t.add_argument("--max-images", type=int, default=default(TrainConfig, "max_images"), help="use at most this many images per source (0 = all)")
+    t.add_argument("--nomask-weight", type=float, default=default(TrainConfig, "nomask_weight"), help="extra loss weight on without_mask (a bare face called masked is the costly error)")
+    t.add_argument("--class-weight-cap", type=float, default=default(TrainConfig, "class_weight_cap"),
                    help="a rare class's extra loss weight (the square root of its rarity) is capped here; 1 = none, the "
                         "sampler's balancing only (rare classes weighted twice over get over-predicted)")
-    t.add_argument("--source-balance", type=float, default=0.5, help="sampling weight per source ~ size^-x: 0 = as the data comes, 1 = every source equally")
-    t.add_argument("--erase", type=float, default=0.0, help="probability of random erasing (a rectangle of noise or colour) per training view")
-    t.add_argument("--scene-boxes", choices=["truth", "detector"], default="detector",
+    t.add_argument("--source-balance", type=float, default=default(TrainConfig, "source_balance"), help="sampling weight per source ~ size^-x: 0 = as the data comes, 1 = every source equally")
+    t.add_argument("--erase", type=float, default=default(TrainConfig, "erase"), help="probability of random erasing (a rectangle of noise or colour) per training view")
+    t.add_argument("--scene-boxes", choices=["truth", "detector"], default=default(TrainConfig, "scene_boxes"),
                    help="scene sets (VOC/YOLO): crop around the annotated boxes, or around the face detector's box that matches "
                         "each one ('detector': IoU >= 0.5, the framing the classifier gets at run time; faces it misses keep "
                         "their annotated box)")
-    t.add_argument("--scene-detector", default="yunet:800,1600", metavar="NAME:SIZES",
+    t.add_argument("--scene-detector", default=default(TrainConfig, "scene_detector"), metavar="NAME:SIZES",
                    help="the face detector and det sizes whose boxes frame scene faces for --scene-boxes detector (and give the "
                         "not_face crops): the bundled classifier was trained on yunet:800,1600; yunet_masks:1024 is today's photo "
                         "default")
     t.add_argument("--not-face", type=on_off, default="on", metavar="on|off",
                    help="also learn a not_face class from the face detector's boxes that overlap no annotated face (IoU < 0.3) "
                         "in the scene sets: hands, bags, backs of heads. At run time such boxes are removed (needs --scene-boxes detector)")
-    t.add_argument("--not-face-max-score", type=float, default=0.8,
+    t.add_argument("--not-face-max-score", type=float, default=default(TrainConfig, "not_face_max_score"),
                    help="leave out of not_face the boxes the face detector scores above this: most are real faces the "
                         "annotators skipped")
-    t.add_argument("--ema", type=float, default=0.0, help="keep an exponential moving average of the weights with this decay per step and export it (0 = off; e.g. 0.999)")
+    t.add_argument("--ema", type=float, default=default(TrainConfig, "ema"), help="keep an exponential moving average of the weights with this decay per step and export it (0 = off; e.g. 0.999)")
     t.add_argument("--force", action="store_true", help="overwrite a model already in --out")
     t.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
 
@@ -148,20 +149,20 @@ def parser_train_detector(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     td.add_argument("data", nargs="+", metavar="DATA", help="VOC or YOLO scene sets with face boxes; PATH@train picks the fixed training split")
     td.add_argument("--out", required=True, help="output folder (face_detector.onnx, last.onnx, last.pt, history.json)")
     td.add_argument("--val", nargs="*", help="scene sets that choose the epoch kept (face AP@0.5, one pass at --val-det-size)")
-    td.add_argument("--base", default="yunet", help="YuNet ONNX to start from: registry name or path")
-    td.add_argument("--epochs", type=int, default=20, help="passes over the training photos (about 90 s each for 1,500 photos on 2 cores)")
-    td.add_argument("--batch", type=int, default=8, help="views per step")
-    td.add_argument("--lr", type=float, default=1e-4, help="AdamW peak learning rate (warm-up, then cosine decay)")
-    td.add_argument("--crop", type=int, default=640, help="side of the square training view, pixels (multiple of 32)")
-    td.add_argument("--min-side", type=int, default=480, help="smallest longer side a photo is rescaled to before cropping, pixels")
-    td.add_argument("--max-side", type=int, default=1600, help="largest longer side a photo is rescaled to before cropping, pixels")
-    td.add_argument("--ignore-score", type=float, default=0.7,
+    td.add_argument("--base", default=default(DetectorTrainConfig, "base"), help="YuNet ONNX to start from: registry name or path")
+    td.add_argument("--epochs", type=int, default=default(DetectorTrainConfig, "epochs"), help="passes over the training photos (about 90 s each for 1,500 photos on 2 cores)")
+    td.add_argument("--batch", type=int, default=default(DetectorTrainConfig, "batch"), help="views per step")
+    td.add_argument("--lr", type=float, default=default(DetectorTrainConfig, "lr"), help="AdamW peak learning rate (warm-up, then cosine decay)")
+    td.add_argument("--crop", type=int, default=default(DetectorTrainConfig, "crop"), help="side of the square training view, pixels (multiple of 32)")
+    td.add_argument("--min-side", type=int, default=default(DetectorTrainConfig, "min_side"), help="smallest longer side a photo is rescaled to before cropping, pixels")
+    td.add_argument("--max-side", type=int, default=default(DetectorTrainConfig, "max_side"), help="largest longer side a photo is rescaled to before cropping, pixels")
+    td.add_argument("--ignore-score", type=float, default=default(DetectorTrainConfig, "ignore_score"),
                     help="boxes the original detector finds at this score on no annotated face are ignored, not taught as "
                          "background (annotators leave many real faces unboxed)")
-    td.add_argument("--val-det-size", type=int, default=1024, help="detection size for the validation pass")
-    td.add_argument("--seed", type=int, default=0, help="random seed (views, order)")
-    td.add_argument("--threads", type=int, default=0, help="PyTorch threads (0 = one per core)")
-    td.add_argument("--max-images", type=int, default=0, help="use only the first N training photos (0 = all)")
+    td.add_argument("--val-det-size", type=int, default=default(DetectorTrainConfig, "val_det_size"), help="detection size for the validation pass")
+    td.add_argument("--seed", type=int, default=default(DetectorTrainConfig, "seed"), help="random seed (views, order)")
+    td.add_argument("--threads", type=int, default=default(DetectorTrainConfig, "threads"), help="PyTorch threads (0 = one per core)")
+    td.add_argument("--max-images", type=int, default=default(DetectorTrainConfig, "limit"), help="use only the first N training photos (0 = all)")
     td.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
     td.add_argument("--force", action="store_true", help="start over in an --out folder that holds an earlier run")
 

@@ -25,7 +25,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,31 +37,11 @@ import torch.nn.functional as F
 from ..datasets import Dataset, LabelledImage, iter_images, load_sources
 from ..errors import InputError
 from ..models import resolve
+from .config import DetectorTrainConfig
 from .onnx_net import OnnxNet, write_weights
 
 STRIDES = (8, 16, 32)
 VAL_SCORE = 0.1  # face-score floor of the validation pass (AP counts every box above it)
-
-
-@dataclass
-class DetectorTrainConfig:
-    data: list[str] = field(default_factory=list)  # scene sets, e.g. PATH@train
-    val: list[str] = field(default_factory=list)  # scene sets for choosing the epoch, e.g. PATH@val
-    out: str = "runs/detector"
-    base: str = "yunet"  # registry name or path of the YuNet ONNX to start from
-    epochs: int = 20
-    batch: int = 8
-    lr: float = 1e-4
-    weight_decay: float = 5e-4
-    crop: int = 640
-    min_side: int = 480  # the photo's longer side after the random rescale, pixels
-    max_side: int = 1600
-    ignore_score: float = 0.7
-    min_face: float = 4.0  # annotated faces smaller than this (pixels of the view) are ignored, not taught
-    val_det_size: int = 1024  # one pass at this longer side when measuring validation AP
-    seed: int = 0
-    threads: int = 0  # torch threads; 0 = torch's default
-    limit: int = 0  # use only the first N training photos (tests)
 
 
 # ----------------------------------------------------------------------------------------------- data
