@@ -29,6 +29,42 @@ elif MODELS.is_dir():
     os.environ["MASKWATCH_MODELS"] = str(MODELS)
 
 
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """Run ``maskwatch ARGV`` in-process: (exit code, stdout, stderr). An exception escaping main() (a traceback for
+    the user) fails the test."""
+    import contextlib
+    import io
+
+    from maskwatch import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(argv)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def wait_for(predicate, timeout: float = 15.0, step: float = 0.01):  # noqa: ANN001, ANN201
+    """Call ``predicate`` until it returns something true (returned) or ``timeout`` seconds pass (its last value):
+    tests wait on a condition, never a fixed sleep."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (connections to it are refused)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def copy_voc(dst: Path, stems: list[str]) -> Path:
     """A small VOC scene set at ``dst``: the photos and annotations of ``stems`` from masks-voc-dev."""
     import shutil

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, needs_shared
+from conftest import ROOT, free_port, needs_shared, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -28,15 +27,9 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path):
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115  (closed in the finally below, after the server ends)
     proc = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "serve", "--port", str(port), "--events", str(tmp_path / "ev.db")],
                             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env={**os.environ, "MASKWATCH_SHARED": str(ROOT.parent / "shared")})
@@ -80,13 +73,10 @@ def browser(tmp_path):
 
 
 def _wait(predicate, timeout: float, what: str):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    value = wait_for(predicate, timeout, step=0.25)
+    if not value:
+        pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    return value
 
 
 def test_dashboard_live_image_events_and_phone_layout(server, browser):

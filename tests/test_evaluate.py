@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import VOC, copy_voc, needs_shared
+from conftest import VOC, copy_voc, needs_shared, run_cli
 
-from maskwatch import cli
 from maskwatch.boxes import iou_matrix
 from maskwatch.datasets import load_source
 from maskwatch.detections import CLASS_NAMES, Detections
@@ -39,13 +36,6 @@ def tiny_voc(tmp_path) -> Path:
     if not (VOC / "images").is_dir():
         pytest.skip(f"{VOC} not found (shared data absent)")
     return copy_voc(tmp_path / "voc", EVAL_STEMS)
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli.main(argv)
-    return rc, out.getvalue(), err.getvalue()
 
 
 # ---------------------------------------------------------------- metrics

@@ -7,7 +7,6 @@ import base64
 import io
 import json
 import os
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port, wait_for
 
 from maskwatch import Detections
 from maskwatch.errors import InputError
@@ -34,23 +34,6 @@ def _event(t: float | None = None, camera: str = "door", label: str = "without_m
            snapshot: bytes | None = None) -> Event:
     return Event(time=time.time() if t is None else t, camera=camera, track_id=track_id, label=label,
                  confidence=0.9731, box=[10.4, 20.6, 50, 80], snapshot=snapshot)
-
-
-def _wait(cond, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return cond()
-
-
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there now: connections are refused
-    return port
 
 
 class _Hook:
@@ -342,14 +325,14 @@ def test_webhook_delivers_event_json(tmp_path: Path, hook: _Hook):
 
 
 def test_webhook_down_queues_without_blocking_then_retries(tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     outbox = Outbox(tmp_path / "events.db")
     sink = WebhookSink(f"http://127.0.0.1:{port}/events", outbox, timeout_s=1.0, retries=3, backoff_s=0.05)
     e = _event()
     t0 = time.perf_counter()
     sink.send(e)
     assert time.perf_counter() - t0 < 0.5  # the video loop is not held up (generous for a loaded CI machine; a post waits up to 1 s)
-    assert _wait(lambda: sink.failures >= 1)
+    assert wait_for(lambda: sink.failures >= 1)
     assert "refused" in sink.last_error and str(port) in sink.last_error
     assert outbox.count(sink.name) == 1 and sink.delivered == 0  # nothing lost
 
@@ -369,7 +352,7 @@ def test_webhook_slow_server_times_out_and_is_retried(tmp_path: Path, hook: _Hoo
     sink = WebhookSink(hook.url, outbox, timeout_s=0.2, retries=2, backoff_s=0.05)
     e = _event()
     sink.send(e)
-    assert _wait(lambda: sink.failures >= 1)
+    assert wait_for(lambda: sink.failures >= 1)
     assert "no answer within 0.2 s" in sink.last_error
     assert outbox.count(sink.name) == 1 and sink.delivered == 0
     hook.delay = 0.0  # the server answers fast again
@@ -384,7 +367,7 @@ def test_webhook_http_error_is_retried(tmp_path: Path, hook: _Hook):
     sink = WebhookSink(hook.url, Outbox(":memory:"), timeout_s=1.0, backoff_s=0.05)
     e = _event()
     sink.send(e)
-    assert _wait(lambda: sink.failures >= 1)
+    assert wait_for(lambda: sink.failures >= 1)
     assert "HTTP 500" in sink.last_error and sink.outbox.count() == 1
     hook.status = 200
     assert sink.flush(5.0) and hook.answered == [e.to_dict()]
@@ -398,7 +381,7 @@ def test_webhook_outbox_survives_a_restart(tmp_path: Path, hook: _Hook):
     first = WebhookSink(hook.url, outbox, timeout_s=0.5, backoff_s=30.0)
     e = _event()
     first.send(e)
-    assert _wait(lambda: first.failures >= 1)
+    assert wait_for(lambda: first.failures >= 1)
     first.close()
     outbox.close()  # the process ends with the event undelivered
 
@@ -415,10 +398,10 @@ def test_webhook_outbox_survives_a_restart(tmp_path: Path, hook: _Hook):
 def test_events_queued_for_one_url_are_never_posted_to_another(tmp_path: Path, hook: _Hook):
     path = tmp_path / "outbox.db"
     outbox = Outbox(path)
-    gone = f"http://127.0.0.1:{_free_port()}/events"
+    gone = f"http://127.0.0.1:{free_port()}/events"
     first = WebhookSink(gone, outbox, timeout_s=0.5, backoff_s=30.0)
     first.send(_event())
-    assert _wait(lambda: first.failures >= 1)
+    assert wait_for(lambda: first.failures >= 1)
     first.close()
     other = WebhookSink(hook.url, outbox, timeout_s=1.0)  # the next run points at another receiver
     assert other.flush(2.0) and hook.received == [] and other.delivered == 0

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import shutil
 
 import cv2
-from conftest import VOC, needs_shared
-
-from maskwatch import cli
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli.main(argv)
-    return rc, out.getvalue(), err.getvalue()
+from conftest import VOC, needs_shared, run_cli
 
 
 @needs_shared

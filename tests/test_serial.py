@@ -10,9 +10,9 @@ import select
 import sys
 import time
 import types
-from collections.abc import Callable
 
 import pytest
+from conftest import wait_for
 
 from maskwatch import CLASS_NAMES, Detections, InputError
 from maskwatch.serial_link import FINAL_MESSAGE, SerialSignal, encode, open_serial, target_angles
@@ -44,15 +44,6 @@ UNMASKED_A = faces((BOX_A, "without_mask", 0.9))
 UNMASKED_B = faces((BOX_B, "without_mask", 0.9))
 MASKED = faces((BOX_A, "with_mask", 0.99), (BOX_B, "with_mask", 0.8))
 NOBODY = Detections.empty()
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 2.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.005)
-    return bool(cond())
 
 
 # -- target_angles and encode ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED, needs_shared
+from conftest import SHARED, needs_shared, wait_for
 
 from maskwatch import InputError
 
@@ -71,15 +71,6 @@ def _multipart(data: bytes, filename: str = "photo.jpg", field: str = "file", ct
     body = (f'--{b}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
             f"Content-Type: {ctype}\r\n\r\n").encode() + data + f"\r\n--{b}--\r\n".encode()
     return body, {"Content-Type": f"multipart/form-data; boundary={b}"}
-
-
-def _wait(predicate, timeout: float = 15.0, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 def _cameras(srv: Running) -> dict[str, dict]:
@@ -142,7 +133,7 @@ def stored(srv):
 @needs_shared
 def test_healthz_and_openapi(srv):
     # the yard camera is a stream that never answers: the server is up, but degraded (503, for a load balancer)
-    _wait(lambda: _cameras(srv)["yard"]["status"] != "starting")
+    wait_for(lambda: _cameras(srv)["yard"]["status"] != "starting")
     status, body = srv.json("/healthz")
     assert status == 503 and body["status"] == "degraded"
     assert body["cameras"]["total"] == 3 and body["cameras"]["up"] + body["cameras"]["down"] <= 3
@@ -162,7 +153,7 @@ def test_healthz_and_openapi(srv):
 
 @needs_shared
 def test_demo_camera_streams_and_its_frame_changes(srv):
-    cams = _wait(lambda: (c := _cameras(srv))["demo"]["status"] == "ok" and c["demo"]["frames"] > 3 and c)
+    cams = wait_for(lambda: (c := _cameras(srv))["demo"]["status"] == "ok" and c["demo"]["frames"] > 3 and c)
     assert cams, _cameras(srv)
     demo = cams["demo"]
     assert demo["kind"] == "demo" and demo["name"] == "demo" and demo["fps"] > 0
@@ -204,17 +195,17 @@ def test_mjpeg_stream_yields_jpeg_parts(srv):
 
 @needs_shared
 def test_a_camera_that_goes_away_is_reported_while_the_demo_keeps_streaming(srv):
-    door = _wait(lambda: _cameras(srv)["door"]["status"] == "ok")
+    door = wait_for(lambda: _cameras(srv)["door"]["status"] == "ok")
     assert door, _cameras(srv)["door"]
     srv.clip.unlink()  # the file disappears: the next loop cannot open it
-    cams = _wait(lambda: (c := _cameras(srv))["door"]["status"] in ("reconnecting", "down") and c)
+    cams = wait_for(lambda: (c := _cameras(srv))["door"]["status"] in ("reconnecting", "down") and c)
     assert cams, _cameras(srv)["door"]
     assert "no such video file" in cams["door"]["reason"] and cams["door"]["fps"] == 0
-    yard = _wait(lambda: (c := _cameras(srv))["yard"]["status"] in ("reconnecting", "down") and c["yard"])
+    yard = wait_for(lambda: (c := _cameras(srv))["yard"]["status"] in ("reconnecting", "down") and c["yard"])
     assert yard and yard["reason"] and yard["kind"] == "http" and yard["source"].startswith("http://127.0.0.1:")
     assert "/live.mjpg" in yard["reason"] and not {"admin", "pw123", "k456"} & set(re.split(r"\W+", json.dumps(yard)))
     first = srv.get("/v1/cameras/demo/frame.jpg")[2]
-    assert _wait(lambda: srv.get("/v1/cameras/demo/frame.jpg")[2] != first, timeout=5)
+    assert wait_for(lambda: srv.get("/v1/cameras/demo/frame.jpg")[2] != first, timeout=5)
     assert _cameras(srv)["demo"]["status"] == "ok"
     status, health = srv.json("/healthz")
     assert status == 503 and health["status"] == "degraded"
@@ -308,7 +299,7 @@ def test_events_paging_and_filters(srv, stored):
 
 @needs_shared
 def test_stats_buckets_from_frames_and_events(srv, stored):
-    assert _wait(lambda: _cameras(srv)["demo"]["frames"] > 5)
+    assert wait_for(lambda: _cameras(srv)["demo"]["frames"] > 5)
     status, stats = srv.json("/v1/stats?bucket=60")
     assert status == 200 and stats["bucket"] == 60
     by_cam = {c["camera"]: c for c in stats["cameras"]}
@@ -463,7 +454,7 @@ def test_serve_ends_cleanly_on_sigterm(tmp_path):
             except OSError:
                 return False
 
-        assert _wait(up, timeout=30), proc.stderr.read() if proc.poll() is not None else "no answer"
+        assert wait_for(up, timeout=30), proc.stderr.read() if proc.poll() is not None else "no answer"
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     finally:

@@ -6,8 +6,6 @@ module-scoped training run is shared by the tests that inspect its output.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import xml.etree.ElementTree as ET
@@ -16,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import CLASSIFY, VOC, needs_shared
+from conftest import CLASSIFY, VOC, needs_shared, run_cli
 from conftest import MODELS as ROOT_MODELS
 
 from maskwatch.crops import crop_faces, whole_image_box
@@ -69,14 +67,6 @@ def copy_voc(dst: Path, stems: list[str], drop_images: tuple[str, ...] = ()) -> 
 def voc_boxes(stem: str) -> list[tuple[float, float, float, float]]:
     root = ET.parse(VOC / "annotations" / f"{stem}.xml").getroot()
     return [tuple(float(o.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")) for o in root.iter("object")]
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    """Run ``maskwatch ARGV`` in-process; an exception escaping main() (a traceback for the user) fails the test."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli.main(argv)
-    return rc, out.getvalue(), err.getvalue()
 
 
 def assert_clean_error(rc: int, err: str, *needles: str) -> None:
@@ -686,7 +676,6 @@ def test_soup_bad_input(trained, tmp_path):
     (tmp_path / "s.onnx").write_bytes(b"x")
     rc, _, err = run_cli(["soup", str(model), str(model), "--out", str(tmp_path / "s.onnx")])
     assert_clean_error(rc, err, "--force")
-
 
 
 @needs_shared
