@@ -29,33 +29,30 @@ def shared_dir() -> Path:
     return beside if beside.is_dir() else Path("..") / "shared"
 
 
-def _faces(label_file: Path, w: int, h: int) -> list[tuple[int, float, float, float, float]]:
-    """YOLO rows (class, cx, cy, bw, bh normalised) -> (class, x1, y1, x2, y2) in pixels."""
-    out = []
-    for line in label_file.read_text().split("\n"):
-        parts = line.split()
-        if len(parts) != 5:
-            continue
-        c, cx, cy, bw, bh = int(parts[0]), *(float(v) for v in parts[1:])
-        out.append((c, (cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h))
-    return out
-
-
 def _pick_photos(folder: Path, size: tuple[int, int], n: int) -> list[tuple[np.ndarray, list]]:
     """Up to n photos whose 1-4 faces stay at least 50 px high once fitted into ``size``: first those with both bare
-    (class 0, no_mask) and masked faces (class 1), then the others; by file name within each (always the same)."""
+    and masked faces, then the others; by file name within each (always the same). The set is read by
+    :mod:`maskwatch.datasets` (any VOC or YOLO scene set); faces are (label, x1, y1, x2, y2) in pixels."""
+    from ..datasets import load_source
+    from ..errors import InputError
+
+    try:
+        ds = load_source(str(folder))
+    except InputError:
+        return []
     width, height = size
     found = []
-    for label_file in sorted((folder / "labels").glob("*.txt")):
-        image_file = folder / "images" / (label_file.stem + ".jpg")
-        img = cv2.imread(str(image_file)) if image_file.is_file() else None
+    for im in sorted(ds.images, key=lambda im: im.path.name):
+        faces = [(lab, *b) for lab, b in zip(im.labels, im.boxes) if b is not None]
+        if not 1 <= len(faces) <= 4:
+            continue
+        img = cv2.imread(str(im.path))
         if img is None:
             continue
         h, w = img.shape[:2]
-        faces = _faces(label_file, w, h)
-        if not 1 <= len(faces) <= 4 or min(f[4] - f[2] for f in faces) * min(width / w, height / h) < 50:
+        if min(f[4] - f[2] for f in faces) * min(width / w, height / h) < 50:
             continue
-        found.append((len({f[0] for f in faces}) < 2, label_file.stem, img, faces))
+        found.append((len({f[0] for f in faces}) < 2, im.path.stem, img, faces))
     return [(img, faces) for _, _, img, faces in sorted(found, key=lambda x: x[:2])[:n]]
 
 
@@ -71,7 +68,7 @@ def _caption(frame: np.ndarray, text: str) -> None:
 
 def photo_frames(folder: Path, size: tuple[int, int] = (640, 480), fps: float = 12.0, seconds_per_photo: float = 2.5,
                  photos: int = 6) -> list[np.ndarray]:
-    """The slide show from a YOLO folder (``images/``, ``labels/``); [] when it holds no suitable photo."""
+    """The slide show from a scene set (YOLO or VOC); [] when it holds no suitable photo."""
     width, height = size
     per_photo = max(2, int(round(fps * seconds_per_photo)))
     frames = []
