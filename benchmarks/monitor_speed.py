@@ -26,6 +26,7 @@ from maskwatch import Detector  # noqa: E402
 from maskwatch.events import EventDispatcher, EventLog, EventLogSink  # noqa: E402
 from maskwatch.monitor import Monitor  # noqa: E402
 from maskwatch.serial_link import SerialSignal  # noqa: E402
+from maskwatch.settings import LIVE  # noqa: E402
 
 
 def run_interleaved(fns, frames: list[np.ndarray], repeat: int) -> list[np.ndarray]:
@@ -46,7 +47,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     a = ap.parse_args()
     frames = scene_frames(a.frames)
-    det = Detector(det_size=320)
+    det = Detector(**{k: LIVE[k] for k in ("face_detector", "det_size", "flip")})  # the live preset's pipeline
     with tempfile.TemporaryDirectory() as tmp:
         log = EventLog(Path(tmp) / "events.db")
         sig = SerialSignal("dry-run", dry_run=True, out=io.StringIO(), interval_ms=50)
@@ -54,7 +55,7 @@ def main() -> None:
         for f in frames[:5]:
             det.detect(f)
         plain, monitored = run_interleaved([lambda f, t: det.detect(f), mon.process], frames, a.repeat)
-        rows = [("plain pipeline (yunet det_size=320)", plain), ("monitor: + tracker, events, SQLite, serial", monitored)]
+        rows = [(f"plain pipeline ({LIVE['face_detector']} det_size={LIVE['det_size']})", plain), ("monitor: + tracker, events, SQLite, serial", monitored)]
         sig.close()
         log.close()
     print(f"{a.frames} frames 640x480 (2 faces each) x{a.repeat}")
