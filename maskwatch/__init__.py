@@ -38,7 +38,7 @@ _detectors: dict[tuple, Detector] = {}
 def detect(image: np.ndarray, **settings: object) -> Detections:
     """Faces with mask labels in a BGR uint8 image (a photo). The first call loads the models; later calls with
     the same settings reuse them. Settings are :class:`Detector`'s keyword arguments (defaults: the photo preset
-    ``maskwatch.settings.PHOTO``, as for `maskwatch detect`: two passes, mirrored faces, the photo thresholds); for video frames, build one ``Detector(det_size=320)`` and call it per frame."""
+    ``maskwatch.settings.PHOTO``, as for `maskwatch detect`: the tuned detector at 1024, mirrored faces, the photo thresholds); for video frames, build one ``Detector(**maskwatch.settings.LIVE)`` and call it per frame."""
     for k, v in PHOTO.items():
         if (k == "flip" or k in SURE_SETTINGS) and hasattr(settings.get("classifier"), "predict"):
             continue  # a MaskClassifier object brings its own flip and thresholds

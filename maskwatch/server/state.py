@@ -36,7 +36,7 @@ class ServerSettings:
     cameras: ``SOURCE[=NAME]`` strings or CameraSpecs. demo: loop the demo video as a camera (None: only when no
     camera is given). token: API token (required when host is not loopback). events: SQLite event log ('' = in
     memory). detector: Detector keyword arguments for the cameras (det_size 320); photo_det_size, photo_flip: det_size
-    and flip for uploaded photos ((800, 1600) and True, as ``maskwatch detect``). max_upload_mb: upload limit; max_pixels: image size limit.
+    and flip for uploaded photos (the photo preset's 1024 and True, as ``maskwatch detect``). max_upload_mb: upload limit; max_pixels: image size limit.
     """
 
     host: str = "127.0.0.1"
