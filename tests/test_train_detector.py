@@ -95,3 +95,10 @@ def test_one_tiny_epoch_trains_exports_detects_and_resumes(tmp_path: Path) -> No
     cli = [sys.executable, "-m", "maskwatch.cli", "train-detector", str(data), "--out", str(tmp_path / "run"), "-q"]
     r = subprocess.run(cli, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--resume" in r.stderr and "--force" in r.stderr
+
+
+def test_data_without_face_boxes_is_refused_clearly(tmp_path: Path) -> None:
+    (tmp_path / "faces" / "with_mask").mkdir(parents=True)
+    shutil.copy(VOC / "images" / "maksssksksss0.jpg", tmp_path / "faces" / "with_mask" / "a.jpg")
+    with pytest.raises(Exception, match="no photo with face boxes"):
+        train_detector(DetectorTrainConfig(data=[str(tmp_path / "faces")], out=str(tmp_path / "run"), base=str(YUNET)))

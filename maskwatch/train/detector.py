@@ -252,6 +252,9 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = False, progress: boo
         p.requires_grad_(False)
     train_ds = load_sources(cfg.data)
     images = [im for im in train_ds.images if any(b is not None for b in im.boxes)]
+    if not images:
+        raise InputError(f"{', '.join(cfg.data)}: no photo with face boxes; the detector trains on VOC or YOLO scene sets "
+                         "(class folders of face crops have no boxes)")
     if cfg.limit:
         images = images[: cfg.limit]
     val_ds = load_sources(cfg.val) if cfg.val else None
