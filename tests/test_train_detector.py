@@ -3,6 +3,7 @@ detects, a run resumes, and the CLI refuses to overwrite an earlier run."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
