@@ -140,6 +140,8 @@ def test_jsonl_equals_detect(tmp_path: Path) -> None:
 
 
 def test_bad_inputs_say_what_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="unknown setting.*detsize"):
+        run_batch([str(_photos(1)[0])], tmp_path / "o0", settings={"detsize": 640})
     with pytest.raises(InputError, match="no input given"):
         run_batch([], tmp_path / "o1")
     with pytest.raises(InputError, match="no such file or folder"):

@@ -98,7 +98,9 @@ def run_batch(inputs: list[str], out: str | Path, *, settings: dict[str, Any] | 
     (items counted also for chunks done before). Returns a :class:`BatchResult`, also written to ``OUT/summary.json``."""
     import os
 
-    from ..settings import PHOTO, check
+    from ..settings import MONITOR_SETTINGS, PHOTO, SETTINGS, check
+
+    known = set(SETTINGS) - set(MONITOR_SETTINGS)
 
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: use one of {', '.join(FORMATS)}")
@@ -107,8 +109,12 @@ def run_batch(inputs: list[str], out: str | Path, *, settings: dict[str, Any] | 
     if workers < 0:
         raise InputError(f"--workers {workers}: give 1 or more (0 = one per core)")
     conf = {**PHOTO, **(settings or {})}
+    unknown = sorted(set(conf) - known - {"keep_not_face"})
+    if unknown:
+        raise InputError(f"unknown setting(s) {', '.join(unknown)}; batch takes the Detector's settings: {', '.join(sorted(known))}")
     for name, value in conf.items():
-        check(name, value)
+        if name in known:
+            check(name, value)
     conf.pop("threads", None)  # a worker has one thread
     items = plan if plan is not None else expand_inputs(list(inputs), every_seconds, every_frames)
     if not items:
