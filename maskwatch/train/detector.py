@@ -75,8 +75,7 @@ def random_view(img: np.ndarray, boxes: np.ndarray, cfg: DetectorTrainConfig, rn
     ignore = (frac > 0) & ~keep
     if rng.random() < 0.5:
         view = view[:, ::-1].copy()
-        for arr in (clipped,):
-            arr[:, [0, 2]] = c - arr[:, [2, 0]]
+        clipped[:, [0, 2]] = c - clipped[:, [2, 0]]  # kept and ignored boxes both come from it
     if rng.random() < 0.8:
         alpha, beta = rng.uniform(0.75, 1.25), rng.uniform(-25, 25)
         view = cv2.convertScaleAbs(view, alpha=alpha, beta=beta)
