@@ -50,7 +50,8 @@ def test_views_keep_boxes_on_the_faces() -> None:
     rng = np.random.default_rng(1)
     seen = 0
     for _ in range(40):
-        view, keep, ignore = random_view(img, np.array([[200, 100, 250, 160]], np.float32), cfg, rng)
+        view, keep, ignore, kept = random_view(img, np.array([[200, 100, 250, 160]], np.float32), cfg, rng)
+        assert list(kept) == ([0] if len(keep) else [])
         assert view.shape == (256, 256, 3)
         for x1, y1, x2, y2 in keep:
             seen += 1

@@ -67,7 +67,7 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
         (out / "last.pt").unlink()
     cfg = DetectorTrainConfig(data=args.data, val=args.val or [], out=args.out, base=args.base, epochs=args.epochs,
                               batch=args.batch, lr=args.lr, crop=args.crop, min_side=args.min_side,
-                              max_side=args.max_side, ignore_score=args.ignore_score, val_det_size=args.val_det_size,
+                              max_side=args.max_side, ignore_score=args.ignore_score, bare_weight=args.bare_weight, val_det_size=args.val_det_size,
                               seed=args.seed, threads=args.threads, limit=args.max_images)
 
     def report(row: dict) -> None:
@@ -159,6 +159,9 @@ def parser_train_detector(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     td.add_argument("--ignore-score", type=float, default=default(DetectorTrainConfig, "ignore_score"),
                     help="boxes the original detector finds at this score on no annotated face are ignored, not taught as "
                          "background (annotators leave many real faces unboxed)")
+    td.add_argument("--bare-weight", type=float, default=default(DetectorTrainConfig, "bare_weight"),
+                    help="loss weight of bare faces (without_mask) against 1 for masked ones: more finds more bare faces, "
+                         "whose misses are missed alerts")
     td.add_argument("--val-det-size", type=int, default=default(DetectorTrainConfig, "val_det_size"), help="detection size for the validation pass")
     td.add_argument("--seed", type=int, default=default(DetectorTrainConfig, "seed"), help="random seed (views, order)")
     td.add_argument("--threads", type=int, default=default(DetectorTrainConfig, "threads"), help="PyTorch threads (0 = one per core)")

@@ -111,6 +111,7 @@ class DetectorTrainConfig:
     min_side: int = 480  # the photo's longer side after the random rescale, pixels
     max_side: int = 1600
     ignore_score: float = 0.7
+    bare_weight: float = 1.0  # loss weight of bare (without_mask) faces against 1 for the others
     min_face: float = 4.0  # annotated faces smaller than this (pixels of the view) are ignored, not taught
     val_det_size: int = 1024  # one pass at this longer side when measuring validation AP
     seed: int = 0

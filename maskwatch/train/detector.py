@@ -49,8 +49,16 @@ def _faces(im: LabelledImage) -> np.ndarray:
     return np.array([b for b in im.boxes if b is not None], np.float32).reshape(-1, 4)
 
 
-def random_view(img: np.ndarray, boxes: np.ndarray, cfg: DetectorTrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A training view: (crop x crop x 3 BGR uint8, kept xyxy boxes, ignored xyxy boxes), in the view's pixels."""
+def _face_weights(im: LabelledImage, bare_weight: float) -> np.ndarray:
+    """A loss weight per annotated face of ``im`` (in :func:`_faces` order): ``bare_weight`` for without_mask, else 1."""
+    labels = [lab for lab, b in zip(im.labels, im.boxes) if b is not None]
+    return np.array([bare_weight if lab == "without_mask" else 1.0 for lab in labels], np.float32)
+
+
+def random_view(img: np.ndarray, boxes: np.ndarray, cfg: DetectorTrainConfig,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A training view: (crop x crop x 3 BGR uint8, kept xyxy boxes, ignored xyxy boxes, the kept boxes' indices in
+    ``boxes``), in the view's pixels."""
     h, w = img.shape[:2]
     side = math.exp(rng.uniform(math.log(cfg.min_side), math.log(cfg.max_side)))
     s = side / max(h, w)
@@ -81,7 +89,7 @@ def random_view(img: np.ndarray, boxes: np.ndarray, cfg: DetectorTrainConfig, rn
         view = cv2.convertScaleAbs(view, alpha=alpha, beta=beta)
     if rng.random() < 0.1:
         view = cv2.cvtColor(cv2.cvtColor(view, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
-    return view, clipped[keep], clipped[ignore]
+    return view, clipped[keep], clipped[ignore], np.nonzero(keep)[0]
 
 
 # ----------------------------------------------------------------------------------------------- loss
@@ -159,7 +167,10 @@ def simota(score: torch.Tensor, boxes: torch.Tensor, gt: torch.Tensor, pts: torc
 
 
 def detector_loss(out: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor], gts: list[torch.Tensor],
-                  ignores: list[torch.Tensor], pts: torch.Tensor, strides: torch.Tensor, ignore_score: float) -> tuple[torch.Tensor, dict[str, float]]:
+                  ignores: list[torch.Tensor], pts: torch.Tensor, strides: torch.Tensor, ignore_score: float,
+                  gt_weights: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss of one batch; ``gt_weights``: a loss weight per annotated face (default 1), e.g. more for
+    bare faces, whose misses cost an alert."""
     cls, obj = _cat(out, "cls")[..., 0], _cat(out, "obj")[..., 0]
     boxes = decode(_cat(out, "bbox"), pts, strides)
     kps, t_kps = _cat(out, "kps"), _cat(teacher, "kps")
@@ -188,13 +199,15 @@ def detector_loss(out: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]
         if len(gt):
             p, g, iou = simota(score[i].detach(), boxes[i].detach(), gt, pts, strides)
             if len(p):
+                w = gt_weights[i][g] if gt_weights is not None else torch.ones(len(p))
                 obj_t[p] = 1.0
-                weight[p] = 1.0
+                weight[p] = w
                 n_pos += len(p)
                 # Target 1, not the IoU (YOLOX): the face scores keep the original's scale, so the score
                 # thresholds chosen for it (settings.PHOTO, LIVE) keep their meaning.
-                l_cls = l_cls + F.binary_cross_entropy(cls[i, p].clamp(1e-6, 1 - 1e-6), torch.ones_like(iou), reduction="sum")
-                l_box = l_box + _giou_loss(boxes[i, p], gt[g]).sum()
+                bce = F.binary_cross_entropy(cls[i, p].clamp(1e-6, 1 - 1e-6), torch.ones_like(iou), reduction="none")
+                l_cls = l_cls + (bce * w).sum()
+                l_box = l_box + (_giou_loss(boxes[i, p], gt[g]) * w).sum()
                 l_kps = l_kps + F.smooth_l1_loss(kps[i, p], t_kps[i, p], reduction="sum")
         l_obj = l_obj + (F.binary_cross_entropy(obj[i].clamp(1e-6, 1 - 1e-6), obj_t, reduction="none") * weight).sum()
     norm = max(n_pos, 1)
@@ -238,6 +251,8 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = False, progress: boo
         raise InputError("no training data; give scene sets, e.g. ../shared/data/detect/ilc-2021@train")
     if cfg.crop % 32 or not 128 <= cfg.crop <= 2048:
         raise InputError(f"crop={cfg.crop} is invalid; use a multiple of 32 between 128 and 2048")
+    if not 0 < cfg.bare_weight <= 100:
+        raise InputError(f"bare_weight={cfg.bare_weight} is invalid; give a loss weight above 0 and at most 100")
     if not 0 < cfg.min_side <= cfg.max_side:
         raise InputError(f"min_side={cfg.min_side}, max_side={cfg.max_side}: need 0 < min_side <= max_side")
     if cfg.threads:
@@ -296,22 +311,23 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = False, progress: boo
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
         for step in range(steps_per_epoch):
             batch = order[step * cfg.batch : (step + 1) * cfg.batch]
-            views, gts, igs = [], [], []
+            views, gts, igs, wts = [], [], [], []
             for j in batch:
                 im = images[int(j)]
                 img = cv2.imread(str(im.path), cv2.IMREAD_COLOR)
                 if img is None:
                     continue
-                view, g, ig = random_view(img, _faces(im), cfg, rng)
+                view, g, ig, kept = random_view(img, _faces(im), cfg, rng)
                 views.append(view)
                 gts.append(torch.from_numpy(g))
                 igs.append(torch.from_numpy(ig))
+                wts.append(torch.from_numpy(_face_weights(im, cfg.bare_weight)[kept]))
             if not views:
                 continue
             x = torch.from_numpy(np.stack(views).transpose(0, 3, 1, 2).astype(np.float32))
             with torch.no_grad():
                 t_out = teacher(x)
-            loss, parts = detector_loss(student(x), t_out, gts, igs, pts, strides, cfg.ignore_score)
+            loss, parts = detector_loss(student(x), t_out, gts, igs, pts, strides, cfg.ignore_score, wts)
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch * steps_per_epoch + step)
             opt.zero_grad()
