@@ -19,7 +19,7 @@ import numpy as np
 
 from maskwatch.datasets import iter_images, load_source
 from maskwatch.detectors import create_face_detector
-from maskwatch.eval.detection import match_faces, voc_ap
+from maskwatch.eval.detection import face_ap, match_faces
 
 DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
@@ -62,17 +62,14 @@ def main() -> None:
             match = match_faces(gt, det.xyxy, np.argsort(-det.face_score, kind="stable"))
             scored += [(float(s), bool(m >= 0)) for s, m in zip(det.face_score, match)]
             found += int((match >= 0).sum())
-        scored.sort(key=lambda t: -t[0])
-        tp = np.cumsum([t[1] for t in scored])
-        fp = np.cumsum([not t[1] for t in scored])
-        face_ap = voc_ap(tp / n_gt, tp / np.maximum(tp + fp, 1)) if scored else 0.0
+        ap50 = face_ap(scored, n_gt)
         times = []
         for _ in range(args.repeat):
             for frame in frames:
                 t0 = time.perf_counter()
                 fd.detect(frame)
                 times.append(time.perf_counter() - t0)
-        print(f"| {name} | {size} | {face_ap:.3f} | {found / n_gt:.3f} | {len(scored) / len(frames):.2f} | {1000 * np.median(times):.2f} |")
+        print(f"| {name} | {size} | {ap50:.3f} | {found / n_gt:.3f} | {len(scored) / len(frames):.2f} | {1000 * np.median(times):.2f} |")
 
 
 if __name__ == "__main__":

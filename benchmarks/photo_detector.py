@@ -20,7 +20,7 @@ import numpy as np
 from maskwatch.boxes import iou_matrix
 from maskwatch.datasets import iter_images, load_source
 from maskwatch.detectors import create_face_detector
-from maskwatch.eval.detection import match_faces, voc_ap
+from maskwatch.eval.detection import face_ap, match_faces
 from maskwatch.settings import det_sizes
 
 DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
@@ -65,16 +65,13 @@ def main() -> None:
                 h = hits.setdefault(key, [0, 0])
                 h[0] += int(f)
                 h[1] += 1
-        scored.sort(key=lambda t: -t[0])
-        tp = np.cumsum([t[1] for t in scored])
-        fp = np.cumsum([not t[1] for t in scored])
-        face_ap = voc_ap(tp / n_gt, tp / np.maximum(tp + fp, 1)) if scored else 0.0
+        ap50 = face_ap(scored, n_gt)
 
         def r(key: str, hits: dict[str, list[int]] = hits) -> str:
             h = hits.get(key, [0, 0])
             return f"{h[0] / h[1]:.3f}" if h[1] else "-"
 
-        print(f"| {name} | {sizes} | {face_ap:.3f} | {r('all')} | {r('with_mask')} | {r('without_mask')} | {r('<16')} | "
+        print(f"| {name} | {sizes} | {ap50:.3f} | {r('all')} | {r('with_mask')} | {r('without_mask')} | {r('<16')} | "
               f"{false / len(photos):.2f} | {1000 * np.median(times):.1f} |", flush=True)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from .classifier import MaskClassifier
 from .detections import NOT_FACE, UNCERTAIN, Detections
-from .detectors import DEFAULT_FACE_DETECTOR, FaceDetector, create_face_detector, takes_threads
+from .detectors import DEFAULT_FACE_DETECTOR, FaceDetector, create_face_detector
 from .errors import InputError
 from .images import normalize_image
 
@@ -53,9 +53,8 @@ class Detector:
         if isinstance(face_detector, FaceDetector):
             self.face_detector = face_detector
         else:
-            extra = {"threads": threads} if takes_threads(face_detector) else {}
-            self.face_detector = create_face_detector(face_detector, score_threshold=score_threshold,
-                                                      nms_threshold=nms_threshold, det_size=det_size, upscale=upscale, **extra)
+            self.face_detector = create_face_detector(face_detector, score_threshold=score_threshold, nms_threshold=nms_threshold,
+                                                      det_size=det_size, upscale=upscale, threads=threads)
         if isinstance(classifier, MaskClassifier):
             if flip is not None and bool(flip) != classifier.flip:
                 raise InputError(f"flip={flip} conflicts with the MaskClassifier given (flip={classifier.flip}); "

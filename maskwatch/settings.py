@@ -99,6 +99,8 @@ def train_workers() -> int:
 
 MONITOR_SETTINGS = ("confirm_frames", "confirm_seconds", "retention_days", "serial_interval")
 """Settings of the live monitor and its event log (``monitor.MonitorSettings``), not of the Detector."""
+DETECTOR_SETTINGS = tuple(n for n in SETTINGS if n not in MONITOR_SETTINGS)
+"""The settings that are :class:`~maskwatch.pipeline.Detector` keyword arguments."""
 
 SURE_SETTINGS = ("sure_face_score", "sure_mask", "sure_nomask", "sure_incorrect", "not_face_threshold")
 """The operating point: when a face is shown as sure (benchmarks/operating_points.py chooses them)."""

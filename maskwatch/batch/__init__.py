@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, MaskwatchError
+from ..errors import InputError
 from .inputs import Item, expand_inputs
 from .store import FORMATS, done_chunks, manifest_for, prepare, read_stats, write_atomic
 
@@ -98,9 +98,9 @@ def run_batch(inputs: list[str], out: str | Path, *, settings: dict[str, Any] | 
     (items counted also for chunks done before). Returns a :class:`BatchResult`, also written to ``OUT/summary.json``."""
     import os
 
-    from ..settings import MONITOR_SETTINGS, PHOTO, SETTINGS, check
+    from ..settings import DETECTOR_SETTINGS, PHOTO, check
 
-    known = set(SETTINGS) - set(MONITOR_SETTINGS)
+    known = set(DETECTOR_SETTINGS)
 
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: use one of {', '.join(FORMATS)}")
@@ -181,4 +181,4 @@ def _run_chunk(index: int, items: list[tuple[str, int, float]], settings: dict[s
     return process_chunk(index, items, settings, out, fmt)
 
 
-__all__ = ["BatchResult", "Item", "MaskwatchError", "expand_inputs", "run_batch"]
+__all__ = ["BatchResult", "Item", "expand_inputs", "run_batch"]

@@ -17,7 +17,6 @@ DETECT_SETTINGS = ["face_detector", "classifier", "score_threshold", "nms_thresh
 PHOTO_DET_SIZE = str(PHOTO_DET_SIZES) if isinstance(PHOTO_DET_SIZES, int) else ",".join(map(str, PHOTO_DET_SIZES))  # as typed
 PHOTO_DEFAULTS = {**PHOTO, "det_size": PHOTO_DET_SIZE}  # photos: accuracy first (two passes, mirrored faces too)
 VIDEO_DEFAULTS = dict(LIVE)  # video and live: speed first (faces at an entrance are large)
-VIDEO_DET_SIZE = LIVE["det_size"]
 
 
 def _err(msg: str) -> None:

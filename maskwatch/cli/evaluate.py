@@ -31,10 +31,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     clf = MaskClassifier(args.model, threads=args.threads, nomask_cost=args.nomask_cost, flip=args.flip)
     fd = None
     if args.boxes == "detector":
-        from ..detectors import create_face_detector, takes_threads
+        from ..detectors import create_face_detector
 
-        extra = {"threads": args.threads} if takes_threads(args.face_detector) else {}
-        fd = create_face_detector(args.face_detector, det_size=PHOTO_DET_SIZES, **extra)
+        fd = create_face_detector(args.face_detector, det_size=PHOTO_DET_SIZES, threads=args.threads)
     for spec in args.data:
         ds = load_source(spec)
         for w in ds.warnings:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..errors import InputError
-from ..settings import MONITOR_SETTINGS, SETTINGS, check, on_off
+from ..settings import DETECTOR_SETTINGS, SETTINGS, check, on_off
 
 
 def add_arguments(parser: argparse.ArgumentParser, names: list[str], defaults: dict[str, Any] | None = None) -> None:
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser, names: list[str], defaults: d
 
 def detector_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The Detector keyword arguments among the parsed options, checked."""
-    return {n: check(n, getattr(args, n)) for n in SETTINGS if hasattr(args, n) and n not in MONITOR_SETTINGS}
+    return {n: check(n, getattr(args, n)) for n in DETECTOR_SETTINGS if hasattr(args, n)}
 
 
 def load_settings_file(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:

@@ -35,9 +35,4 @@ def create_face_detector(name: str = DEFAULT_FACE_DETECTOR, **kwargs: Any) -> Fa
     return FACE_DETECTORS[name](**kwargs)
 
 
-def takes_threads(name: str) -> bool:
-    """Whether the detector ``name`` runs on onnxruntime and takes a ``threads`` argument."""
-    return name.startswith("yunet") or name.endswith(".onnx")
-
-
-__all__ = ["FACE_DETECTORS", "takes_threads", "DEFAULT_FACE_DETECTOR", "FaceDetector", "create_face_detector"]
+__all__ = ["FACE_DETECTORS", "DEFAULT_FACE_DETECTOR", "FaceDetector", "create_face_detector"]

@@ -19,13 +19,14 @@ class FaceDetector:
     pixels before detection (800 finds 10-20 px faces in 400 px photos; 320 is fast on 640x480 video;
     0 = as is); several sizes, e.g. (800, 1600), run one pass each and merge the faces by NMS (small and large
     faces both found, at the cost of the passes). upscale: a fixed resize factor instead of det_size. Boxes are always mapped back to the
-    input image. min_face: smallest box side kept, in pixels of the input image.
+    input image. min_face: smallest box side kept, in pixels of the input image. threads: CPU threads for detectors
+    that run on onnxruntime (None = all cores); the OpenCV ones ignore it.
     """
 
     name = "base"
 
     def __init__(self, score_threshold: float = 0.5, nms_threshold: float = 0.3, det_size: int | Sequence[int] = 640,
-                 upscale: float | None = None, min_face: float = 4.0) -> None:
+                 upscale: float | None = None, min_face: float = 4.0, threads: int | None = None) -> None:
         from ..settings import check  # the one table of ranges (imported here: settings lists the detectors)
 
         for name, value in (("score_threshold", score_threshold), ("nms_threshold", nms_threshold), ("upscale", upscale)):
@@ -41,6 +42,7 @@ class FaceDetector:
         self.nms_threshold = nms_threshold
         self.upscale = upscale
         self.min_face = min_face
+        self.threads = threads  # CPU threads of an onnxruntime detector (None = all cores); others ignore it
 
     def detect(self, image_bgr: np.ndarray) -> Detections:
         """Faces in a BGR uint8 image (h, w, 3)."""

@@ -22,8 +22,9 @@ _STRIDES = (8, 16, 32)
 class YuNetDetector(FaceDetector):
     name = "yunet"
 
-    def __init__(self, model: str | os.PathLike = "yunet", backend: str = "onnxruntime", threads: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, model: str | os.PathLike = "yunet", backend: str = "onnxruntime", **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        threads = self.threads
         path = resolve(model)
         self.backend = backend
         self._raw_threshold = min(self.score_threshold, 0.3)  # the base class applies score_threshold

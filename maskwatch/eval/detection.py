@@ -87,6 +87,17 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
     return float(np.sum((r[idx + 1] - r[idx]) * p[idx + 1]))
 
 
+def face_ap(scored: list[tuple[float, bool]], n_gt: int) -> float:
+    """AP@0.5 of face boxes regardless of class: ``scored`` holds (face score, matched to an annotated face) for every
+    box, ``n_gt`` the annotated faces."""
+    if not scored:
+        return 0.0
+    ranked = sorted(scored, key=lambda t: -t[0])
+    tp = np.cumsum([t[1] for t in ranked])
+    fp = np.cumsum([not t[1] for t in ranked])
+    return voc_ap(tp / max(n_gt, 1), tp / np.maximum(tp + fp, 1))
+
+
 def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress: Callable[[int], None] | None = None,
                        classes: tuple[str, ...] = ("with_mask", "without_mask", "mask_incorrect")) -> dict[str, Any]:
     """Run ``model`` on every image; AP@iou per class (a prediction is its argmax class, scored face_score x

@@ -217,9 +217,9 @@ def detector_loss(out: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
-def face_ap(detector: Any, ds: Dataset) -> dict[str, float]:
+def val_face_ap(detector: Any, ds: Dataset) -> dict[str, float]:
     """Face AP@0.5 (any class), recall and boxes per photo of ``detector`` on the scene photos of ``ds``."""
-    from ..eval.detection import match_faces, voc_ap
+    from ..eval.detection import face_ap, match_faces
 
     scored: list[tuple[float, bool]] = []
     n_gt = found = n_img = 0
@@ -232,11 +232,7 @@ def face_ap(detector: Any, ds: Dataset) -> dict[str, float]:
         n_gt += len(gt)
         found += int((match >= 0).sum())
         n_img += 1
-    scored.sort(key=lambda t: -t[0])
-    tp = np.cumsum([t[1] for t in scored])
-    fp = np.cumsum([not t[1] for t in scored])
-    ap = voc_ap(tp / max(n_gt, 1), tp / np.maximum(tp + fp, 1)) if scored else 0.0
-    return {"face_ap": float(ap), "recall": found / max(n_gt, 1), "boxes_per_photo": len(scored) / max(n_img, 1)}
+    return {"face_ap": face_ap(scored, n_gt), "recall": found / max(n_gt, 1), "boxes_per_photo": len(scored) / max(n_img, 1)}
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -295,7 +291,7 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = False, progress: boo
     pts, strides = _points(cfg.crop)
     rng = np.random.default_rng(cfg.seed + 1000 * start)
     if val_ds is not None and start == 0:
-        before = face_ap(YuNetDetector(base_path, det_size=cfg.val_det_size, score_threshold=VAL_SCORE), val_ds)
+        before = val_face_ap(YuNetDetector(base_path, det_size=cfg.val_det_size, score_threshold=VAL_SCORE), val_ds)
         history.append({"epoch": 0, **{f"val_{k}": v for k, v in before.items()}})
         if on_epoch:
             on_epoch(history[-1])
@@ -346,7 +342,7 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = False, progress: boo
         model = write_weights(student, base)
         onnx.save(model, str(out / "last.onnx"))
         if val_ds is not None:
-            m = face_ap(YuNetDetector(out / "last.onnx", det_size=cfg.val_det_size, score_threshold=VAL_SCORE), val_ds)
+            m = val_face_ap(YuNetDetector(out / "last.onnx", det_size=cfg.val_det_size, score_threshold=VAL_SCORE), val_ds)
             row.update({f"val_{k}": v for k, v in m.items()})
             if m["face_ap"] > best:
                 best = m["face_ap"]

@@ -28,7 +28,7 @@ from ..detections import MODEL_CLASSES, NOT_FACE
 from ..errors import InputError
 from ..eval import metrics
 from .augment import augment, center_view
-from .config import TrainConfig  # noqa: F401  (the settings live there; kept importable from here)
+from .config import TrainConfig
 from .cropset import CropSet, build_cropset, context_size
 from .model import MaskNet, load_imagenet_trunk, load_maskwatch_onnx
 
