@@ -55,13 +55,14 @@ class Setting:
     lo: float | None = None
     hi: float | None = None
     choices: tuple[str, ...] | None = None
+    path_suffix: str | None = None  # besides the choices, a file path ending in this (".onnx") is valid
 
 
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in [
         Setting("face_detector", str, DEFAULT_FACE_DETECTOR, "face detector: " + ", ".join(FACE_DETECTORS) + ", or the path of a "
-                "YuNet ONNX file (maskwatch train-detector)", choices=tuple(FACE_DETECTORS)),
+                "YuNet ONNX file (maskwatch train-detector)", choices=tuple(FACE_DETECTORS), path_suffix=".onnx"),
         Setting("classifier", str, "mask_classifier", "mask classifier: an ONNX path, or the bundled 'mask_classifier'"),
         Setting("score_threshold", float, 0.5, "minimum face-detector score, 0..1", 0.0, 1.0),
         Setting("nms_threshold", float, 0.3, "IoU above which overlapping face boxes merge, 0..1", 0.01, 1.0),
@@ -124,8 +125,8 @@ def check(name: str, value: Any) -> Any:
     s = SETTINGS[name]
     if value is None:
         return value
-    if s.choices and value not in s.choices and not (name == "face_detector" and str(value).endswith(".onnx")):
-        extra = ", or the path of a YuNet ONNX file" if name == "face_detector" else ""
+    if s.choices and value not in s.choices and not (s.path_suffix and str(value).endswith(s.path_suffix)):
+        extra = f", or the path of a {s.path_suffix} file" if s.path_suffix else ""
         raise InputError(f"'{name}={value}' is invalid. Valid '{name}' values are: {', '.join(s.choices)}{extra}")
     if name == "det_size" and isinstance(value, tuple):
         for v in value:

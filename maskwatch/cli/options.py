@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser, names: list[str], defaults: d
             if default is not argparse.SUPPRESS:
                 default = "on" if default else "off"
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=s.type, default=default,
-                            choices=None if name == "face_detector" else s.choices, help=s.help, **extra)
+                            choices=None if s.path_suffix else s.choices, help=s.help, **extra)
 
 
 def detector_kwargs(args: argparse.Namespace) -> dict[str, Any]:
