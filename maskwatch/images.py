@@ -211,12 +211,13 @@ def check_image_header(data: bytes, name: str, max_pixels: int) -> None:
         raise InputError(f"{name}: the image is {w}x{h} px ({w * h / 1e6:.0f} MP), over the {max_pixels / 1e6:.0f} MP limit; downscale it first")
 
 
-def find_images(path: str | os.PathLike) -> list[Path]:
-    """Image files under ``path`` (a file, or a folder searched recursively), sorted by name."""
+def find_images(path: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """Image files under ``path`` (a file, or a folder searched recursively), sorted by name; ``suffixes``: the
+    file endings searched for (``batch`` adds video files)."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file or folder; check the path")
     if p.is_file():
         return [p]
-    return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..images import IMAGE_SUFFIXES
+from ..images import IMAGE_SUFFIXES, find_images
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".ts")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -40,9 +40,7 @@ def is_url(text: str) -> bool:
 
 def _media(path: Path) -> list[Path]:
     """Image and video files under a folder (recursive) or the file itself."""
-    if path.is_file():
-        return [path]
-    return sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+    return find_images(path, IMAGE_SUFFIXES + VIDEO_SUFFIXES)
 
 
 def _from_list(path: Path) -> list[str]:
