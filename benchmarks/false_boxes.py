@@ -1,0 +1,98 @@
+"""The boxes the photo pipeline shows on no annotated face, counted by kind and put on a contact sheet to look at.
+
+    python benchmarks/false_boxes.py [SCENES ...] [--mode photo|live] [--sheet false.jpg] [--max 240]
+
+SCENES default to every scene set's @test split. A shown box (any label, grey "uncertain" included, not_face boxes
+removed: what a user sees, and what ``maskwatch evaluate-detection`` counts as "false boxes per photo") is false
+when it matches no annotated face one to one at IoU >= 0.5. Counted automatically per set: framed differently
+(IoU 0.3-0.5 with an annotated face) or on no annotated face (IoU < 0.3), by face score and by label. Whether a box
+on no annotated face is a real face the annotators skipped or junk (a hand, a bag, the back of a head) needs eyes:
+the sheet shows those boxes, highest face score first, each tagged with its set's initial, face score and label
+(R red, G green, O orange, ? grey), with a margin of context around the box (the box itself in yellow).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from maskwatch.boxes import iou_matrix
+from maskwatch.datasets import iter_images, load_source
+from maskwatch.eval.detection import match_faces
+from maskwatch.pipeline import Detector
+from maskwatch.settings import LIVE, PHOTO
+
+DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
+SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
+SHORT = {"without_mask": "R", "with_mask": "G", "mask_incorrect": "O", "uncertain": "?"}
+BANDS = (0.5, 0.7, 0.9, 1.01)  # face-score bands: below the photo point's sure face score, sure, very sure
+TILE = 112
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("scenes", nargs="*")
+    ap.add_argument("--mode", choices=["photo", "live"], default="photo")
+    ap.add_argument("--sheet", help="write the contact sheet of boxes on no annotated face here (.jpg)")
+    ap.add_argument("--max", type=int, default=240, help="at most this many boxes on the sheet")
+    args = ap.parse_args()
+    det = Detector(**(PHOTO if args.mode == "photo" else LIVE))
+    print(f"{args.mode} preset; a box is false when it matches no annotated face at IoU >= 0.5")
+    print("| set | photos | boxes shown | false | framed differently (IoU 0.3-0.5) | on no annotated face | "
+          + " | ".join(f"of them face score {lo:.1f}-{min(hi, 1):.1f}" for lo, hi in zip(BANDS, BANDS[1:]))
+          + " | of them red | false per photo |")
+    print("|---" * (7 + len(BANDS) - 1) + "|")
+    tiles: list[tuple[float, np.ndarray]] = []
+    for spec in args.scenes or [f"{DETECT / s}@test" for s in SETS]:
+        name = Path(spec.split("@")[0]).name
+        n_img = n_box = n_false = n_framed = n_red = 0
+        bands = [0] * (len(BANDS) - 1)
+        for im, img in iter_images(load_source(spec).images, []):
+            d = det.detect(img)
+            n_img += 1
+            n_box += len(d)
+            gt = np.array([b for b in im.boxes if b is not None], np.float32).reshape(-1, 4)
+            match = match_faces(gt, d.xyxy, np.argsort(-d.face_score, kind="stable"), 0.5)
+            ious = iou_matrix(gt, d.xyxy)
+            best = ious.max(0) if ious.size else np.zeros(len(d))
+            h, w = img.shape[:2]
+            for i in np.nonzero(match < 0)[0]:
+                n_false += 1
+                if best[i] >= 0.3:
+                    n_framed += 1
+                    continue
+                s, lab = float(d.face_score[i]), d.labels[i]
+                bands[int(np.searchsorted(BANDS, s, side="right")) - 1] += 1
+                n_red += int(lab == "without_mask")
+                x1, y1, x2, y2 = d.xyxy[i]
+                m = 0.5 * max(x2 - x1, y2 - y1)
+                a, b, c, e = int(max(0, x1 - m)), int(max(0, y1 - m)), int(min(w, x2 + m)), int(min(h, y2 + m))
+                crop = img[b:e, a:c].copy()
+                cv2.rectangle(crop, (int(x1) - a, int(y1) - b), (int(x2) - a, int(y2) - b), (0, 255, 255), 1)
+                scale = TILE / max(crop.shape[:2])
+                crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))))
+                t = np.zeros((TILE, TILE, 3), np.uint8)
+                t[: crop.shape[0], : crop.shape[1]] = crop
+                cv2.putText(t, f"{name[:1]}{s:.2f}{SHORT.get(lab, lab[:1])}", (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                            (255, 0, 255), 1, cv2.LINE_AA)
+                tiles.append((s, t))
+        off = n_false - n_framed
+        print(f"| {name} | {n_img} | {n_box} | {n_false} | {n_framed} | {off} | " + " | ".join(map(str, bands))
+              + f" | {n_red} | {n_false / max(n_img, 1):.2f} |")
+    if args.sheet and tiles:
+        tiles.sort(key=lambda t: -t[0])
+        cells = [t for _, t in tiles[: args.max]]
+        cols = 12
+        while len(cells) % cols:
+            cells.append(np.zeros((TILE, TILE, 3), np.uint8))
+        sheet = np.vstack([np.hstack(cells[r : r + cols]) for r in range(0, len(cells), cols)])
+        cv2.imwrite(args.sheet, sheet)
+        print(f"sheet: {args.sheet} ({len(cells)} cells, {min(len(tiles), args.max)} boxes on no annotated face, "
+              "highest face score first)")
+
+
+if __name__ == "__main__":
+    main()
