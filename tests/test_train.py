@@ -640,6 +640,52 @@ def test_soup_of_a_model_with_itself_predicts_the_same(trained, tmp_path, voc_im
 
 
 @needs_shared
+def test_soup_is_calibrated_on_val_or_says_it_is_not(trained, tmp_path):
+    """No member's temperature is the soup's: without --val it gets their geometric mean and says so; with --val
+    the temperature is fitted on those faces (the negative log-likelihood there is lowest at it)."""
+    from maskwatch.classifier import MaskClassifier
+    from maskwatch.datasets import load_source
+    from maskwatch.eval.classification import evaluate_classifier
+
+    model = trained["out"] / "mask_classifier.onnx"
+    member = MaskClassifier(model)
+    rc, _, err = run_cli(["soup", str(model), str(model), "--out", str(tmp_path / "plain.onnx")])
+    assert rc == 0 and "not fitted on data" in err and "--val" in err, err
+    plain = MaskClassifier(tmp_path / "plain.onnx")
+    assert plain.temperature == pytest.approx(member.temperature, rel=1e-3)
+    assert "not fitted" in plain.meta["data"]["calibration"]
+
+    out = tmp_path / "fitted.onnx"
+    rc, _, err = run_cli(["soup", str(model), str(model), "--out", str(out), "--val", str(trained["data"]), "-q"])
+    assert rc == 0, err
+    fitted = MaskClassifier(out)
+    assert f"temperature {fitted.temperature:.3f}, fitted on" in err
+    raw = MaskClassifier(out)
+    raw.temperature = 1.0
+    res = evaluate_classifier(raw, load_source(str(trained["data"])), with_probs=True)
+    known = np.isin(res["truth"], raw.class_names)
+    assert fitted.meta["data"]["calibration"]["faces"] == int(known.sum()) >= 20
+    y = np.array([raw.class_names.index(t) for t in res["truth"][known]])
+    logp = np.log(np.maximum(res["probs"][known], 1e-12))
+
+    def nll(t: float) -> float:
+        z = logp / t
+        z -= z.max(1, keepdims=True)
+        return float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(len(y)), y]))
+
+    t = fitted.temperature
+    assert nll(t) <= min(nll(t * 0.8), nll(t * 1.25), nll(1.0)) + 1e-9
+
+
+@needs_shared
+def test_soup_refuses_bad_val_before_writing(trained, tmp_path):
+    model = trained["out"] / "mask_classifier.onnx"
+    rc, _, err = run_cli(["soup", str(model), str(model), "--out", str(tmp_path / "s.onnx"), "--val", str(tmp_path / "nope")])
+    assert_clean_error(rc, err, "nope")
+    assert not (tmp_path / "s.onnx").exists()
+
+
+@needs_shared
 def test_soup_averages_the_weights(trained, tmp_path):
     import onnx
     from onnx import numpy_helper
@@ -782,7 +828,7 @@ def test_not_face_needs_detector_framing(tmp_path):
 
 
 def test_fit_temperature_recovers_a_known_temperature():
-    from maskwatch.train.trainer import fit_temperature
+    from maskwatch.train.calibration import fit_temperature
 
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, (4000, 3))

@@ -88,9 +88,24 @@ def cmd_soup(args: argparse.Namespace) -> int:
         from ..train.soup import average_models
     except ImportError as e:
         raise InputError(f"averaging models needs the 'train' extra ({e.name} is missing): pip install 'maskwatch[train]'") from None
+    from ..datasets import load_sources
+
+    if args.val:
+        load_sources(args.val)  # bad sources are refused before anything is written
     meta = average_models(args.models, args.out, force=args.force)
-    _err(f"maskwatch: averaged {len(meta['data']['soup'])} models into {args.out}; "
-         f"check it with: maskwatch evaluate {args.out} DATA")
+    _err(f"maskwatch: averaged {len(meta['data']['soup'])} models into {args.out}")
+    if args.val:
+        from tqdm import tqdm
+
+        from ..train.calibration import calibrate
+
+        with tqdm(total=len(load_sources(args.val).images), desc="calibrating", unit="img", disable=args.quiet) as bar:
+            t, n = calibrate(args.out, args.val, args.scene_detector, progress=bar.update)
+        _err(f"maskwatch: temperature {t:.3f}, fitted on {n} faces of {', '.join(args.val)}")
+    else:
+        _err(f"maskwatch: temperature {meta['temperature']:.3f}, the geometric mean of the members' (not fitted on data: "
+             "pass --val SOURCES to calibrate the soup's probabilities)")
+    _err(f"check it with: maskwatch evaluate {args.out} DATA")
     return 0
 
 
@@ -177,3 +192,9 @@ def parser_soup(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     so.add_argument("models", nargs="+", metavar="MODEL", help="two or more classifier .onnx files from `maskwatch train`")
     so.add_argument("--out", required=True, help="the averaged model (.onnx)")
     so.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    so.add_argument("--val", nargs="+", metavar="SOURCE", default=None,
+                    help="labelled class folders or scene sets (e.g. SET@val: never the data you report on) to fit the "
+                         "soup's temperature on, so its probabilities are calibrated; without it the soup gets the "
+                         "geometric mean of its members' temperatures")
+    so.add_argument("--scene-detector", default="yunet_masks:1024", metavar="NAME:SIZES",
+                    help="the face detector whose boxes frame the scene faces of --val, as at run time")

@@ -19,7 +19,8 @@ from . import metrics
 
 
 def evaluate_classifier(clf: MaskClassifier, ds: Dataset, progress: Callable[[int], None] | None = None,
-                        batch: int = 64, face_detector: Any = None, errors_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+                        batch: int = 64, face_detector: Any = None, errors_dir: str | os.PathLike | None = None,
+                        with_probs: bool = False) -> dict[str, Any]:
     """Classify every labelled face of ``ds`` (crops cut from its boxes the way run time cuts them).
 
     ``face_detector``: if given, each true box is replaced by the detected face box it overlaps best (IoU >= 0.5),
@@ -28,7 +29,9 @@ def evaluate_classifier(clf: MaskClassifier, ds: Dataset, progress: Callable[[in
     ``errors_dir``: also write every misclassified face there (see :func:`write_errors`); ``errors`` then
     counts them.
     Returns ``report`` (per class), ``by_size`` (shorter box side, px), ``unknown_class`` (faces of a class
-    the model does not know, e.g. mask_incorrect for a two-class model: what they were called) and ``skipped``.
+    the model does not know, e.g. mask_incorrect for a two-class model: what they were called) and ``skipped``;
+    with ``with_probs`` also, per face, ``probs`` (n x len(class_names), the model's probabilities) and ``truth``
+    (its label) as arrays.
     """
     names = clf.class_names
     crops: list[np.ndarray] = []
@@ -76,6 +79,8 @@ def evaluate_classifier(clf: MaskClassifier, ds: Dataset, progress: Callable[[in
         "skipped": skipped,
         "snapped": n_snapped,
     }
+    if with_probs:
+        result.update(probs=prob, truth=lab)
     if errors_dir is not None:
         wrong = np.flatnonzero(known)[yp != yt]
         result["errors"] = write_errors(errors_dir, [where[i] for i in wrong], lab[wrong].tolist(),

@@ -26,6 +26,7 @@ from ..boxes import off_faces, snap_to_detections
 from ..crops import DEFAULT_MARGIN, crop_square, square_boxes, whole_image_box
 from ..datasets import Dataset, assign_groups, iter_images
 from ..detections import MODEL_CLASSES, NOT_FACE
+from ..errors import InputError
 
 CONTEXT = 1.5
 log = logging.getLogger("maskwatch.train")
@@ -93,6 +94,20 @@ class CropSet:
             list(z["source"]), meta["input_size"], meta["margin"], meta.get("warnings", []),
             score=z["score"] if "score" in z.files else None,  # type: ignore[arg-type]
         )
+
+
+def scene_face_detector(spec: str) -> Any:
+    """The face detector named by a ``NAME:SIZES`` setting (``--scene-detector``, e.g. ``yunet_masks:1024``) whose
+    boxes frame scene faces as at run time."""
+    from ..detectors import create_face_detector
+    from ..settings import det_sizes
+
+    name, _, sizes = spec.partition(":")
+    try:
+        size = det_sizes(sizes or "1024")
+    except ValueError:
+        raise InputError(f"scene_detector={spec}: give NAME:SIZES, e.g. yunet_masks:1024") from None
+    return create_face_detector(name, det_size=size)
 
 
 def build_cropset(

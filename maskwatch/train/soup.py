@@ -7,7 +7,8 @@ time. Runs with different seeds start their heads from different random weights:
 
 The average is taken over the ONNX files' initializers (float32 arithmetic, stored back in each tensor's own
 type), i.e. over convolution weights with BatchNorm already folded in; the head weights kept in the metadata
-for Grad-CAM are averaged the same way.
+for Grad-CAM are averaged the same way. No member's calibration (temperature) is the soup's: it gets the geometric
+mean of theirs as a stand-in, and ``maskwatch.train.calibration.calibrate`` (``maskwatch soup --val``) fits its own.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def average_models(paths: list[str | os.PathLike], out: str | os.PathLike, force
         avg = np.mean([a.astype(np.float32) for a in arrs], axis=0).astype(arrs[0].dtype)
         init.CopyFrom(numpy_helper.from_array(avg, init.name))
     meta = dict(base_meta)
+    temps = [float(m.get("temperature", 1.0)) for _, m in loaded]
+    meta["temperature"] = round(float(np.exp(np.mean(np.log(temps)))), 4)  # a stand-in: calibrate() fits the soup's own
     head = dict(meta["head"])
     for key in ("fc1_w", "fc1_b", "fc2_w", "fc2_b"):
         parts = [np.frombuffer(base64.b64decode(m["head"][key]), np.float16).astype(np.float32) for _, m in loaded]
@@ -94,7 +97,9 @@ def average_models(paths: list[str | os.PathLike], out: str | os.PathLike, force
     meta["head"] = head
     meta["data"] = dict(meta.get("data", {}))
     meta["data"]["soup"] = [{"file": "/".join(f.parts[-2:]), "sha256": hashlib.sha256(f.read_bytes()).hexdigest(),
-                             "best_epoch": m.get("data", {}).get("best_epoch")} for f, (_, m) in zip(files, loaded)]
+                             "best_epoch": m.get("data", {}).get("best_epoch"), "temperature": m.get("temperature")}
+                            for f, (_, m) in zip(files, loaded)]
+    meta["data"]["calibration"] = "the geometric mean of the members' temperatures, not fitted on data"
     del base.metadata_props[:]
     base.metadata_props.append(onnx.StringStringEntryProto(key=META_KEY, value=json.dumps(meta)))
     onnx.checker.check_model(base)

@@ -28,8 +28,9 @@ from ..detections import MODEL_CLASSES, NOT_FACE
 from ..errors import InputError
 from ..eval import metrics
 from .augment import augment, center_view
+from .calibration import fit_temperature
 from .config import TrainConfig
-from .cropset import CropSet, build_cropset, context_size
+from .cropset import CropSet, build_cropset, context_size, scene_face_detector
 from .model import MaskNet, load_imagenet_trunk, load_maskwatch_onnx
 
 log = logging.getLogger("maskwatch.train")
@@ -107,15 +108,7 @@ def prepare_crops(cfg: TrainConfig, specs: list[str], cache_dir: Path, progress:
     with tqdm(total=len(ds.images), desc="cropping faces", unit="img", disable=not progress) as bar:
         fd = None
         if cfg.scene_boxes == "detector":  # the run-time framing: the face detector's own boxes
-            from ..detectors import create_face_detector
-            from ..settings import det_sizes
-
-            name, _, sizes = cfg.scene_detector.partition(":")
-            try:
-                size = det_sizes(sizes or "1024")
-            except ValueError:
-                raise InputError(f"scene_detector={cfg.scene_detector}: give NAME:SIZES, e.g. yunet_masks:1024") from None
-            fd = create_face_detector(name, det_size=size)
+            fd = scene_face_detector(cfg.scene_detector)
         cs, skipped = build_cropset(ds, cfg.input_size, cfg.margin, progress=bar.update, face_detector=fd)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cs.warnings = [f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}"] if skipped else []
@@ -128,30 +121,6 @@ def _not_face_rule(cs: CropSet, cfg: TrainConfig) -> CropSet:
     nf = cs.labels == MODEL_CLASSES.index(NOT_FACE)
     drop = nf & ((cs.score > cfg.not_face_max_score) | (not cfg.not_face))
     return cs.subset(np.nonzero(~drop)[0]) if drop.any() else cs
-
-
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Temperature T (0.25-10) minimising the negative log-likelihood of softmax(logits / T) on held-out crops
-    (Guo et al. 2017): probabilities that mean what they say. A golden-section search on log T."""
-    z = np.asarray(logits, np.float64)
-    y = np.asarray(labels, np.int64)
-
-    def nll(log_t: float) -> float:
-        s = z / np.exp(log_t)
-        s = s - s.max(1, keepdims=True)
-        return float(np.mean(np.log(np.exp(s).sum(1)) - s[np.arange(len(y)), y]))
-
-    a, b = np.log(0.25), np.log(10.0)
-    g = (np.sqrt(5) - 1) / 2
-    c, d = b - g * (b - a), a + g * (b - a)
-    for _ in range(60):
-        if nll(c) < nll(d):
-            b, d = d, c
-            c = b - g * (b - a)
-        else:
-            a, c = c, d
-            d = a + g * (b - a)
-    return float(np.exp((a + b) / 2))
 
 
 def _device(name: str) -> torch.device:
