@@ -6,7 +6,7 @@ returns off the annotated faces. One table per scene set:
   offsets and of its width and height, in units of the detected box;
 - detections that match no annotated face (IoU < 0.3), by the label the classifier gives them.
 
-    python benchmarks/box_framing.py [SCENES ...] [--det-size 800,1600] [--flip on|off]
+    python benchmarks/box_framing.py [SCENES ...] [--detector yunet_masks] [--det-size 1024] [--flip on|off]
 
 Defaults: ../shared/data/detect/masks-voc-dev@test and masks-yolo-extra, the photo defaults.
 """
@@ -23,7 +23,7 @@ from maskwatch.classifier import MaskClassifier
 from maskwatch.datasets import load_source
 from maskwatch.detectors import create_face_detector
 from maskwatch.images import load_image
-from maskwatch.settings import det_sizes, on_off
+from maskwatch.settings import PHOTO, det_sizes, on_off
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
 
@@ -68,10 +68,11 @@ def measure(spec: str, detector, clf: MaskClassifier) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scenes", nargs="*", default=[f"{SHARED}/masks-voc-dev@test", f"{SHARED}/masks-yolo-extra"])
-    ap.add_argument("--det-size", type=det_sizes, default="800,1600")
+    ap.add_argument("--detector", default=PHOTO["face_detector"], help="registry name or YuNet ONNX path")
+    ap.add_argument("--det-size", type=det_sizes, default=PHOTO["det_size"])
     ap.add_argument("--flip", type=on_off, default="on")
     a = ap.parse_args()
-    detector = create_face_detector("yunet", det_size=a.det_size)
+    detector = create_face_detector(a.detector, det_size=a.det_size)
     clf = MaskClassifier(flip=a.flip)
     for spec in a.scenes:
         measure(spec, detector, clf)
