@@ -111,11 +111,11 @@ SURE_SETTINGS = ("sure_face_score", "sure_mask", "sure_nomask", "sure_incorrect"
 # precision 0.90 (0.60 for mask_incorrect), else the best F0.5; the face-score and not_face thresholds with the best
 # summed F0.5 of with_mask and without_mask. MODEL_CARD.md has the table.
 PHOTO: dict[str, Any] = {"face_detector": PHOTO_FACE_DETECTOR, "det_size": PHOTO_DET_SIZE, "flip": True, "nomask_cost": 1.0,
-                         "sure_face_score": 0.7, "sure_mask": 0.94, "sure_nomask": 0.57, "sure_incorrect": 0.4,
+                         "sure_face_score": 0.9, "sure_mask": 0.93, "sure_nomask": 0.77, "sure_incorrect": 0.4,
                          "not_face_threshold": 0.5}
 """The photo preset (detect, evaluate-detection, explain, uploads, ``maskwatch.detect()``): accuracy first."""
 LIVE: dict[str, Any] = {"face_detector": "yunet_masks", "det_size": 640, "flip": False, "nomask_cost": 1.0,
-                        "sure_face_score": 0.9, "sure_mask": 0.94, "sure_nomask": 0.49, "sure_incorrect": 0.4,
+                        "sure_face_score": 0.95, "sure_mask": 0.84, "sure_nomask": 0.59, "sure_incorrect": 0.4,
                         "not_face_threshold": 0.5}
 """The live preset (video, watch, the dashboard's cameras): speed first; the tracker smooths labels over frames."""
 

@@ -673,8 +673,9 @@ def test_soup_is_calibrated_on_val_or_says_it_is_not(trained, tmp_path):
         z -= z.max(1, keepdims=True)
         return float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(len(y)), y]))
 
-    t = fitted.temperature
-    assert nll(t) <= min(nll(t * 0.8), nll(t * 1.25), nll(1.0)) + 1e-9
+    t = fitted.temperature  # fit_temperature searches 0.25-10: at a bound, only the inner side is a check
+    inner = [t * 0.8] if t > 9.9 else [t * 1.25] if t < 0.26 else [t * 0.8, t * 1.25]
+    assert nll(t) <= min(*map(nll, inner), nll(1.0)) + 1e-6
 
 
 @needs_shared
@@ -779,13 +780,12 @@ def test_not_face_crops_come_from_detections_on_no_annotated_face_and_train(clas
     import maskwatch
     from maskwatch.boxes import iou_matrix
     from maskwatch.detections import MODEL_CLASSES, NOT_FACE
-    from maskwatch.detectors import create_face_detector
+    from maskwatch.train.cropset import scene_face_detector
     stem = "maksssksksss0"
     scene = copy_voc(tmp_path / "scene", [stem])
     xml = scene / "annotations" / f"{stem}.xml"
     tree = ET.parse(xml)
-    # TrainConfig.scene_detector's default framing:
-    found = create_face_detector("yunet", det_size=(800, 1600)).detect(maskwatch.load_image(scene / "images" / f"{stem}.jpg"))
+    found = scene_face_detector(TrainConfig.scene_detector).detect(maskwatch.load_image(scene / "images" / f"{stem}.jpg"))
     boxes = np.array(voc_boxes(stem), np.float32)
     ious = iou_matrix(boxes, found.xyxy)
     drop = int(ious.max(1).argmax())  # the annotated face the detector frames best: "forget" it

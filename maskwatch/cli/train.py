@@ -145,8 +145,7 @@ def parser_train(cmd: Callable[..., argparse.ArgumentParser]) -> None:
                         "their annotated box)")
     t.add_argument("--scene-detector", default=default(TrainConfig, "scene_detector"), metavar="NAME:SIZES",
                    help="the face detector and det sizes whose boxes frame scene faces for --scene-boxes detector (and give the "
-                        "not_face crops): the bundled classifier was trained on yunet:800,1600; yunet_masks:1024 is today's photo "
-                        "default")
+                        "not_face crops); the default is the photo default's, so training sees the framing of run time")
     t.add_argument("--not-face", type=on_off, default="on", metavar="on|off",
                    help="also learn a not_face class from the face detector's boxes that overlap no annotated face (IoU < 0.3) "
                         "in the scene sets: hands, bags, backs of heads. At run time such boxes are removed (needs --scene-boxes detector)")

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..crops import DEFAULT_MARGIN
 from ..errors import InputError
-from ..settings import train_workers
+from ..settings import PHOTO_DET_SIZE, PHOTO_FACE_DETECTOR, train_workers
 
 
 def default(cls: type, name: str) -> Any:
@@ -52,7 +52,7 @@ class TrainConfig:
     class_weight_cap: float = 3.0  # loss weight of a rare class (sqrt of its rarity) capped here; 1 = none beyond the
     # sampler's balancing, which already shows rare classes more often
     erase: float = 0.0  # probability of random erasing per training view (0 = off)
-    scene_detector: str = "yunet:800,1600"  # NAME:SIZES of the face detector whose boxes frame scene faces (and give not_face)
+    scene_detector: str = f"{PHOTO_FACE_DETECTOR}:{PHOTO_DET_SIZE}"  # NAME:SIZES whose boxes frame scene faces (and give not_face): the photo default
     scene_boxes: str = "detector"  # scene sets: crop around the "truth" boxes, or the face "detector"'s boxes matched
     # to them (IoU >= 0.5; the run-time framing)
     not_face: bool = True  # learn a not_face class from the detector's boxes on no annotated face (needs scene_boxes detector)
