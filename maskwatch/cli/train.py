@@ -195,5 +195,5 @@ def parser_soup(cmd: Callable[..., argparse.ArgumentParser]) -> None:
                     help="labelled class folders or scene sets (e.g. SET@val: never the data you report on) to fit the "
                          "soup's temperature on, so its probabilities are calibrated; without it the soup gets the "
                          "geometric mean of its members' temperatures")
-    so.add_argument("--scene-detector", default="yunet_masks:1024", metavar="NAME:SIZES",
+    so.add_argument("--scene-detector", default=default(TrainConfig, "scene_detector"), metavar="NAME:SIZES",
                     help="the face detector whose boxes frame the scene faces of --val, as at run time")

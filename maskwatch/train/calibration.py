@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..settings import PHOTO_DET_SIZE, PHOTO_FACE_DETECTOR
 from .soup import META_KEY
 
 
@@ -40,7 +41,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp((a + b) / 2))
 
 
-def calibrate(model: str | os.PathLike, specs: list[str], scene_detector: str = "yunet_masks:1024",
+def calibrate(model: str | os.PathLike, specs: list[str], scene_detector: str = f"{PHOTO_FACE_DETECTOR}:{PHOTO_DET_SIZE}",
               progress: Callable[[int], None] | None = None) -> tuple[float, int]:
     """Fit the temperature of ``model`` (a maskwatch classifier ONNX file) on the labelled faces of ``specs`` (class
     folders or scene sets, e.g. ``SET@val``), cropped as at run time (scene faces framed by ``scene_detector``'s
