@@ -67,7 +67,7 @@ def calibrate(model: str | os.PathLike, specs: list[str], scene_detector: str = 
     m = onnx.load(str(model))
     prop = next(p for p in m.metadata_props if p.key == META_KEY)
     meta = json.loads(prop.value)
-    meta["temperature"] = round(temperature, 4)
+    meta["temperature"] = float(temperature)
     meta.setdefault("data", {})["calibration"] = {"faces": int(known.sum()), "sources": [str(s) for s in specs],
                                                   "scene_detector": scene_detector}
     prop.value = json.dumps(meta)

@@ -89,7 +89,7 @@ def average_models(paths: list[str | os.PathLike], out: str | os.PathLike, force
         init.CopyFrom(numpy_helper.from_array(avg, init.name))
     meta = dict(base_meta)
     temps = [float(m.get("temperature", 1.0)) for _, m in loaded]
-    meta["temperature"] = round(float(np.exp(np.mean(np.log(temps)))), 4)  # a stand-in: calibrate() fits the soup's own
+    meta["temperature"] = float(np.exp(np.mean(np.log(temps))))  # a stand-in: calibrate() fits the soup's own
     head = dict(meta["head"])
     for key in ("fc1_w", "fc1_b", "fc2_w", "fc2_b"):
         parts = [np.frombuffer(base64.b64decode(m["head"][key]), np.float16).astype(np.float32) for _, m in loaded]
