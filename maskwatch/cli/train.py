@@ -90,8 +90,7 @@ def cmd_soup(args: argparse.Namespace) -> int:
         raise InputError(f"averaging models needs the 'train' extra ({e.name} is missing): pip install 'maskwatch[train]'") from None
     from ..datasets import load_sources
 
-    if args.val:
-        load_sources(args.val)  # bad sources are refused before anything is written
+    n_val = len(load_sources(args.val).images) if args.val else 0  # bad sources are refused before anything is written
     meta = average_models(args.models, args.out, force=args.force)
     _err(f"maskwatch: averaged {len(meta['data']['soup'])} models into {args.out}")
     if args.val:
@@ -99,7 +98,7 @@ def cmd_soup(args: argparse.Namespace) -> int:
 
         from ..train.calibration import calibrate
 
-        with tqdm(total=len(load_sources(args.val).images), desc="calibrating", unit="img", disable=args.quiet) as bar:
+        with tqdm(total=n_val, desc="calibrating", unit="img", disable=args.quiet) as bar:
             t, n = calibrate(args.out, args.val, args.scene_detector, progress=bar.update)
         _err(f"maskwatch: temperature {t:.3f}, fitted on {n} faces of {', '.join(args.val)}")
     else:
