@@ -29,7 +29,7 @@ from maskwatch.detections import NOT_FACE
 from maskwatch.eval.detection import face_outcomes
 from maskwatch.models import resolve
 from maskwatch.pipeline import Detector
-from maskwatch.settings import LIVE, PHOTO
+from maskwatch.settings import LIVE, PHOTO, flip_mode
 
 DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
@@ -43,13 +43,17 @@ PROB_GRID = np.round(np.arange(0.40, 0.991, 0.01), 2)
 MIN_DETECTOR_SCORE = 0.5  # the detector's own threshold; the sweep starts there
 
 
-def outcomes(specs: list[str], mode: str, classifier: str, cache: Path | None) -> dict[str, Any]:
-    """Every box of the mode's pipeline on the scenes (thresholds off, not_face boxes kept), cached by settings."""
-    preset = PHOTO if mode == "photo" else LIVE
+def outcomes(specs: list[str], mode: str, classifier: str, cache: Path | None, flip: bool | str | None = None) -> dict[str, Any]:
+    """Every box of the mode's pipeline on the scenes (thresholds off, not_face boxes kept), cached by settings.
+    ``flip``: instead of the preset's."""
+    preset = dict(PHOTO if mode == "photo" else LIVE)
+    if flip is not None:
+        preset["flip"] = flip
     model = resolve(classifier)  # the file itself: "mask_classifier" names whichever model is bundled now
     fd = preset.get("face_detector", "yunet")
     fd_file = resolve(fd) if not str(fd).endswith(".onnx") else Path(fd)
     key = hashlib.sha1(json.dumps([3, specs, mode, str(model), hashlib.sha256(model.read_bytes()).hexdigest(), str(preset["det_size"]),
+                                   *([] if preset["flip"] == (mode == "photo") else [str(preset["flip"])]),
                                    hashlib.sha256(fd_file.read_bytes()).hexdigest()]).encode()).hexdigest()[:10]
     path = cache / f"outcomes-{mode}-{key}.npz" if cache else None
     if path and path.exists():
@@ -184,10 +188,11 @@ def main() -> None:
     ap.add_argument("--report", nargs="*", default=None, metavar="SCENES",
                     help="measure the chosen point on these sets too (e.g. the @test splits; never chosen on)")
     ap.add_argument("--cache", type=Path, default=None, help="folder to keep the pipeline's outputs in between runs")
+    ap.add_argument("--flip", type=flip_mode, default=None, help="on|off|auto instead of the mode's preset")
     args = ap.parse_args()
     specs = args.scenes or [f"{DETECT / s}@val" for s in SETS]
     for mode in (["photo", "live"] if args.mode == "both" else [args.mode]):
-        o = outcomes(specs, mode, args.classifier, args.cache)
+        o = outcomes(specs, mode, args.classifier, args.cache, args.flip)
         point, lines = choose(o, args.target)
         print(f"\n== {mode} mode, chosen on {', '.join(Path(s).name for s in specs)}; target precision {args.target} "
               f"(mask_incorrect {TARGET_INCORRECT})")
@@ -197,7 +202,7 @@ def main() -> None:
         report(o, point, f"{mode} mode on the sets it was chosen on")
         where_false_alarms_lie(o, point)
         for spec in args.report or []:
-            o_spec = outcomes([spec], mode, args.classifier, args.cache)
+            o_spec = outcomes([spec], mode, args.classifier, args.cache, args.flip)
             report(o_spec, point, f"{mode} mode on {Path(spec).name}")
             where_false_alarms_lie(o_spec, point)
 

@@ -1,6 +1,7 @@
 """Class-activation heatmaps (Grad-CAM from the classifier's last feature map) over each face, shown beside
 the annotated frame. The map is computed on the face as it is, for the label the pipeline gave it (with
-``flip`` on, that label comes from the face and its mirror image averaged)."""
+``flip`` on, or ``"auto"`` for a face the first look was not sure of, that label comes from the face and its mirror
+image averaged, and so does the map)."""
 
 from __future__ import annotations
 

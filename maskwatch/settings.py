@@ -46,6 +46,16 @@ def on_off(text: str | bool) -> bool:
 on_off.__name__ = "on|off"
 
 
+def flip_mode(text: str | bool) -> bool | str:
+    """--flip: on/off as :func:`on_off`, or 'auto' (mirror only the faces the first look is not sure of)."""
+    if isinstance(text, str) and text.strip().lower() == "auto":
+        return "auto"
+    return on_off(text)
+
+
+flip_mode.__name__ = "on|off|auto"
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -72,8 +82,9 @@ SETTINGS: dict[str, Setting] = {
         Setting("threads", int, None, "CPU threads for the classifier (None = all cores)", 1, 256),
         Setting("nomask_cost", float, 2.0, "how much worse a bare face called masked is than a false alarm: the label "
                 "is the class with the highest probability x cost (1 = plain argmax)", 1.0, 100.0),
-        Setting("flip", on_off, False, "on: also classify each face mirrored left-right and average the two (more "
-                "accurate, twice the classifier's time; photo commands default to on, video ones to off)"),
+        Setting("flip", flip_mode, False, "on: also classify each face mirrored left-right and average the two (twice "
+                "the classifier's time); auto: only the faces the first look is not sure of (no class at 0.95); "
+                "photo commands default to auto, video ones to off"),
         Setting("sure_face_score", float, 0.0, "faces the detector scores below this are shown grey '?' (uncertain): "
                 "no label, no event", 0.0, 1.0),
         Setting("sure_mask", float, 0.0, "green 'Mask' only when P(with_mask) is at least this; below, grey '?'", 0.0, 1.0),
@@ -110,8 +121,8 @@ SURE_SETTINGS = ("sure_face_score", "sure_mask", "sure_nomask", "sure_incorrect"
 # sets (never on @test) for the bundled classifier: per label, the lowest probability at which shown labels reach
 # precision 0.90 (0.60 for mask_incorrect), else the best F0.5; the face-score and not_face thresholds with the best
 # summed F0.5 of with_mask and without_mask. MODEL_CARD.md has the table.
-PHOTO: dict[str, Any] = {"face_detector": PHOTO_FACE_DETECTOR, "det_size": PHOTO_DET_SIZE, "flip": True, "nomask_cost": 1.0,
-                         "sure_face_score": 0.9, "sure_mask": 0.93, "sure_nomask": 0.77, "sure_incorrect": 0.4,
+PHOTO: dict[str, Any] = {"face_detector": PHOTO_FACE_DETECTOR, "det_size": PHOTO_DET_SIZE, "flip": "auto", "nomask_cost": 1.0,
+                         "sure_face_score": 0.95, "sure_mask": 0.89, "sure_nomask": 0.72, "sure_incorrect": 0.4,
                          "not_face_threshold": 0.5}
 """The photo preset (detect, evaluate-detection, explain, uploads, ``maskwatch.detect()``): accuracy first."""
 LIVE: dict[str, Any] = {"face_detector": "yunet_masks", "det_size": 640, "flip": False, "nomask_cost": 1.0,

@@ -198,6 +198,32 @@ def test_flip_averages_the_face_and_its_mirror():
     assert flipped.predict(crops[:0]).shape == (0, len(flipped.class_names))
 
 
+def test_auto_flip_mirrors_only_the_faces_the_first_look_is_not_sure_of(voc_image):
+    """flip="auto": a crop whose first look reaches FLIP_SURE keeps it; the others get the mirror averaged in,
+    exactly as flip=True gives them; the heatmaps follow the same views."""
+    from maskwatch.classifier import FLIP_SURE, MaskClassifier
+    from maskwatch.detectors import create_face_detector
+
+    plain, full, auto = MaskClassifier(), MaskClassifier(flip=True), MaskClassifier(flip="auto")
+    img = maskwatch.load_image(voc_image)
+    real = plain.crops(img, create_face_detector("yunet", det_size=800).detect(img))
+    noise = np.random.default_rng(3).integers(0, 255, (4, plain.input_size, plain.input_size, 3), dtype=np.uint8)
+    crops = np.concatenate([real, noise])
+    first = plain.predict(crops)
+    sure = first.max(1) >= FLIP_SURE
+    assert sure.any() and not sure.all()  # both kinds in this batch, or the test says nothing
+    got = auto.predict(crops)
+    np.testing.assert_allclose(got[sure], first[sure], atol=1e-6)
+    np.testing.assert_allclose(got[~sure], full.predict(crops)[~sure], atol=1e-5)
+    ids = auto.decide(got)
+    maps, probs = auto.heatmaps(crops, ids)
+    np.testing.assert_allclose(probs, got, atol=1e-5)
+    np.testing.assert_allclose(maps[sure], plain.heatmaps(crops, ids)[0][sure], atol=1e-4)
+    np.testing.assert_allclose(maps[~sure], full.heatmaps(crops, ids)[0][~sure], atol=1e-4)
+    with pytest.raises(maskwatch.InputError, match="flip"):
+        MaskClassifier(flip="sometimes")
+
+
 def test_many_faces_are_classified_in_bounded_calls():
     """A crowd photo's faces go to onnxruntime in calls of at most MAX_VIEWS crops (its arena keeps the largest
     call's buffers: 250 flipped faces in one call held 1.6 GB), with the same answers as one face at a time."""
@@ -245,16 +271,18 @@ def test_flip_heatmaps_explain_the_averaged_label(voc_image):
     assert flipped.heatmaps(crops[:0])[0].shape == (0, plain.input_size, plain.input_size)
 
 
-def test_flip_is_on_for_photos_and_off_for_video():
+def test_flip_is_auto_for_photos_and_off_for_video():
     from maskwatch.cli import build_parser
 
     p = build_parser()
-    assert p.parse_args(["detect", "x.jpg"]).flip is True
-    assert p.parse_args(["evaluate-detection", "s"]).flip is True
+    assert p.parse_args(["detect", "x.jpg"]).flip == "auto"
+    assert p.parse_args(["evaluate-detection", "s"]).flip == "auto"
     assert p.parse_args(["video", "in.mp4", "--out", "o.mp4"]).flip is False
     assert p.parse_args(["watch", "0"]).flip is False
     assert p.parse_args(["detect", "x.jpg", "--flip", "off"]).flip is False
-    assert p.parse_args(["serve"]).photo_flip is True and p.parse_args(["serve"]).flip is False
+    assert p.parse_args(["detect", "x.jpg", "--flip", "auto"]).flip == "auto"
+    assert maskwatch.Detector(flip="auto").classifier.flip == "auto"
+    assert p.parse_args(["serve"]).photo_flip == "auto" and p.parse_args(["serve"]).flip is False
     assert maskwatch.Detector(flip=True).classifier.flip and not maskwatch.Detector().classifier.flip
     from maskwatch.classifier import MaskClassifier
 

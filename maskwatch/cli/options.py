@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..errors import InputError
-from ..settings import DETECTOR_SETTINGS, SETTINGS, check, on_off
+from ..settings import DETECTOR_SETTINGS, SETTINGS, check, flip_mode, on_off
 
 
 def add_arguments(parser: argparse.ArgumentParser, names: list[str], defaults: dict[str, Any] | None = None) -> None:
@@ -15,9 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser, names: list[str], defaults: d
         s = SETTINGS[name]
         default = (defaults or {}).get(name, s.default)
         extra: dict[str, Any] = {}
-        if s.type is on_off:  # shown as on/off in --help (argparse runs string defaults through the type)
-            extra["metavar"] = "on|off"
-            if default is not argparse.SUPPRESS:
+        if s.type in (on_off, flip_mode):  # shown as on/off in --help (argparse runs string defaults through the type)
+            extra["metavar"] = s.type.__name__
+            if default is not argparse.SUPPRESS and isinstance(default, bool):
                 default = "on" if default else "off"
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=s.type, default=default,
                             choices=None if s.path_suffix else s.choices, help=s.help, **extra)
@@ -70,11 +70,12 @@ def load_settings_file(path: str, parser: argparse.ArgumentParser) -> dict[str, 
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             if not isinstance(value, bool):
                 raise InputError(f"settings file {p}: '{key}' must be true or false, got {value!r}")
-        elif action.type is on_off:
+        elif action.type in (on_off, flip_mode):
             try:
-                value = on_off(value)
+                value = action.type(value)
             except ValueError:
-                raise InputError(f"settings file {p}: '{key}' must be on or off (true or false), got {value!r}") from None
+                also = " or auto" if action.type is flip_mode else ""
+                raise InputError(f"settings file {p}: '{key}' must be on or off (true or false){also}, got {value!r}") from None
         elif callable(action.type) and value is not None:
             typ: Any = action.type
             if isinstance(value, (bool, list, dict)):

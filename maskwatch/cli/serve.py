@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from ..errors import InputError
 from ..events import DEFAULT_DB
-from ..settings import det_sizes, on_off
+from ..settings import PHOTO, det_sizes, flip_mode
 from .common import (
     DETECT_SETTINGS,
     PHOTO_DET_SIZE,
@@ -90,5 +90,6 @@ def parser_serve(cmd: Callable[..., argparse.ArgumentParser]) -> None:
                          "(default: MASKWATCH_SHARED, else the shared/ folder beside this maskwatch checkout); without "
                          "them the demo shows moving shapes")
     sv.add_argument("--photo-det-size", type=det_sizes, default=PHOTO_DET_SIZE, help="--det-size for uploaded photos (as detect)")
-    sv.add_argument("--photo-flip", type=on_off, default="on", metavar="on|off", help="--flip for uploaded photos (as detect)")
+    sv.add_argument("--photo-flip", type=flip_mode, default=PHOTO["flip"], metavar="on|off|auto",
+                    help="--flip for uploaded photos (as detect)")
     add_arguments(sv, DETECT_SETTINGS, VIDEO_DEFAULTS)

@@ -36,7 +36,7 @@ class ServerSettings:
     cameras: ``SOURCE[=NAME]`` strings or CameraSpecs. demo: loop the demo video as a camera (None: only when no
     camera is given). token: API token (required when host is not loopback). events: SQLite event log ('' = in
     memory). detector: Detector keyword arguments for the cameras (det_size 320); photo_det_size, photo_flip: det_size
-    and flip for uploaded photos (the photo preset's 1024 and True, as ``maskwatch detect``). max_upload_mb: upload limit; max_pixels: image size limit.
+    and flip for uploaded photos (the photo preset's, as ``maskwatch detect``). max_upload_mb: upload limit; max_pixels: image size limit.
     """
 
     host: str = "127.0.0.1"
@@ -51,7 +51,7 @@ class ServerSettings:
     max_pending: int = 4  # photos decoded or detected at once; more get 503 with Retry-After (memory stays bounded)
     detector: dict[str, Any] = field(default_factory=lambda: {"det_size": 320})
     photo_det_size: int | tuple[int, ...] = PHOTO_DET_SIZE
-    photo_flip: bool = True
+    photo_flip: bool | str = PHOTO["flip"]
     confirm_frames: int = 5
     blur_faces: bool = False
     jpeg_quality: int = 80
