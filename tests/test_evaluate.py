@@ -388,3 +388,31 @@ def test_training_crops_can_use_the_real_detectors_framing(tiny_voc, tmp_path):
     moved = sum(a != b for a, b in zip(np.array(det_cs.jpegs, object)[faces], truth_cs.jpegs))
     assert moved >= faces.sum() // 2  # YuNet finds most of these faces, and never frames them exactly as annotated
     assert (truth_cs.score == -1).all() and (det_cs.score[~faces] >= 0.5).all()  # not_face crops keep their face score
+
+
+class _Shifted(_Oracle):
+    """The ground truth moved right by 40 % of each box's width (IoU 0.43 with its face: framed differently)."""
+
+    def detect(self, image):
+        det = super().detect(image)
+        xyxy = det.xyxy.copy()
+        xyxy[:, [0, 2]] += 0.4 * (xyxy[:, 2:3] - xyxy[:, 0:1])
+        probs = np.eye(len(CLASS_NAMES), dtype=np.float32)[det.class_id]
+        return Detections(xyxy, det.face_score, class_id=det.class_id, confidence=det.confidence, probs=probs)
+
+
+@needs_shared
+def test_face_outcomes_name_the_face_a_box_lies_on_even_when_framed_differently(tmp_path):
+    """face_outcomes: a box at IoU 0.3-0.5 with a face matches none (truth ""), but best_label says whose face it
+    is: what operating_points.py uses to tell a bare face framed differently from a false alarm."""
+    from maskwatch.eval.detection import face_outcomes
+
+    stems = ["maksssksksss0", "maksssksksss100", "maksssksksss130"]
+    ds = load_source(str(copy_voc(tmp_path / "voc", stems)))
+    o = face_outcomes(_Shifted(ds), ds)
+    gt = np.array([lab for im in ds.images for lab in im.labels], dtype=object)  # the oracle's boxes, in order
+    assert len(o["best_label"]) == len(o["truth"]) == len(gt) > 0
+    assert set(o["truth"]) == {""}
+    isolated = np.isclose(o["best_iou"], 0.6 / 1.4, atol=0.02)  # faces with no neighbour overlapping the shift
+    assert isolated.sum() >= len(gt) // 2
+    assert list(o["best_label"][isolated]) == list(gt[isolated])

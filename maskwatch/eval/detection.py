@@ -42,10 +42,11 @@ def face_outcomes(model: _Detects, ds: Dataset, iou: float = 0.5,
 
     Returns arrays over boxes: ``face_score``, ``probs`` (n, k over ``class_names``), ``truth`` (the label of the
     annotated face matched one to one at IoU >= ``iou``, or "" for a box on no annotated face), ``best_iou`` (with
-    any annotated face) and ``image`` (index); per annotated face: ``gt_labels``, ``gt_found`` (matched by some box); ``n_images``; ``skipped``."""
+    any annotated face), ``best_label`` (the label of that face, "" where there is none) and ``image`` (index); per annotated face: ``gt_labels``, ``gt_found`` (matched by some box); ``n_images``; ``skipped``."""
     scores: list[np.ndarray] = []
     probs: list[np.ndarray] = []
     best_iou: list[np.ndarray] = []
+    best_label: list[str] = []
     truth: list[str] = []
     image: list[int] = []
     gt_labels: list[str] = []
@@ -61,6 +62,7 @@ def face_outcomes(model: _Detects, ds: Dataset, iou: float = 0.5,
         probs.append(det.probs)
         ious = iou_matrix(det.xyxy, gt)
         best_iou.append(ious.max(1) if ious.size else np.zeros(len(det), np.float32))
+        best_label += [im.labels[int(g)] for g in ious.argmax(1)] if ious.size else [""] * len(det)
         truth += [im.labels[g] if g >= 0 else "" for g in match]
         image += [k] * len(det)
         gt_labels += list(im.labels)
@@ -72,6 +74,7 @@ def face_outcomes(model: _Detects, ds: Dataset, iou: float = 0.5,
         "probs": np.concatenate(probs) if probs else np.zeros((0, len(names)), np.float32),
         "truth": np.array(truth, dtype=object), "image": np.array(image, np.int64),
         "best_iou": np.concatenate(best_iou) if best_iou else np.zeros(0, np.float32),
+        "best_label": np.array(best_label, dtype=object),
         "gt_labels": np.array(gt_labels, dtype=object), "gt_found": np.array(gt_found, bool),
         "n_images": len(ds.images) - len(skipped), "skipped": skipped,
     }
