@@ -26,7 +26,6 @@ from tqdm import tqdm
 
 from maskwatch.datasets import load_source
 from maskwatch.detections import NOT_FACE
-from maskwatch.detectors import registry_box_style
 from maskwatch.eval.detection import face_outcomes
 from maskwatch.models import resolve
 from maskwatch.pipeline import Detector
@@ -55,7 +54,6 @@ def outcomes(specs: list[str], mode: str, classifier: str, cache: Path | None, f
     fd_file = resolve(fd) if not str(fd).endswith(".onnx") else Path(fd)
     key = hashlib.sha1(json.dumps([4, specs, mode, str(model), hashlib.sha256(model.read_bytes()).hexdigest(), str(preset["det_size"]),
                                    *([] if preset["flip"] == (mode == "photo") else [str(preset["flip"])]),
-                                   *([] if not registry_box_style(fd) else [str(registry_box_style(fd))]),
                                    hashlib.sha256(fd_file.read_bytes()).hexdigest()]).encode()).hexdigest()[:10]
     path = cache / f"outcomes-{mode}-{key}.npz" if cache else None
     if path and path.exists():

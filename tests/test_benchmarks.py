@@ -22,7 +22,7 @@ VAL = f"{VOC}@val"
     ("operating_points.py", [VAL, "--mode", "photo"], "chosen:"),
     ("live_det_size.py", [VAL, "--sizes", "320", "--repeat", "1"], "| yunet_masks | 320 |"),
     ("photo_detector.py", [VAL, "--configs", "yunet:320"], "| yunet | 320 |"),
-    ("box_style.py", [VAL, "--det-size", "320", "--top", "2"], "best: box_style="),
+    ("box_style.py", [VAL, "--det-size", "320", "--top", "2", "--show", "1.05,0.975,0.04"], "| 1.05 | 0.975 | 0.04 |"),
     ("detector_misses.py", [VAL, "--det-size", "320", "--sheet", "misses.jpg"], "sheet: misses.jpg"),
     ("batch_speed.py", ["--images", "24", "--chunk", "8", "--mode", "live"], "scheduling is"),
     ("server_memory.py", ["--uploads", "6", "--threads", "2", "--large-every", "3"], "after 6 uploads"),

@@ -14,8 +14,7 @@ import maskwatch
 from maskwatch import Detections, InputError
 from maskwatch.boxes import iou_matrix
 from maskwatch.cli import main
-from maskwatch.detectors import FACE_DETECTORS, YUNET_MASKS_BOX_STYLE, create_face_detector
-from maskwatch.detectors.base import restyle
+from maskwatch.detectors import FACE_DETECTORS, create_face_detector
 
 
 def _voc_boxes(image: Path) -> np.ndarray:
@@ -199,21 +198,9 @@ def test_shipped_tuned_detector_finds_the_faces_of_a_real_photo_where_expected(v
     path = resolve("yunet_masks")
     assert path.parent.name == "assets" and sha256_of(path) in REGISTRY["yunet_masks"].sha256
     assert path.stat().st_size < 10 * 2**20
-    raw = create_face_detector(PHOTO["face_detector"], det_size=PHOTO["det_size"], box_style=None)
-    found = raw.detect(load_image(voc_image))
-    expected = np.array([[319, 87, 360, 139], [183, 99, 228, 144], [78, 104, 109, 141]], np.float32)  # the network's
+    fd = create_face_detector(PHOTO["face_detector"], det_size=PHOTO["det_size"])
+    found = fd.detect(load_image(voc_image))
+    expected = np.array([[319, 87, 360, 139], [183, 99, 228, 144], [78, 104, 109, 141]], np.float32)
     assert len(found) == 3 and (found.face_score > 0.9).all()
     order = np.argsort(-found.xyxy[:, 0])
     np.testing.assert_allclose(found.xyxy[order], expected, atol=3)
-    styled = create_face_detector(PHOTO["face_detector"], det_size=PHOTO["det_size"]).detect(load_image(voc_image))
-    np.testing.assert_allclose(styled.xyxy[order], restyle(found.xyxy[order], YUNET_MASKS_BOX_STYLE), atol=1e-3)
-    np.testing.assert_allclose(styled.face_score, found.face_score)
-
-
-def test_restyle_scales_about_the_centre_and_moves_it_down():
-    box = np.array([[100, 200, 140, 260]], np.float32)  # 40 x 60, centre (120, 230)
-    np.testing.assert_allclose(restyle(box, (1.0, 1.0, 0.0)), box)
-    np.testing.assert_allclose(restyle(box, (1.5, 0.5, 0.0)), [[90, 215, 150, 245]])
-    np.testing.assert_allclose(restyle(box, (1.0, 1.0, 0.1)), [[100, 206, 140, 266]])  # down by 0.1 x 60 px
-    with pytest.raises(maskwatch.InputError, match="box_style"):
-        create_face_detector("yunet_masks", box_style=(3.0, 1.0, 0.0))

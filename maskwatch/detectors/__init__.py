@@ -12,15 +12,9 @@ from .haar import HaarDetector
 from .ssd import SSDDetector
 from .yunet import YuNetDetector
 
-YUNET_MASKS_BOX_STYLE = (1.05, 0.975, 0.04)
-"""The tuned YuNet's boxes are a little narrow and high against the annotators' (all four scene sets agree): 5 %
-wider, 2.5 % lower, the centre 4 % of the height further down: face AP@0.5 on the @val splits 0.757 -> 0.773
-(``python benchmarks/box_style.py``, MODEL_CARD.md)."""
-
 FACE_DETECTORS: dict[str, Callable[..., FaceDetector]] = {
     "yunet": YuNetDetector,
-    # YuNet tuned on real masked scenes (MODEL_CARD.md)
-    "yunet_masks": partial(YuNetDetector, model="yunet_masks", box_style=YUNET_MASKS_BOX_STYLE),
+    "yunet_masks": partial(YuNetDetector, model="yunet_masks"),  # YuNet tuned on real masked scenes (MODEL_CARD.md)
     "ssd": SSDDetector,
     "haar": HaarDetector,
 }
@@ -41,10 +35,4 @@ def create_face_detector(name: str = DEFAULT_FACE_DETECTOR, **kwargs: Any) -> Fa
     return FACE_DETECTORS[name](**kwargs)
 
 
-def registry_box_style(name: str) -> tuple[float, float, float] | None:
-    """The box style a registry detector applies (``YUNET_MASKS_BOX_STYLE``), None for none or for a file path."""
-    return getattr(FACE_DETECTORS.get(name), "keywords", {}).get("box_style")
-
-
-__all__ = ["FACE_DETECTORS", "DEFAULT_FACE_DETECTOR", "YUNET_MASKS_BOX_STYLE", "FaceDetector", "create_face_detector",
-           "registry_box_style"]
+__all__ = ["FACE_DETECTORS", "DEFAULT_FACE_DETECTOR", "FaceDetector", "create_face_detector"]

@@ -20,16 +20,13 @@ class FaceDetector:
     0 = as is); several sizes, e.g. (800, 1600), run one pass each and merge the faces by NMS (small and large
     faces both found, at the cost of the passes). upscale: a fixed resize factor instead of det_size. Boxes are always mapped back to the
     input image. min_face: smallest box side kept, in pixels of the input image. threads: CPU threads for detectors
-    that run on onnxruntime (None = all cores); the OpenCV ones ignore it. box_style: (width factor, height factor,
-    centre moved down by this fraction of the height) applied to every box, to meet the annotators' style (fitted on
-    @val by ``benchmarks/box_style.py``; None = the boxes as the network gives them).
+    that run on onnxruntime (None = all cores); the OpenCV ones ignore it.
     """
 
     name = "base"
 
     def __init__(self, score_threshold: float = 0.5, nms_threshold: float = 0.3, det_size: int | Sequence[int] = 640,
-                 upscale: float | None = None, min_face: float = 4.0, threads: int | None = None,
-                 box_style: tuple[float, float, float] | None = None) -> None:
+                 upscale: float | None = None, min_face: float = 4.0, threads: int | None = None) -> None:
         from ..settings import check  # the one table of ranges (imported here: settings lists the detectors)
 
         for name, value in (("score_threshold", score_threshold), ("nms_threshold", nms_threshold), ("upscale", upscale)):
@@ -46,12 +43,6 @@ class FaceDetector:
         self.upscale = upscale
         self.min_face = min_face
         self.threads = threads  # CPU threads of an onnxruntime detector (None = all cores); others ignore it
-        if box_style is not None:
-            if len(box_style) != 3 or not (0.5 <= box_style[0] <= 2 and 0.5 <= box_style[1] <= 2 and -0.5 <= box_style[2] <= 0.5):
-                raise InputError(f"box_style={box_style} is invalid; give (width factor, height factor, shift down) within "
-                                 "0.5-2, 0.5-2 and -0.5-0.5")
-            box_style = (float(box_style[0]), float(box_style[1]), float(box_style[2]))
-        self.box_style = box_style
 
     def detect(self, image_bgr: np.ndarray) -> Detections:
         """Faces in a BGR uint8 image (h, w, 3)."""
@@ -62,8 +53,6 @@ class FaceDetector:
         boxes = np.concatenate([f[0] for f in found])
         if len(boxes) == 0:
             return Detections.empty()
-        if self.box_style is not None:
-            boxes = restyle(boxes, self.box_style)
         scores = np.concatenate([f[1] for f in found])
         # A pass that found nothing has no landmarks to give: it must not drop the other passes' landmarks.
         parts = [f[2] if f[2] is not None or len(f[0]) else np.zeros((0, 5, 2), np.float32) for f in found]
@@ -106,17 +95,6 @@ class FaceDetector:
     def _detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Subclasses: raw boxes (n, 4) xyxy pixels of ``image_bgr``, scores (n,), landmarks (n, 5, 2) or None."""
         raise NotImplementedError
-
-
-def restyle(boxes: np.ndarray, style: tuple[float, float, float]) -> np.ndarray:
-    """xyxy boxes (n, 4) with the width and height scaled by ``style[0]`` and ``style[1]`` about the centre, and the
-    centre moved down by ``style[2]`` times the height."""
-    sw, sh, down = style
-    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    cy = cy + down * h
-    w, h = w * sw, h * sh
-    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1).astype(boxes.dtype)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:

@@ -25,7 +25,6 @@ from torch.utils.data import Dataset as TorchDataset
 from ..crops import IMAGENET_MEAN, IMAGENET_STD
 from ..datasets import Dataset, load_sources
 from ..detections import MODEL_CLASSES, NOT_FACE
-from ..detectors import registry_box_style
 from ..errors import InputError
 from ..eval import metrics
 from .augment import augment, center_view
@@ -83,9 +82,6 @@ def _cache_key(cfg: TrainConfig, ds: Dataset) -> str:
         key += [cfg.scene_boxes, "not_face-1"]  # detector caches hold the not_face crops too
         if cfg.scene_detector != "yunet:800,1600":  # (the first detector keeps the keys of earlier caches)
             key.append(cfg.scene_detector)
-        style = registry_box_style(cfg.scene_detector.partition(":")[0])
-        if style:
-            key.append(list(style))
     h = hashlib.sha1(json.dumps(key).encode())
     for im in ds.images:
         st = im.path.stat()
