@@ -416,3 +416,18 @@ def test_face_outcomes_name_the_face_a_box_lies_on_even_when_framed_differently(
     isolated = np.isclose(o["best_iou"], 0.6 / 1.4, atol=0.02)  # faces with no neighbour overlapping the shift
     assert isolated.sum() >= len(gt) // 2
     assert list(o["best_label"][isolated]) == list(gt[isolated])
+
+
+@needs_shared
+def test_loose_precision_counts_a_face_framed_differently_as_right(tmp_path):
+    """Every box moved off its face by 40 % of its width (IoU 0.43): none is right at IoU 0.5, nearly all are right
+    loosely (a face of its label, framed another way); an oracle's boxes are right both ways."""
+    stems = ["maksssksksss0", "maksssksksss100", "maksssksksss130"]
+    ds = load_source(str(copy_voc(tmp_path / "voc", stems)))
+    shifted = evaluate_detection(_Shifted(ds), ds)
+    red = shifted["labels"]["without_mask"]
+    assert red["precision"] == 0.0 and red["loose_precision"] >= 0.75
+    assert shifted["false_red_loose_per_100_photos"] < shifted["false_red_per_100_photos"]
+    exact = evaluate_detection(_Oracle(ds), ds)
+    assert all(v["precision"] == v["loose_precision"] == 1.0 for v in exact["labels"].values())
+    assert exact["false_red_loose_per_100_photos"] == exact["false_red_per_100_photos"] == 0.0
