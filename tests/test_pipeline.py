@@ -224,6 +224,21 @@ def test_auto_flip_mirrors_only_the_faces_the_first_look_is_not_sure_of(voc_imag
         MaskClassifier(flip="sometimes")
 
 
+def test_flip_auto_in_a_settings_file(tmp_path):
+    from maskwatch.cli import build_parser
+    from maskwatch.cli.options import load_settings_file
+
+    sub = build_parser()._subparsers._group_actions[0].choices["detect"]  # type: ignore[union-attr]
+    cfg = tmp_path / "mw.toml"
+    cfg.write_text('flip = "auto"\n')
+    assert load_settings_file(str(cfg), sub)["flip"] == "auto"
+    cfg.write_text("flip = false\n")
+    assert load_settings_file(str(cfg), sub)["flip"] is False
+    cfg.write_text('flip = "half"\n')
+    with pytest.raises(maskwatch.InputError, match="on or off .*or auto"):
+        load_settings_file(str(cfg), sub)
+
+
 def test_many_faces_are_classified_in_bounded_calls():
     """A crowd photo's faces go to onnxruntime in calls of at most MAX_VIEWS crops (its arena keeps the largest
     call's buffers: 250 flipped faces in one call held 1.6 GB), with the same answers as one face at a time."""
