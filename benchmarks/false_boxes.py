@@ -1,6 +1,6 @@
 """The boxes the photo pipeline shows on no annotated face, counted by kind and put on a contact sheet to look at.
 
-    python benchmarks/false_boxes.py [SCENES ...] [--mode photo|live] [--sheet false.jpg] [--max 240]
+    python benchmarks/false_boxes.py [SCENES ...] [--mode photo|live] [--sheet false.jpg] [--max 240] [--label L]
 
 SCENES default to every scene set's @test split. A shown box (any label, grey "uncertain" included, not_face boxes
 removed: what a user sees, and what ``maskwatch evaluate-detection`` counts as "false boxes per photo") is false
@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--mode", choices=["photo", "live"], default="photo")
     ap.add_argument("--sheet", help="write the contact sheet of boxes on no annotated face here (.jpg)")
     ap.add_argument("--max", type=int, default=240, help="at most this many boxes on the sheet")
+    ap.add_argument("--label", help="put only boxes shown with this label on the sheet (without_mask: the red ones)")
     args = ap.parse_args()
     det = Detector(**(PHOTO if args.mode == "photo" else LIVE))
     print(f"{args.mode} preset; a box is false when it matches no annotated face at IoU >= 0.5")
@@ -67,6 +68,8 @@ def main() -> None:
                 s, lab = float(d.face_score[i]), d.labels[i]
                 bands[int(np.searchsorted(BANDS, s, side="right")) - 1] += 1
                 n_red += int(lab == "without_mask")
+                if args.label and lab != args.label:
+                    continue
                 x1, y1, x2, y2 = d.xyxy[i]
                 m = 0.5 * max(x2 - x1, y2 - y1)
                 a, b, c, e = int(max(0, x1 - m)), int(max(0, y1 - m)), int(min(w, x2 + m)), int(min(h, y2 + m))
