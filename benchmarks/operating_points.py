@@ -43,12 +43,15 @@ PROB_GRID = np.round(np.arange(0.40, 0.991, 0.01), 2)
 MIN_DETECTOR_SCORE = 0.5  # the detector's own threshold; the sweep starts there
 
 
-def outcomes(specs: list[str], mode: str, classifier: str, cache: Path | None, flip: bool | str | None = None) -> dict[str, Any]:
+def outcomes(specs: list[str], mode: str, classifier: str, cache: Path | None, flip: bool | str | None = None,
+             face_detector: str | None = None) -> dict[str, Any]:
     """Every box of the mode's pipeline on the scenes (thresholds off, not_face boxes kept), cached by settings.
-    ``flip``: instead of the preset's."""
+    ``flip``, ``face_detector``: instead of the preset's."""
     preset = dict(PHOTO if mode == "photo" else LIVE)
     if flip is not None:
         preset["flip"] = flip
+    if face_detector is not None:
+        preset["face_detector"] = face_detector
     model = resolve(classifier)  # the file itself: "mask_classifier" names whichever model is bundled now
     fd = preset.get("face_detector", "yunet")
     fd_file = resolve(fd) if not str(fd).endswith(".onnx") else Path(fd)
@@ -194,10 +197,11 @@ def main() -> None:
                     help="measure the chosen point on these sets too (e.g. the @test splits; never chosen on)")
     ap.add_argument("--cache", type=Path, default=None, help="folder to keep the pipeline's outputs in between runs")
     ap.add_argument("--flip", type=flip_mode, default=None, help="on|off|auto instead of the mode's preset")
+    ap.add_argument("--face-detector", default=None, help="a registry name or YuNet ONNX path instead of the preset's")
     args = ap.parse_args()
     specs = args.scenes or [f"{DETECT / s}@val" for s in SETS]
     for mode in (["photo", "live"] if args.mode == "both" else [args.mode]):
-        o = outcomes(specs, mode, args.classifier, args.cache, args.flip)
+        o = outcomes(specs, mode, args.classifier, args.cache, args.flip, args.face_detector)
         point, lines = choose(o, args.target)
         print(f"\n== {mode} mode, chosen on {', '.join(Path(s).name for s in specs)}; target precision {args.target} "
               f"(mask_incorrect {TARGET_INCORRECT})")
@@ -207,7 +211,7 @@ def main() -> None:
         report(o, point, f"{mode} mode on the sets it was chosen on")
         where_false_alarms_lie(o, point)
         for spec in args.report or []:
-            o_spec = outcomes([spec], mode, args.classifier, args.cache, args.flip)
+            o_spec = outcomes([spec], mode, args.classifier, args.cache, args.flip, args.face_detector)
             report(o_spec, point, f"{mode} mode on {Path(spec).name}")
             where_false_alarms_lie(o_spec, point)
 
