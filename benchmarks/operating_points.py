@@ -56,6 +56,7 @@ def outcomes(specs: list[str], mode: str, classifier: str, cache: Path | None, f
     fd = preset.get("face_detector", "yunet")
     fd_file = resolve(fd) if not str(fd).endswith(".onnx") else Path(fd)
     key = hashlib.sha1(json.dumps([4, specs, mode, str(model), hashlib.sha256(model.read_bytes()).hexdigest(), str(preset["det_size"]),
+                                   # flip only where it differs from the presets' of earlier rounds (their caches keep their keys)
                                    *([] if preset["flip"] == (mode == "photo") else [str(preset["flip"])]),
                                    hashlib.sha256(fd_file.read_bytes()).hexdigest()]).encode()).hexdigest()[:10]
     path = cache / f"outcomes-{mode}-{key}.npz" if cache else None

@@ -152,6 +152,8 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
             row[1] += int(g >= 0 and im.labels[g] == lab)
             near = int(ious[:, i].argmax()) if len(gt) else -1
             loose = g < 0 and near >= 0 and ious[near, i] >= LOOSE_IOU and not taken[near] and im.labels[near] == lab
+            if loose:
+                taken[near] = True  # one loose box a face, as one matched box a face
             row[2] += int(g >= 0 and im.labels[g] == lab) + int(loose)
         side = np.minimum(gt[:, 2] - gt[:, 0], gt[:, 3] - gt[:, 1]) if len(gt) else np.zeros(0)
         found = ious.max(1) >= iou if ious.size else np.zeros(len(gt), bool)
