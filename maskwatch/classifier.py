@@ -30,6 +30,13 @@ On the four scene sets' @val faces (photo operating point) 57 % of the faces ski
 change, none for the worse in sum (MODEL_CARD.md)."""
 
 
+def flip_value(flip: bool | str | None) -> bool | str:
+    """``flip`` as MaskClassifier keeps it: True, False or "auto" (None: False). Raises InputError otherwise."""
+    if flip not in (True, False, None, "auto"):
+        raise InputError(f"flip={flip!r} is invalid; valid values are True, False and 'auto'")
+    return "auto" if flip == "auto" else bool(flip)
+
+
 class MaskClassifier:
     """Loads the model once. ``classify(image_bgr, detections)`` returns the detections with labels.
 
@@ -78,9 +85,7 @@ class MaskClassifier:
         if not 1.0 <= nomask_cost <= 100.0:
             raise InputError(f"nomask_cost={nomask_cost} is invalid; valid values are between 1 and 100")
         self.nomask_cost = nomask_cost
-        if flip not in (True, False, "auto"):
-            raise InputError(f"flip={flip!r} is invalid; valid values are True, False and 'auto'")
-        self.flip: bool | str = flip if flip == "auto" else bool(flip)
+        self.flip = flip_value(flip)
         self.sure = dict(sure or {})
         for label, p in self.sure.items():
             if not 0.0 <= p <= 1.0:

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from .classifier import MaskClassifier
+from .classifier import MaskClassifier, flip_value
 from .detections import NOT_FACE, UNCERTAIN, Detections
 from .detectors import DEFAULT_FACE_DETECTOR, FaceDetector, create_face_detector
 from .errors import InputError
@@ -23,7 +23,8 @@ class Detector:
     runs two passes and merges them: the photo default); upscale:
     a fixed factor instead. nomask_cost: how much worse a bare face called masked is than the reverse (the
     label is argmax of probability x cost; default 2). flip: also classify each face mirrored and average (for
-    photos; twice the classifier's time); "auto": only the faces the first look is not sure of. threads: onnxruntime threads (default all cores). sure_face_score,
+    photos; twice the classifier's time); "auto": only the faces the first look is not sure of. threads:
+    onnxruntime threads (default all cores). sure_face_score,
     sure_mask, sure_nomask, sure_incorrect: the operating point (0..1): a face scored below ``sure_face_score`` or
     whose label's probability is below its ``sure_*`` is labelled ``uncertain`` (grey, no event).
     not_face_threshold: boxes with P(not_face) at least this are no face and removed. keep_not_face: keep
@@ -56,14 +57,14 @@ class Detector:
             self.face_detector = create_face_detector(face_detector, score_threshold=score_threshold, nms_threshold=nms_threshold,
                                                       det_size=det_size, upscale=upscale, threads=threads)
         if isinstance(classifier, MaskClassifier):
-            if flip is not None and _flip(flip) != classifier.flip:
+            if flip is not None and flip_value(flip) != classifier.flip:
                 raise InputError(f"flip={flip} conflicts with the MaskClassifier given (flip={classifier.flip}); "
                                  "set it where the classifier is made: MaskClassifier(flip=...)")
             self.classifier = classifier
         else:
             kw: dict = {} if nomask_cost is None else {"nomask_cost": nomask_cost}
             sure = {"with_mask": sure_mask, "without_mask": sure_nomask, "mask_incorrect": sure_incorrect}
-            self.classifier = MaskClassifier(classifier, threads=threads, flip=_flip(flip), sure={k: v for k, v in sure.items() if v},
+            self.classifier = MaskClassifier(classifier, threads=threads, flip=flip_value(flip), sure={k: v for k, v in sure.items() if v},
                                              sure_face_score=sure_face_score, not_face_threshold=not_face_threshold, **kw)
 
     @property
@@ -91,8 +92,3 @@ class Detector:
         return out
 
     __call__ = detect
-
-
-
-def _flip(flip: bool | str | None) -> bool | str:
-    return "auto" if flip == "auto" else bool(flip)

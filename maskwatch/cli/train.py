@@ -90,7 +90,7 @@ def cmd_soup(args: argparse.Namespace) -> int:
         raise InputError(f"averaging models needs the 'train' extra ({e.name} is missing): pip install 'maskwatch[train]'") from None
     from ..datasets import load_sources
 
-    n_val = len(load_sources(args.val).images) if args.val else 0  # bad sources are refused before anything is written
+    val = load_sources(args.val) if args.val else None  # bad sources are refused before anything is written
     meta = average_models(args.models, args.out, force=args.force)
     _err(f"maskwatch: averaged {len(meta['data']['soup'])} models into {args.out}")
     if args.val:
@@ -98,8 +98,8 @@ def cmd_soup(args: argparse.Namespace) -> int:
 
         from ..train.calibration import calibrate
 
-        with tqdm(total=n_val, desc="calibrating", unit="img", disable=args.quiet) as bar:
-            t, n = calibrate(args.out, args.val, args.scene_detector, progress=bar.update)
+        with tqdm(total=len(val.images) if val else 0, desc="calibrating", unit="img", disable=args.quiet) as bar:
+            t, n = calibrate(args.out, args.val, args.scene_detector, progress=bar.update, ds=val)
         _err(f"maskwatch: temperature {t:.3f}, fitted on {n} faces of {', '.join(args.val)}")
     else:
         _err(f"maskwatch: temperature {meta['temperature']:.3f}, the geometric mean of the members' (not fitted on data: "

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datasets import Dataset, load_sources
 from ..errors import InputError
 from ..settings import PHOTO_DET_SIZE, PHOTO_FACE_DETECTOR
 from .soup import META_KEY
@@ -42,21 +43,20 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def calibrate(model: str | os.PathLike, specs: list[str], scene_detector: str = f"{PHOTO_FACE_DETECTOR}:{PHOTO_DET_SIZE}",
-              progress: Callable[[int], None] | None = None) -> tuple[float, int]:
+              progress: Callable[[int], None] | None = None, ds: Dataset | None = None) -> tuple[float, int]:
     """Fit the temperature of ``model`` (a maskwatch classifier ONNX file) on the labelled faces of ``specs`` (class
     folders or scene sets, e.g. ``SET@val``), cropped as at run time (scene faces framed by ``scene_detector``'s
     matching box, ``NAME:SIZES``), and write it into the file's metadata. Returns (temperature, faces used).
-    Faces of a class the model cannot output are left out."""
+    Faces of a class the model cannot output are left out. ``ds``: ``specs`` already loaded (not read again)."""
     import onnx
 
     from ..classifier import MaskClassifier
-    from ..datasets import load_sources
     from ..eval.classification import evaluate_classifier
     from .cropset import scene_face_detector
 
     clf = MaskClassifier(model)
     clf.temperature = 1.0  # the raw softmax: its log is the logits up to a constant per face
-    res = evaluate_classifier(clf, load_sources(specs), progress=progress, face_detector=scene_face_detector(scene_detector),
+    res = evaluate_classifier(clf, ds if ds is not None else load_sources(specs), progress=progress, face_detector=scene_face_detector(scene_detector),
                               with_probs=True)
     known = np.isin(res["truth"], clf.class_names)
     if known.sum() < 20:
