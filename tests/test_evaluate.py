@@ -431,3 +431,45 @@ def test_loose_precision_counts_a_face_framed_differently_as_right(tmp_path):
     exact = evaluate_detection(_Oracle(ds), ds)
     assert all(v["precision"] == v["loose_precision"] == 1.0 for v in exact["labels"].values())
     assert exact["false_red_loose_per_100_photos"] == exact["false_red_per_100_photos"] == 0.0
+
+
+def test_bootstrap_intervals_cover_the_estimate_and_shrink_with_more_photos():
+    from maskwatch.eval.detection import SHOWN_LABELS, bootstrap_intervals
+
+    rng = np.random.default_rng(1)
+
+    def photos(n):
+        c = np.zeros((n, len(SHOWN_LABELS), 3), np.int64)
+        red = SHOWN_LABELS.index("without_mask")
+        c[:, red, 2] = 2                      # two bare faces a photo
+        c[:, red, 0] = 2                      # two red boxes a photo
+        c[:, red, 1] = rng.binomial(2, 0.8, n)  # right 80 % of the time
+        return c
+
+    small, big = photos(20), photos(2000)
+    a, b = bootstrap_intervals(small, 500), bootstrap_intervals(big, 500)
+    for c, iv in ((small, a), (big, b)):
+        red = SHOWN_LABELS.index("without_mask")
+        p = c[:, red, 1].sum() / c[:, red, 0].sum()
+        lo, hi = iv["without_mask"]["precision"]
+        assert lo <= p <= hi
+        assert iv["without_mask"]["recall"] == iv["without_mask"]["precision"]  # shown == annotated here
+        f_lo, f_hi = iv["false_red_per_100_photos"]
+        assert f_lo <= 100 * (c[:, red, 0] - c[:, red, 1]).sum() / len(c) <= f_hi
+    assert (b["without_mask"]["precision"][1] - b["without_mask"]["precision"][0]) < \
+        (a["without_mask"]["precision"][1] - a["without_mask"]["precision"][0]) / 3
+    assert a["with_mask"] == {"precision": None, "recall": None}  # nothing shown, nothing annotated
+    assert bootstrap_intervals(small, 500) == a  # seeded: the same figures every run
+    assert bootstrap_intervals(small, 0) == {}
+
+
+@needs_shared
+def test_evaluate_detection_intervals_of_an_oracle_are_exact(tmp_path):
+    stems = ["maksssksksss0", "maksssksksss100", "maksssksksss130"]
+    ds = load_source(str(copy_voc(tmp_path / "voc", stems)))
+    iv = evaluate_detection(_Oracle(ds), ds, bootstrap=200)["intervals"]
+    assert iv["with_mask"]["precision"] == [1.0, 1.0] and iv["with_mask"]["recall"] == [1.0, 1.0]
+    assert iv["false_red_per_100_photos"] == [0.0, 0.0]
+    half = evaluate_detection(_Oracle(ds, drop_every=2), ds, bootstrap=200)
+    lo, hi = half["intervals"]["with_mask"]["recall"]
+    assert lo <= half["labels"]["with_mask"]["recall"] <= hi and lo < hi

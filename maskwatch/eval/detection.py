@@ -104,9 +104,43 @@ def face_ap(scored: list[tuple[float, bool]], n_gt: int) -> float:
 LOOSE_IOU = 0.3
 """A box at IoU 0.3-0.5 with a face that nothing else matched lies on that face, framed another way."""
 
+SHOWN_LABELS = ("without_mask", "with_mask", "mask_incorrect")
+"""The labels whose precision and recall get intervals (red, green, orange)."""
+
+
+def bootstrap_intervals(counts: np.ndarray, resamples: int = 1000, level: float = 0.9, seed: int = 0) -> dict[str, Any]:
+    """Percentile intervals of each shown label's precision and recall and of false red boxes per 100 photos, over
+    ``resamples`` resamples of the photos (with replacement; photos, not boxes, are the unit: faces in one photo
+    are not independent). ``counts``: (photos, len(SHOWN_LABELS), 3) boxes shown with the label, of them right,
+    annotated faces of the label. A value with nothing to count (no box shown, no face) in a resample is left out
+    of that bound; None when it never has one."""
+    n = len(counts)
+    if n == 0 or resamples <= 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    sums = np.stack([counts[rng.integers(0, n, n)].sum(0) for _ in range(resamples)])  # (resamples, labels, 3)
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+
+    def band(num: np.ndarray, den: np.ndarray) -> list[float] | None:
+        ok = den > 0
+        if not ok.any():
+            return None
+        v = num[ok] / den[ok]
+        return [float(np.percentile(v, lo)), float(np.percentile(v, hi))]
+
+    out: dict[str, Any] = {"level": level, "resamples": resamples}
+    for k, lab in enumerate(SHOWN_LABELS):
+        shown, right, gt = sums[:, k, 0], sums[:, k, 1], sums[:, k, 2]
+        out[lab] = {"precision": band(right, shown), "recall": band(right, gt)}
+    red = SHOWN_LABELS.index("without_mask")
+    false_red = 100 * (sums[:, red, 0] - sums[:, red, 1]) / n
+    out["false_red_per_100_photos"] = [float(np.percentile(false_red, lo)), float(np.percentile(false_red, hi))]
+    return out
+
 
 def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress: Callable[[int], None] | None = None,
-                       classes: tuple[str, ...] = ("with_mask", "without_mask", "mask_incorrect")) -> dict[str, Any]:
+                       classes: tuple[str, ...] = ("with_mask", "without_mask", "mask_incorrect"),
+                       bootstrap: int = 1000) -> dict[str, Any]:
     """Run ``model`` on every image; AP@iou per class (a prediction is its argmax class, scored face_score x
     confidence; ground-truth faces of a class the model cannot output are ignored, not missed) and face recall
     (any class) by the ground truth's shorter side and by its true label (masked faces found, bare faces found).
@@ -117,7 +151,9 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
     ``false_boxes_per_photo`` (boxes on no annotated face) and ``false_red_per_100_photos`` (without_mask shown on
     a face of another label or on none). ``loose_precision`` and ``false_red_loose_per_100_photos`` also count as
     right a box that overlaps, at IoU ``LOOSE_IOU`` up to ``iou``, a face of its label that no box matched: the face
-    boxed in another style (maskdetect-cn's boxes take in whole heads), not a false alarm."""
+    boxed in another style (maskdetect-cn's boxes take in whole heads), not a false alarm. ``intervals``: 90 %
+    intervals of red, green and orange precision and recall and of false red boxes per 100 photos over ``bootstrap``
+    resamples of the photos (``bootstrap_intervals``; 0: none), to tell a change from the luck of the draw."""
     n_gt = {c: 0 for c in classes}
     matched_per_class: dict[str, list[tuple[float, bool]]] = {c: [] for c in classes}
     recall_hits: dict[str, list[int]] = {name: [0, 0] for name, _, _ in SIZE_BINS}
@@ -127,6 +163,7 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
     shown: dict[str, list[int]] = {}  # label -> [boxes shown, of them on a face of that label: matched, loosely]
     n_gt_all: dict[str, int] = {}
     off_face = n_images = 0
+    per_photo: list[np.ndarray] = []  # (SHOWN_LABELS, 3): shown, right, annotated, per photo
     if not any(b is not None for im in ds.images for b in im.boxes):
         raise InputError("the data set has no face boxes (class folders?); end-to-end evaluation needs a VOC or YOLO "
                          "scene set; for face crops use `maskwatch evaluate`")
@@ -143,6 +180,10 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
         off_face += int((match < 0).sum())
         for lab in im.labels:
             n_gt_all[lab] = n_gt_all.get(lab, 0) + 1
+        photo = np.zeros((len(SHOWN_LABELS), 3), np.int32)
+        for k, lab in enumerate(SHOWN_LABELS):
+            photo[k, 2] = int((gl == lab).sum())
+        per_photo.append(photo)
         ious = iou_matrix(gt, det.xyxy)
         taken = np.zeros(len(gt), bool)
         taken[match[match >= 0]] = True
@@ -150,6 +191,9 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
             row = shown.setdefault(lab, [0, 0, 0])
             row[0] += 1
             row[1] += int(g >= 0 and im.labels[g] == lab)
+            if lab in SHOWN_LABELS:
+                photo[SHOWN_LABELS.index(lab), 0] += 1
+                photo[SHOWN_LABELS.index(lab), 1] += int(g >= 0 and im.labels[g] == lab)
             near = int(ious[:, i].argmax()) if len(gt) else -1
             loose = g < 0 and near >= 0 and ious[near, i] >= LOOSE_IOU and not taken[near] and im.labels[near] == lab
             if loose:
@@ -218,5 +262,6 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
         "face_recall_by_label": {k: v[0] / v[1] for k, v in sorted(label_hits.items())},
         "gt_counts": n_gt,
         "ms_per_photo": 1000 * float(np.median(times)) if times else None,  # median, detect() alone (no decoding)
+        "intervals": bootstrap_intervals(np.array(per_photo).reshape(-1, len(SHOWN_LABELS), 3), bootstrap),
         "skipped": skipped,
     }
