@@ -579,6 +579,28 @@ def test_random_erasing_covers_one_rectangle_of_4_to_20_percent():
     assert (img == 7).all()  # the input is not modified
 
 
+def test_recolour_lower_changes_only_where_a_mask_lies():
+    from maskwatch.train.augment import recolour_lower
+
+    img = np.zeros((96, 96, 3), np.uint8)
+    img[:] = (200, 60, 40)  # a saturated colour, so every hue turn shows
+    changed = np.zeros((96, 96), bool)
+    for seed in range(20):
+        out = recolour_lower(img, np.random.default_rng(seed))
+        assert out.shape == img.shape and out.dtype == np.uint8
+        changed |= (np.abs(out.astype(int) - img.astype(int)) > 3).any(2)
+    assert not changed[:30].any()                 # the eyes and forehead keep their colour
+    assert changed[60:70, 40:56].all()            # the lower middle (nose to chin) is recoloured
+    assert not changed[:, :5].any() and not changed[:, -5:].any()  # nor the background beside the face
+    assert (img == (200, 60, 40)).all()           # the input is not modified
+    ctx = _ctx()
+    a = augment(ctx, 48, np.random.default_rng(3), recolour=1.0)
+    assert not np.array_equal(a, augment(ctx, 48, np.random.default_rng(3)))
+    assert np.array_equal(a, augment(ctx, 48, np.random.default_rng(3), recolour=1.0))
+    with pytest.raises(InputError, match="recolour"):
+        TrainConfig(data=["x"], out=str(Path("unused")), recolour=1.5).validate()
+
+
 def test_ema_follows_the_weights_with_a_warm_up():
     from maskwatch.train.trainer import _EMA
 

@@ -34,7 +34,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       pretrained=None if args.pretrained == "none" else args.pretrained, seed=args.seed,
                       workers=args.workers, max_images=args.max_images, force=args.force, resume=args.resume,
                       device=args.device, finetune_from=args.finetune_from, nomask_weight=args.nomask_weight,
-                      source_balance=args.source_balance, erase=args.erase, ema=args.ema, scene_boxes=args.scene_boxes,
+                      source_balance=args.source_balance, erase=args.erase, recolour=args.recolour, ema=args.ema, scene_boxes=args.scene_boxes,
                       scene_detector=args.scene_detector,
                       not_face=args.not_face, not_face_max_score=args.not_face_max_score, select=args.select,
                       init=args.init, class_weight_cap=args.class_weight_cap)
@@ -138,6 +138,9 @@ def parser_train(cmd: Callable[..., argparse.ArgumentParser]) -> None:
                         "sampler's balancing only (rare classes weighted twice over get over-predicted)")
     t.add_argument("--source-balance", type=float, default=default(TrainConfig, "source_balance"), help="sampling weight per source ~ size^-x: 0 = as the data comes, 1 = every source equally")
     t.add_argument("--erase", type=float, default=default(TrainConfig, "erase"), help="probability of random erasing (a rectangle of noise or colour) per training view")
+    t.add_argument("--recolour", type=float, default=default(TrainConfig, "recolour"),
+                   help="probability per masked training view of giving the mask another colour (hue, saturation, "
+                        "brightness: black, white and vivid masks)")
     t.add_argument("--scene-boxes", choices=["truth", "detector"], default=default(TrainConfig, "scene_boxes"),
                    help="scene sets (VOC/YOLO): crop around the annotated boxes, or around the face detector's box that matches "
                         "each one ('detector': IoU >= 0.5, the framing the classifier gets at run time; faces it misses keep "

@@ -1,7 +1,8 @@
 """Training-time augmentation of context crops (RGB uint8), in OpenCV and numpy.
 
 Geometric: rotation, zoom, shift, shear, horizontal flip (one affine warp). Photometric: brightness and
-contrast, blur, downscale-then-upscale (real faces are often 10-30 px wide), JPEG noise, greyscale.
+contrast, blur, downscale-then-upscale (real faces are often 10-30 px wide), JPEG noise, greyscale; for masked
+faces optionally a new colour for the mask (``recolour_lower``).
 """
 
 from __future__ import annotations
@@ -41,16 +42,19 @@ def _warp(ctx: np.ndarray, size: int, zoom: float, angle: float, shear: float, d
     return cv2.warpAffine(ctx, mat, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
 
-def augment(ctx: np.ndarray, size: int, rng: np.random.Generator, erase: float = 0.0) -> np.ndarray:
+def augment(ctx: np.ndarray, size: int, rng: np.random.Generator, erase: float = 0.0, recolour: float = 0.0) -> np.ndarray:
     """One random training view (size x size x 3 RGB uint8) of a context crop.
 
     ``erase``: probability of covering a random rectangle (4-20% of the view) with noise or a flat colour, so
-    the model cannot lean on one part of the face (a hand, a scarf, a cut-off chin)."""
+    the model cannot lean on one part of the face (a hand, a scarf, a cut-off chin). ``recolour``: probability of
+    ``recolour_lower`` (give it only for faces that wear a mask over nose and mouth)."""
     img = _warp(
         ctx, size,
         zoom=float(rng.uniform(0.85, 1.2)), angle=float(rng.uniform(-15, 15)), shear=float(rng.uniform(-0.1, 0.1)),
         dx=float(rng.uniform(-0.08, 0.08)), dy=float(rng.uniform(-0.08, 0.08)), flip=bool(rng.random() < 0.5),
     )
+    if recolour and rng.random() < recolour:
+        img = recolour_lower(img, rng)
     if rng.random() < 0.6:  # small, far faces: lose the detail, keep the size
         small = int(rng.integers(8, max(9, size)))
         img = cv2.resize(cv2.resize(img, (small, small), interpolation=cv2.INTER_AREA), (size, size), interpolation=cv2.INTER_LINEAR)
@@ -70,6 +74,23 @@ def augment(ctx: np.ndarray, size: int, rng: np.random.Generator, erase: float =
     if erase and rng.random() < erase:
         img = _erase(img, rng)
     return img
+
+
+def recolour_lower(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A masked face's mask in another colour: hue turned, saturation and brightness scaled (black, white, vivid)
+    inside a soft ellipse where a mask lies in a centred face view (the lower middle: the crop is 20 % wider than
+    the face, so the face spans about 8-92 % of the view and its mask about 46-88 % of the height). Real masks
+    come in every colour and pattern; the scene sets hold mostly pale blue and white ones."""
+    s = img.shape[0]
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s
+    d = ((xx - 0.5) / 0.3) ** 2 + ((yy - 0.67) / 0.22) ** 2
+    alpha = np.clip(1.5 - d, 0.0, 1.0)[..., None]  # 1 inside, fading out over the ellipse's edge
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + rng.uniform(0, 180)) % 180
+    hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(0.3, 2.0) + rng.uniform(0, 60), 0, 255)
+    hsv[..., 2] = np.clip(hsv[..., 2] * rng.uniform(0.2, 1.2), 0, 255)
+    new = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
+    return (img * (1 - alpha) + new * alpha).astype(np.uint8)
 
 
 def _erase(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -52,6 +52,7 @@ class TrainConfig:
     class_weight_cap: float = 3.0  # loss weight of a rare class (sqrt of its rarity) capped here; 1 = none beyond the
     # sampler's balancing, which already shows rare classes more often
     erase: float = 0.0  # probability of random erasing per training view (0 = off)
+    recolour: float = 0.0  # probability per masked training view of a new colour for the mask (0 = off)
     scene_detector: str = f"{PHOTO_FACE_DETECTOR}:{PHOTO_DET_SIZE}"  # NAME:SIZES whose boxes frame scene faces (and give not_face): the photo default
     scene_boxes: str = "detector"  # scene sets: crop around the "truth" boxes, or the face "detector"'s boxes matched
     # to them (IoU >= 0.5; the run-time framing)
@@ -79,6 +80,7 @@ class TrainConfig:
             ("width", self.width > 0, "above 0"),
             ("finetune_from", 0 <= self.finetune_from <= 18, "between 0 and 18 (MobileNetV2 blocks)"),
             ("erase", 0 <= self.erase <= 1, "between 0 and 1 (a probability)"),
+            ("recolour", 0 <= self.recolour <= 1, "between 0 and 1 (a probability)"),
             ("nomask_weight", 0 < self.nomask_weight <= 100, "above 0 and at most 100"),
             ("class_weight_cap", 1 <= self.class_weight_cap <= 100, "between 1 and 100"),
             ("source_balance", 0 <= self.source_balance <= 1, "between 0 and 1"),
