@@ -473,3 +473,38 @@ def test_evaluate_detection_intervals_of_an_oracle_are_exact(tmp_path):
     half = evaluate_detection(_Oracle(ds, drop_every=2), ds, bootstrap=200)
     lo, hi = half["intervals"]["with_mask"]["recall"]
     assert lo <= half["labels"]["with_mask"]["recall"] <= hi and lo < hi
+
+
+class _Mislabel(_Oracle):
+    """The ground truth's boxes with every second label turned, plus one box on no face."""
+
+    def detect(self, image):
+        d = super().detect(image)
+        ids = d.class_id.copy()
+        ids[::2] = (ids[::2] + 1) % len(CLASS_NAMES)
+        xyxy = np.vstack([d.xyxy, [[0, 0, 6, 6]]]).astype(np.float32)
+        n = len(xyxy)
+        return Detections(xyxy, np.ones(n), class_id=np.append(ids, CLASS_NAMES.index("without_mask")),
+                          confidence=np.ones(n))
+
+
+@needs_shared
+def test_evaluate_detection_per_photo_counts_add_up_to_its_figures(tmp_path, monkeypatch):
+    """The intervals resample per-photo counts: they must sum to the figures the run reports."""
+    import maskwatch.eval.detection as detection
+
+    stems = ["maksssksksss0", "maksssksksss100", "maksssksksss130", "maksssksksss104"]
+    ds = load_source(str(copy_voc(tmp_path / "voc", stems)))
+    seen = {}
+    real = detection.bootstrap_intervals
+    monkeypatch.setattr(detection, "bootstrap_intervals", lambda c, n: seen.setdefault("c", c) is not None and real(c, n))
+    r = evaluate_detection(_Mislabel(ds), ds, bootstrap=50)
+    c = seen["c"].sum(0)
+    assert len(seen["c"]) == len(stems)
+    for k, lab in enumerate(detection.SHOWN_LABELS):
+        row = r["labels"].get(lab, {"shown": 0, "right": 0})
+        assert (c[k, 0], c[k, 1]) == (row["shown"], row["right"]), lab
+        assert c[k, 2] == r["gt_counts"][lab]
+    red = detection.SHOWN_LABELS.index("without_mask")
+    assert 100 * (c[red, 0] - c[red, 1]) / len(stems) == pytest.approx(r["false_red_per_100_photos"])
+    assert r["false_red_per_100_photos"] > 0 and r["labels"]["with_mask"]["precision"] < 1

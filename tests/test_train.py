@@ -279,6 +279,7 @@ def test_only_one_class(tmp_path):
     (["--batch", "0"], "batch"),
     (["--ema", "1"], "ema"),
     (["--erase", "1.5"], "erase"),
+    (["--recolour", "1.5"], "recolour"),
     (["--nomask-weight", "0"], "nomask_weight"),
     (["--source-balance", "2"], "source_balance"),
 ])
@@ -589,16 +590,58 @@ def test_recolour_lower_changes_only_where_a_mask_lies():
         out = recolour_lower(img, np.random.default_rng(seed))
         assert out.shape == img.shape and out.dtype == np.uint8
         changed |= (np.abs(out.astype(int) - img.astype(int)) > 3).any(2)
-    assert not changed[:30].any()                 # the eyes and forehead keep their colour
-    assert changed[60:70, 40:56].all()            # the lower middle (nose to chin) is recoloured
-    assert not changed[:, :5].any() and not changed[:, -5:].any()  # nor the background beside the face
+    assert not changed[:43].any()                 # eyes and forehead (above 45 % of the height) keep their colour
+    assert changed[52:78, 36:60].all()            # below the nose to the chin, the mask's place, is recoloured
+    assert not changed[:, :15].any() and not changed[:, -15:].any()  # nor the cheeks' edges and the background
     assert (img == (200, 60, 40)).all()           # the input is not modified
-    ctx = _ctx()
-    a = augment(ctx, 48, np.random.default_rng(3), recolour=1.0)
-    assert not np.array_equal(a, augment(ctx, 48, np.random.default_rng(3)))
-    assert np.array_equal(a, augment(ctx, 48, np.random.default_rng(3), recolour=1.0))
     with pytest.raises(InputError, match="recolour"):
         TrainConfig(data=["x"], out=str(Path("unused")), recolour=1.5).validate()
+
+
+def test_recolour_is_given_to_masked_training_faces_only(monkeypatch):
+    """Labels index the classes present: with no with_mask in the data, index 0 is another class."""
+    import maskwatch.train.trainer as trainer
+
+    calls: list[float] = []
+
+    def spy(ctx, size, rng, erase=0.0, recolour=0.0):
+        calls.append(recolour)
+        return center_view(ctx, size)
+
+    monkeypatch.setattr(trainer, "augment", spy)
+
+    class _Crops:
+        input_size = 32
+        labels = np.array([0, 1, 2, 0])
+
+        def __len__(self):
+            return 4
+
+        def image(self, i):
+            return _ctx()
+
+    for names, want in ((("with_mask", "without_mask", "mask_incorrect"), [0.3, 0.0, 0.0, 0.3]),
+                        (("without_mask", "with_mask", "mask_incorrect"), [0.0, 0.3, 0.0, 0.0]),
+                        (("without_mask", "mask_incorrect", "not_face"), [0.0, 0.0, 0.0, 0.0])):
+        calls.clear()
+        views = trainer._Views(_Crops(), True, 0, recolour=0.3, class_names=names)  # type: ignore[arg-type]
+        for i in range(4):
+            views[i]
+        assert calls == want, names
+
+
+def test_augment_recolours_when_asked(monkeypatch):
+    import maskwatch.train.augment as aug
+
+    seen = []
+    monkeypatch.setattr(aug, "recolour_lower", lambda img, rng: seen.append(1) or img)
+    ctx = _ctx()
+    augment(ctx, 48, np.random.default_rng(3))
+    augment(ctx, 48, np.random.default_rng(3), recolour=0.0)
+    assert seen == []
+    for seed in range(4):
+        augment(ctx, 48, np.random.default_rng(seed), recolour=1.0)
+    assert len(seen) == 4
 
 
 def test_ema_follows_the_weights_with_a_warm_up():

@@ -125,8 +125,9 @@ def parser_evaluate_detection(cmd: Callable[..., argparse.ArgumentParser]) -> No
         "and recall of each label shown and false red boxes per 100 photos. A box is right when it is matched one to\n"
         "one at IoU >= 0.5 with an annotated face of its label; 'loose' also counts as right a box at IoU 0.3-0.5 with\n"
         "an unmatched face of its label (the face boxed in another style, e.g. a whole head). The last line gives\n"
-        "90 % intervals of red, green and orange precision and recall over 1000 resamples of the photos: two runs\n"
-        "whose figures lie inside each other's intervals may differ by the luck of the draw.")
+        "90 % intervals of red, green and orange precision and recall over 1000 resamples of the photos: when two\n"
+        "runs on the same photos give intervals that do not overlap, the difference is not luck; when they overlap\n"
+        "widely, they show no evidence of one.")
     ed.add_argument("scenes", nargs="+", metavar="SCENES", help="VOC or YOLO scene folders")
     ed.add_argument("--peer", choices=["aizoo"], help="also measure a peer model on the same sets")
     add_arguments(ed, DETECT_SETTINGS, PHOTO_DEFAULTS)

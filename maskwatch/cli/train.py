@@ -139,8 +139,8 @@ def parser_train(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     t.add_argument("--source-balance", type=float, default=default(TrainConfig, "source_balance"), help="sampling weight per source ~ size^-x: 0 = as the data comes, 1 = every source equally")
     t.add_argument("--erase", type=float, default=default(TrainConfig, "erase"), help="probability of random erasing (a rectangle of noise or colour) per training view")
     t.add_argument("--recolour", type=float, default=default(TrainConfig, "recolour"),
-                   help="probability per masked training view of giving the mask another colour (hue, saturation, "
-                        "brightness: black, white and vivid masks)")
+                   help="probability (0-1; 0 = off) per with_mask training view of giving the mask another colour "
+                        "(hue, saturation, brightness: black, white and vivid masks)")
     t.add_argument("--scene-boxes", choices=["truth", "detector"], default=default(TrainConfig, "scene_boxes"),
                    help="scene sets (VOC/YOLO): crop around the annotated boxes, or around the face detector's box that matches "
                         "each one ('detector': IoU >= 0.5, the framing the classifier gets at run time; faces it misses keep "

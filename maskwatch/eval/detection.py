@@ -114,6 +114,8 @@ def bootstrap_intervals(counts: np.ndarray, resamples: int = 1000, level: float 
     are not independent). ``counts``: (photos, len(SHOWN_LABELS), 3) boxes shown with the label, of them right,
     annotated faces of the label. A value with nothing to count (no box shown, no face) in a resample is left out
     of that bound; None when it never has one."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level={level} is invalid; valid values are between 0 and 1 (e.g. 0.9)")
     n = len(counts)
     if n == 0 or resamples <= 0:
         return {}

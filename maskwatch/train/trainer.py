@@ -40,9 +40,11 @@ MODEL_FILE = "mask_classifier.onnx"
 
 
 class _Views(TorchDataset):
-    def __init__(self, cs: CropSet, train: bool, seed: int, erase: float = 0.0, recolour: float = 0.0) -> None:
+    def __init__(self, cs: CropSet, train: bool, seed: int, erase: float = 0.0, recolour: float = 0.0,
+                 class_names: tuple[str, ...] = MODEL_CLASSES) -> None:
+        """``class_names``: what ``cs.labels`` index (the classes present); ``recolour`` applies to with_mask only."""
         self.cs, self.train, self.seed, self.epoch, self.erase, self.recolour = cs, train, seed, 0, erase, recolour
-        self.masked = MODEL_CLASSES.index("with_mask")
+        self.masked = class_names.index("with_mask") if "with_mask" in class_names else -1
         self.mean, self.std = IMAGENET_MEAN * 255, IMAGENET_STD * 255
 
     def __len__(self) -> int:
@@ -211,7 +213,7 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
     w = (1 / np.sqrt(cls_n[tr.labels])) * src_n[src_inv] ** -cfg.source_balance
     sampler = WeightedRandomSampler(torch.as_tensor(w), num_samples=len(tr), replacement=True,  # type: ignore[arg-type]
                                     generator=torch.Generator().manual_seed(cfg.seed))
-    train_views = _Views(tr, True, cfg.seed, cfg.erase, cfg.recolour)
+    train_views = _Views(tr, True, cfg.seed, cfg.erase, cfg.recolour, class_names)
     dl_kw: dict[str, Any] = {"num_workers": cfg.workers, "persistent_workers": cfg.workers > 0} if cfg.workers else {}
     train_dl = DataLoader(train_views, batch_size=cfg.batch, sampler=sampler, drop_last=len(tr) > cfg.batch, **dl_kw)
     val_dl = DataLoader(_Views(vs, False, cfg.seed), batch_size=256, shuffle=False, num_workers=min(cfg.workers, 2))
