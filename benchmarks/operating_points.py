@@ -62,7 +62,7 @@ def outcomes(specs: list[str], mode: str, classifier: str, cache: Path | None, f
     model = resolve(classifier)  # the file itself: "mask_classifier" names whichever model is bundled now
     fd = preset.get("face_detector", "yunet")
     fd_file = resolve(fd) if not str(fd).endswith(".onnx") else Path(fd)
-    key = hashlib.sha1(json.dumps([4, specs, mode, str(model), hashlib.sha256(model.read_bytes()).hexdigest(), str(preset["det_size"]),
+    key = hashlib.sha1(json.dumps([5, specs, mode, str(model), hashlib.sha256(model.read_bytes()).hexdigest(), str(preset["det_size"]),
                                    # flip only where it differs from the presets' of earlier rounds (their caches keep their keys)
                                    *([] if preset["flip"] == (mode == "photo") else [str(preset["flip"])]),
                                    hashlib.sha256(fd_file.read_bytes()).hexdigest()]).encode()).hexdigest()[:10]
@@ -77,7 +77,10 @@ def outcomes(specs: list[str], mode: str, classifier: str, cache: Path | None, f
         ds = load_source(spec)
         with tqdm(total=len(ds.images), desc=f"{mode} {Path(spec).name}", unit="img") as bar:
             parts.append(face_outcomes(det, ds, progress=bar.update))
+    offsets = np.cumsum([0] + [int(p["n_images"]) for p in parts])  # photo ids unique over the sets
     out = {
+        "image": np.concatenate([p["image"] + off for p, off in zip(parts, offsets)]),
+        "gt_image": np.concatenate([p["gt_image"] + off for p, off in zip(parts, offsets)]),
         "class_names": np.array(parts[0]["class_names"], dtype=object),
         "face_score": np.concatenate([p["face_score"] for p in parts]),
         "probs": np.concatenate([p["probs"] for p in parts]),
@@ -94,13 +97,11 @@ def outcomes(specs: list[str], mode: str, classifier: str, cache: Path | None, f
     return out
 
 
-def rates(o: dict[str, Any], label: str, face_t: float, prob_t: float, nf_t: float | None = 0.5) -> tuple[float, float, int, int]:
-    """(precision, recall, false alarms, shown) of ``label`` at these thresholds (``nf_t`` None: not_face off).
+def shown_right(o: dict[str, Any], label: str, face_t: float, prob_t: float, nf_t: float | None = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Per box: shown with ``label`` at these thresholds, and of those, on an annotated face of that label.
     As ``MaskClassifier.decide`` with cost 1: the label is the best face class; a box with P(not_face) >= nf_t is
-    removed."""
+    removed (``nf_t`` None: not_face off)."""
     names = list(o["class_names"])
-    if label not in names:
-        return float("nan"), float("nan"), 0, 0
     probs = o["probs"]
     keep = o["face_score"] >= face_t
     faces = probs.copy()
@@ -111,7 +112,14 @@ def rates(o: dict[str, Any], label: str, face_t: float, prob_t: float, nf_t: flo
     arg = faces.argmax(1)
     c = names.index(label)
     shown = keep & (arg == c) & (probs[:, c] >= prob_t)
-    right = shown & (o["truth"] == label)
+    return shown, shown & (o["truth"] == label)
+
+
+def rates(o: dict[str, Any], label: str, face_t: float, prob_t: float, nf_t: float | None = 0.5) -> tuple[float, float, int, int]:
+    """(precision, recall, false alarms, shown) of ``label`` at these thresholds (``nf_t`` None: not_face off)."""
+    if label not in list(o["class_names"]):
+        return float("nan"), float("nan"), 0, 0
+    shown, right = shown_right(o, label, face_t, prob_t, nf_t)
     n_gt = int((o["gt_labels"] == label).sum())
     n_shown = int(shown.sum())
     return (right.sum() / n_shown if n_shown else float("nan")), (right.sum() / n_gt if n_gt else float("nan")), n_shown - int(right.sum()), n_shown
@@ -195,6 +203,48 @@ def report(o: dict[str, Any], point: dict[str, float], title: str) -> None:
         print(f"{label:>15} | {'-':>9} | {p:>9.3f} | {r:>6.3f} | {100 * fa / n_img:>25.1f}")
 
 
+def paired_difference(o: dict[str, Any], before: dict[str, float], after: dict[str, float], resamples: int = 1000,
+                      level: float = 0.9, seed: int = 0) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """after - before of red and green precision, recall and false alarms per 100 photos on the same photos, with a
+    ``level`` interval over ``resamples`` resamples of the photos (both points on each resample: paired, so far
+    sharper than two separate intervals). Per label and figure: (difference, low, high)."""
+    n = int(o["n_images"])
+    rng = np.random.default_rng(seed)
+    draws = [np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)]  # photo weights per resample
+    w = np.stack(draws).astype(np.float64)  # (resamples, photos)
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    out: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for label in ("without_mask", "with_mask"):
+        gt = np.bincount(o["gt_image"][o["gt_labels"] == label], minlength=n).astype(np.float64)
+        figs = []
+        for point in (before, after):
+            shown, right = shown_right(o, label, point["sure_face_score"], point[LABELS[label]], point.get("not_face_threshold", 1.01))
+            s_n = np.bincount(o["image"][shown], minlength=n).astype(np.float64)
+            r_n = np.bincount(o["image"][right], minlength=n).astype(np.float64)
+            full = np.vstack([np.ones(n), w])  # row 0: the photos as they are
+            S, R, G = full @ s_n, full @ r_n, full @ gt
+            with np.errstate(invalid="ignore", divide="ignore"):
+                figs.append({"precision": R / S, "recall": R / G, "false alarms / 100 photos": 100 * (S - R) / n})
+        out[label] = {}
+        for k in figs[0]:
+            d = figs[1][k] - figs[0][k]
+            boot = d[1:][~np.isnan(d[1:])]  # a resample with no box shown (or no face) has no precision (recall)
+            nan = float("nan")
+            out[label][k] = (float(d[0]), *((float(np.percentile(boot, lo)), float(np.percentile(boot, hi))) if boot.size else (nan, nan)))
+    return out
+
+
+def point_arg(text: str) -> dict[str, float]:
+    """'sure_face_score=0.95,sure_mask=0.89' -> a partial operating point."""
+    out = {}
+    for part in filter(None, text.split(",")):
+        k, _, v = part.partition("=")
+        if k.strip() not in (*LABELS.values(), "sure_face_score", "not_face_threshold"):
+            raise argparse.ArgumentTypeError(f"{k!r} is not an operating-point setting")
+        out[k.strip()] = float(v)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scenes", nargs="*", help="scene sets to choose on (default: the @val split of every set but maskdetect-cn)")
@@ -206,6 +256,10 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=None, help="folder to keep the pipeline's outputs in between runs")
     ap.add_argument("--flip", type=flip_mode, default=None, help="on|off|auto instead of the mode's preset")
     ap.add_argument("--face-detector", default=None, help="a registry name or YuNet ONNX path instead of the preset's")
+    ap.add_argument("--before", type=point_arg, default=None, metavar="KEY=V,...",
+                    help="with --report: also print the chosen point minus this one (e.g. the previous point, "
+                         "'sure_face_score=0.95,sure_mask=0.89,sure_nomask=0.72'; keys not given are the chosen "
+                         "point's) on the same photos, with a paired 90 %% interval over 1000 resamples of them")
     args = ap.parse_args()
     specs = args.scenes or [f"{DETECT / s}@val" for s in CHOOSE_SETS]
     for mode in (["photo", "live"] if args.mode == "both" else [args.mode]):
@@ -222,6 +276,11 @@ def main() -> None:
             o_spec = outcomes([spec], mode, args.classifier, args.cache, args.flip, args.face_detector)
             report(o_spec, point, f"{mode} mode on {Path(spec).name}")
             where_false_alarms_lie(o_spec, point)
+            if args.before is not None:
+                before = {**point, **args.before}
+                print(f"chosen point minus {json.dumps(args.before)}, same photos (90 % paired interval, 1000 resamples):")
+                for label, figs in paired_difference(o_spec, before, point).items():
+                    print(f"  {label:>13}: " + " | ".join(f"{k} {d:+.3f} ({a:+.3f} to {b:+.3f})" for k, (d, a, b) in figs.items()))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ VAL = f"{VOC}@val"
     ("monitor_speed.py", ["--frames", "4", "--repeat", "1"], "tracking and events cost"),
     ("pipeline_speed.py", ["--frames", "3", "--repeat", "1"], "speed-up of the video default"),
     ("box_framing.py", [VAL], "IoU>=0.5"),
-    ("operating_points.py", [VAL, "--mode", "photo"], "chosen:"),
+    ("operating_points.py", [VAL, "--mode", "photo", "--report", VAL, "--before", "sure_face_score=0.5"], "chosen point minus"),
     ("live_det_size.py", [VAL, "--sizes", "320", "--repeat", "1"], "| yunet_masks | 320 |"),
     ("photo_detector.py", [VAL, "--configs", "yunet:320"], "| yunet | 320 |"),
     ("box_style.py", [VAL, "--det-size", "320", "--top", "2", "--show", "1.05,0.975,0.04"], "| 1.05 | 0.975 | 0.04 |"),
@@ -35,3 +35,40 @@ def test_benchmark_runs_and_prints_its_table(script, args, needle, tmp_path):
     r = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert needle in r.stdout, r.stdout[-2000:]
+
+
+def _operating_points():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("operating_points", BENCH / "operating_points.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_paired_difference_is_zero_for_the_same_point_and_sure_for_a_clear_gain():
+    import numpy as np
+
+    op = _operating_points()
+    rng = np.random.default_rng(0)
+    n_img, per = 60, 3
+    image = np.repeat(np.arange(n_img), per)
+    truth = np.array(["without_mask"] * len(image), dtype=object)
+    p_nomask = rng.uniform(0.55, 1.0, len(image))
+    probs = np.stack([1 - p_nomask, p_nomask, np.zeros_like(p_nomask)], 1)
+    o = {"class_names": np.array(["with_mask", "without_mask", "mask_incorrect"], dtype=object), "probs": probs,
+         "face_score": np.ones(len(image)), "truth": truth, "image": image, "gt_image": image,
+         "gt_labels": truth.copy(), "n_images": np.array(n_img)}
+    a = {"sure_face_score": 0.5, "sure_nomask": 0.9, "sure_mask": 0.5, "not_face_threshold": 1.01}
+    same = op.paired_difference(o, a, a, resamples=200)
+    assert same["without_mask"]["recall"] == (0.0, 0.0, 0.0)
+    lower = op.paired_difference(o, a, {**a, "sure_nomask": 0.6}, resamples=200)
+    d, lo, hi = lower["without_mask"]["recall"]
+    assert d > 0.3 and 0 < lo <= d <= hi  # every right box above 0.9 is still shown: recall can only rise
+    assert lower["without_mask"]["false alarms / 100 photos"][:3] == (0.0, 0.0, 0.0)
+    assert op.point_arg("sure_face_score=0.95,sure_mask=0.8") == {"sure_face_score": 0.95, "sure_mask": 0.8}
+    import argparse
+
+    import pytest as _pytest
+    with _pytest.raises(argparse.ArgumentTypeError):
+        op.point_arg("face=0.9")

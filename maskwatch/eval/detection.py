@@ -42,7 +42,9 @@ def face_outcomes(model: _Detects, ds: Dataset, iou: float = 0.5,
 
     Returns arrays over boxes: ``face_score``, ``probs`` (n, k over ``class_names``), ``truth`` (the label of the
     annotated face matched one to one at IoU >= ``iou``, or "" for a box on no annotated face), ``best_iou`` (with
-    any annotated face), ``best_label`` (the label of that face, "" where there is none) and ``image`` (index); per annotated face: ``gt_labels``, ``gt_found`` (matched by some box); ``n_images``; ``skipped``."""
+    any annotated face), ``best_label`` (the label of that face, "" where there is none) and ``image`` (index among
+    the images read); per annotated face: ``gt_labels``, ``gt_found`` (matched by some box), ``gt_image``; ``n_images``;
+    ``skipped``."""
     scores: list[np.ndarray] = []
     probs: list[np.ndarray] = []
     best_iou: list[np.ndarray] = []
@@ -51,6 +53,7 @@ def face_outcomes(model: _Detects, ds: Dataset, iou: float = 0.5,
     image: list[int] = []
     gt_labels: list[str] = []
     gt_found: list[bool] = []
+    gt_image: list[int] = []
     skipped: list[str] = []
     names: tuple[str, ...] = ()
     for k, (im, img) in enumerate(iter_images(ds.images, skipped, progress)):
@@ -66,6 +69,7 @@ def face_outcomes(model: _Detects, ds: Dataset, iou: float = 0.5,
         truth += [im.labels[g] if g >= 0 else "" for g in match]
         image += [k] * len(det)
         gt_labels += list(im.labels)
+        gt_image += [k] * len(im.labels)
         found = np.zeros(len(gt), bool)
         found[match[match >= 0]] = True
         gt_found += found.tolist()
@@ -76,7 +80,7 @@ def face_outcomes(model: _Detects, ds: Dataset, iou: float = 0.5,
         "best_iou": np.concatenate(best_iou) if best_iou else np.zeros(0, np.float32),
         "best_label": np.array(best_label, dtype=object),
         "gt_labels": np.array(gt_labels, dtype=object), "gt_found": np.array(gt_found, bool),
-        "n_images": len(ds.images) - len(skipped), "skipped": skipped,
+        "gt_image": np.array(gt_image, np.int64), "n_images": len(ds.images) - len(skipped), "skipped": skipped,
     }
 
 
