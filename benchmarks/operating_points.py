@@ -7,13 +7,17 @@ below either threshold is shown grey "uncertain": neither right nor wrong, but n
 classifier calls not_face are removed (both columns are printed).
 
     python benchmarks/operating_points.py [SCENES ...] [--mode photo|live|both] [--classifier PATH]
-        [--target 0.90] [--cache DIR]
+        [--target 0.90] [--cache DIR] [--report SCENES ... [--before KEY=V,...]]
 
 SCENES default to the @val split of every set in ../shared/data/detect but maskdetect-cn: choose on @val, report on
 @test (`--report` with the chosen thresholds measures them on other sets, e.g. the @test splits, without choosing).
 maskdetect-cn is left out of the choice because its boxes take in whole heads: the face detector's boxes meet them
 at IoU 0.3-0.5 (face recall 0.08 at IoU 0.5), so on it every box shown counts as a false alarm whatever its label,
 and its 11 @val photos moved the green threshold from 0.76 to 0.96 (MODEL_CARD.md). It is still measured.
+
+`--before` compares the chosen point with another (the previous one, say) on each `--report` set: after minus
+before, with a paired interval over resamples of the photos, which tells a real change from the luck of the draw
+where two separate intervals would overlap.
 """
 
 from __future__ import annotations
