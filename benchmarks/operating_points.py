@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from maskwatch.datasets import load_source
 from maskwatch.detections import NOT_FACE
-from maskwatch.eval.detection import face_outcomes
+from maskwatch.eval.detection import face_outcomes, percentile_band, photo_resamples
 from maskwatch.models import resolve
 from maskwatch.pipeline import Detector
 from maskwatch.settings import LIVE, PHOTO, flip_mode
@@ -213,10 +213,7 @@ def paired_difference(o: dict[str, Any], before: dict[str, float], after: dict[s
     ``level`` interval over ``resamples`` resamples of the photos (both points on each resample: paired, so far
     sharper than two separate intervals). Per label and figure: (difference, low, high)."""
     n = int(o["n_images"])
-    rng = np.random.default_rng(seed)
-    draws = [np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)]  # photo weights per resample
-    w = np.stack(draws).astype(np.float64)  # (resamples, photos)
-    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    w = photo_resamples(n, resamples, seed)  # (resamples, photos)
     out: dict[str, dict[str, tuple[float, float, float]]] = {}
     for label in ("without_mask", "with_mask"):
         gt = np.bincount(o["gt_image"][o["gt_labels"] == label], minlength=n).astype(np.float64)
@@ -232,9 +229,8 @@ def paired_difference(o: dict[str, Any], before: dict[str, float], after: dict[s
         out[label] = {}
         for k in figs[0]:
             d = figs[1][k] - figs[0][k]
-            boot = d[1:][~np.isnan(d[1:])]  # a resample with no box shown (or no face) has no precision (recall)
-            nan = float("nan")
-            out[label][k] = (float(d[0]), *((float(np.percentile(boot, lo)), float(np.percentile(boot, hi))) if boot.size else (nan, nan)))
+            band = percentile_band(d[1:], level)  # a resample with no box shown (or no face) has no precision (recall)
+            out[label][k] = (float(d[0]), *(band or (float("nan"), float("nan"))))
     return out
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import VOC, needs_shared
 
@@ -47,8 +49,6 @@ def _operating_points():
 
 
 def test_paired_difference_is_zero_for_the_same_point_and_sure_for_a_clear_gain():
-    import numpy as np
-
     op = _operating_points()
     rng = np.random.default_rng(0)
     n_img, per = 60, 3
@@ -67,8 +67,5 @@ def test_paired_difference_is_zero_for_the_same_point_and_sure_for_a_clear_gain(
     assert d > 0.3 and 0 < lo <= d <= hi  # every right box above 0.9 is still shown: recall can only rise
     assert lower["without_mask"]["false alarms / 100 photos"][:3] == (0.0, 0.0, 0.0)
     assert op.point_arg("sure_face_score=0.95,sure_mask=0.8") == {"sure_face_score": 0.95, "sure_mask": 0.8}
-    import argparse
-
-    import pytest as _pytest
-    with _pytest.raises(argparse.ArgumentTypeError):
+    with pytest.raises(argparse.ArgumentTypeError):
         op.point_arg("face=0.9")

@@ -112,35 +112,45 @@ SHOWN_LABELS = ("without_mask", "with_mask", "mask_incorrect")
 """The labels whose precision and recall get intervals (red, green, orange)."""
 
 
+def photo_resamples(n: int, resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """(resamples, n) weights: how often each of ``n`` photos is drawn in each resample with replacement (seeded).
+    A figure summed over photos is ``weights @ per_photo``; photos, not boxes, are the unit: faces in one photo are
+    not independent."""
+    rng = np.random.default_rng(seed)
+    return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)]).astype(np.float64)
+
+
+def percentile_band(values: np.ndarray, level: float = 0.9) -> tuple[float, float] | None:
+    """The central ``level`` interval of ``values`` (NaN left out), or None when there is none."""
+    v = values[~np.isnan(values)]
+    if not v.size:
+        return None
+    return float(np.percentile(v, 50 * (1 - level))), float(np.percentile(v, 50 * (1 + level)))
+
+
 def bootstrap_intervals(counts: np.ndarray, resamples: int = 1000, level: float = 0.9, seed: int = 0) -> dict[str, Any]:
     """Percentile intervals of each shown label's precision and recall and of false red boxes per 100 photos, over
-    ``resamples`` resamples of the photos (with replacement; photos, not boxes, are the unit: faces in one photo
-    are not independent). ``counts``: (photos, len(SHOWN_LABELS), 3) boxes shown with the label, of them right,
-    annotated faces of the label. A value with nothing to count (no box shown, no face) in a resample is left out
-    of that bound; None when it never has one."""
+    ``resamples`` resamples of the photos (``photo_resamples``). ``counts``: (photos, len(SHOWN_LABELS), 3) boxes
+    shown with the label, of them right, annotated faces of the label. A value with nothing to count (no box shown,
+    no face) in a resample is left out of that bound; None when it never has one."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level={level} is invalid; valid values are between 0 and 1 (e.g. 0.9)")
     n = len(counts)
     if n == 0 or resamples <= 0:
         return {}
-    rng = np.random.default_rng(seed)
-    sums = np.stack([counts[rng.integers(0, n, n)].sum(0) for _ in range(resamples)])  # (resamples, labels, 3)
-    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    sums = (photo_resamples(n, resamples, seed) @ counts.reshape(n, -1)).reshape(resamples, *counts.shape[1:])
 
     def band(num: np.ndarray, den: np.ndarray) -> list[float] | None:
-        ok = den > 0
-        if not ok.any():
-            return None
-        v = num[ok] / den[ok]
-        return [float(np.percentile(v, lo)), float(np.percentile(v, hi))]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            b = percentile_band(np.where(den > 0, num / np.where(den > 0, den, 1), np.nan), level)
+        return None if b is None else list(b)
 
     out: dict[str, Any] = {"level": level, "resamples": resamples}
     for k, lab in enumerate(SHOWN_LABELS):
         shown, right, gt = sums[:, k, 0], sums[:, k, 1], sums[:, k, 2]
         out[lab] = {"precision": band(right, shown), "recall": band(right, gt)}
     red = SHOWN_LABELS.index("without_mask")
-    false_red = 100 * (sums[:, red, 0] - sums[:, red, 1]) / n
-    out["false_red_per_100_photos"] = [float(np.percentile(false_red, lo)), float(np.percentile(false_red, hi))]
+    out["false_red_per_100_photos"] = list(percentile_band(100 * (sums[:, red, 0] - sums[:, red, 1]) / n, level) or ())
     return out
 
 
@@ -195,16 +205,16 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
         taken[match[match >= 0]] = True
         for i, (lab, g) in enumerate(zip(det.labels, match)):
             row = shown.setdefault(lab, [0, 0, 0])
+            right = int(g >= 0 and im.labels[g] == lab)
             row[0] += 1
-            row[1] += int(g >= 0 and im.labels[g] == lab)
+            row[1] += right
             if lab in SHOWN_LABELS:
-                photo[SHOWN_LABELS.index(lab), 0] += 1
-                photo[SHOWN_LABELS.index(lab), 1] += int(g >= 0 and im.labels[g] == lab)
+                photo[SHOWN_LABELS.index(lab), :2] += (1, right)
             near = int(ious[:, i].argmax()) if len(gt) else -1
             loose = g < 0 and near >= 0 and ious[near, i] >= LOOSE_IOU and not taken[near] and im.labels[near] == lab
             if loose:
                 taken[near] = True  # one loose box a face, as one matched box a face
-            row[2] += int(g >= 0 and im.labels[g] == lab) + int(loose)
+            row[2] += right + int(loose)
         side = np.minimum(gt[:, 2] - gt[:, 0], gt[:, 3] - gt[:, 1]) if len(gt) else np.zeros(0)
         found = ious.max(1) >= iou if ious.size else np.zeros(len(gt), bool)
         for lab, f in zip(im.labels, found):
