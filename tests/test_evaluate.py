@@ -160,6 +160,19 @@ def test_cli_evaluate_prints_json(tiny_voc, tmp_path):
     assert (tmp_path / "plots" / "voc_confusion.png").is_file()
 
 
+def test_cli_evaluate_labels_faces_by_the_photo_presets_rule():
+    """The classifier figures are those of the labels a user sees: the photo preset's cost rule and mirroring, not
+    the raw Detector's (cost 2), unless asked."""
+    from maskwatch.cli import build_parser
+    from maskwatch.settings import PHOTO, SETTINGS
+
+    assert SETTINGS["nomask_cost"].default != PHOTO["nomask_cost"]  # else this test shows nothing
+    args = build_parser().parse_args(["evaluate", "mask_classifier", "somewhere"])
+    assert (args.nomask_cost, args.flip) == (PHOTO["nomask_cost"], PHOTO["flip"])
+    args = build_parser().parse_args(["evaluate", "mask_classifier", "somewhere", "--nomask-cost", "2", "--flip", "off"])
+    assert (args.nomask_cost, args.flip) == (2.0, False)
+
+
 @needs_shared
 def test_cli_evaluate_bad_model_path(tiny_voc, tmp_path):
     rc, out, err = run_cli(["evaluate", str(tmp_path / "nope.onnx"), str(tiny_voc), "-q"])

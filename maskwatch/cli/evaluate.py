@@ -111,7 +111,7 @@ def parser_evaluate(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     e.add_argument("--errors", action="store_true",
                    help="also save every misclassified face into OUT/SET_errors/TRUE_as_PREDICTED/ (the crop the model saw "
                         "beside its surroundings) with an errors.csv: to find label errors and what the model gets wrong")
-    add_arguments(e, ["face_detector", "threads", "nomask_cost", "flip"])
+    add_arguments(e, ["face_detector", "threads", "nomask_cost", "flip"], PHOTO_DEFAULTS)  # the labels of run time
     e.add_argument("--boxes", choices=["truth", "detector"], default="truth",
                    help="crop around the annotated boxes, or around the face detector's boxes that match them (IoU >= 0.5, "
                         "--face-detector at the photo det-sizes): how the classifier sees the faces at run time")
