@@ -26,6 +26,7 @@ VAL = f"{VOC}@val"
     ("photo_detector.py", [VAL, "--configs", "yunet:320"], "| yunet | 320 |"),
     ("box_style.py", [VAL, "--det-size", "320", "--top", "2", "--show", "1.05,0.975,0.04"], "| 1.05 | 0.975 | 0.04 |"),
     ("detector_misses.py", [VAL, "--det-size", "320", "--sheet", "misses.jpg"], "sheet: misses.jpg"),
+    ("red_audit.py", [VAL, "--mode", "live", "--sheet", "red"], "where the annotated without_mask faces went"),
     ("batch_speed.py", ["--images", "24", "--chunk", "8", "--mode", "live"], "scheduling is"),
     ("server_memory.py", ["--uploads", "6", "--threads", "2", "--large-every", "3"], "after 6 uploads"),
 ])
@@ -39,13 +40,32 @@ def test_benchmark_runs_and_prints_its_table(script, args, needle, tmp_path):
     assert needle in r.stdout, r.stdout[-2000:]
 
 
-def _operating_points():
+def _load(name: str):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("operating_points", BENCH / "operating_points.py")
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _operating_points():
+    return _load("operating_points")
+
+
+def test_red_audit_accounts_for_every_bare_face_and_every_red_box(tmp_path):
+    from maskwatch.datasets import load_source
+    from maskwatch.pipeline import Detector
+    from maskwatch.settings import LIVE
+
+    ra = _load("red_audit")
+    rows, fates = ra.audit(Detector(**LIVE, keep_not_face=True), VAL, "without_mask", LIVE["sure_face_score"], tmp_path / "s.png")
+    n_bare = sum(lab == "without_mask" for im in load_source(VAL).images for lab in im.labels)
+    assert sum(fates.values()) == n_bare > 0
+    n_shown, n_wrong = (int(w) for w in rows[0].split()[:1] + rows[0].split(", ")[1].split()[:1])
+    assert n_wrong == sum(r.startswith("| ") for r in rows)
+    assert fates["shown"] == n_shown - n_wrong  # a strictly right red box is a bare face shown red, one to one
+    assert fates["grey: face score"] + fates["grey: probability"] > 0  # the live point leaves some grey
 
 
 def test_paired_difference_is_zero_for_the_same_point_and_sure_for_a_clear_gain():
