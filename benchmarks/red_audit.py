@@ -12,7 +12,8 @@ is a real error or a face the annotators skipped or boxed differently needs eyes
 
 Each annotated face of the label is put in one of: shown with the label, shown with another label, grey for its
 face score (below the preset's sure_face_score), grey for its probability (the label's probability below its
-threshold), removed as not_face, or missed by the face detector (no box at IoU >= 0.5).
+threshold), removed as not_face, boxed differently (no box at IoU >= 0.5, one at 0.3-0.5: found, but framed in
+another style than the annotators'), or missed by the face detector.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from maskwatch.settings import LIVE, PHOTO
 DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
 TILE = 160
-FATES = ("shown", "other label", "grey: face score", "grey: probability", "removed as not_face", "missed")
+FATES = ("shown", "other label", "grey: face score", "grey: probability", "removed as not_face",
+         "boxed differently", "missed")
 
 
 def tile(img: np.ndarray, box: np.ndarray, caption: str) -> np.ndarray:
@@ -86,7 +88,8 @@ def audit(det: Detector, spec: str, label: str, sure_face: float, sheet: Path | 
             if lab != label:
                 continue
             if g not in found:
-                fates["missed"] += 1
+                near = iou_matrix(gt[g : g + 1], d.xyxy)
+                fates["boxed differently" if near.size and near.max() >= 0.3 else "missed"] += 1
                 continue
             i = found[g]
             if labels[i] == NOT_FACE:
