@@ -2,6 +2,7 @@
 bare faces went: the two halves of "red precision >= 0.90 at red recall >= 0.85".
 
     python benchmarks/red_audit.py [SCENES ...] [--mode photo|live] [--label without_mask] [--sheet DIR]
+        [--set KEY=V,...]
 
 SCENES default to every scene set's @test split. A shown box of the label (red for without_mask) is right, strictly,
 when it is matched one to one (IoU >= 0.5, highest face score first) with an annotated face of that label, as in
@@ -29,7 +30,7 @@ from maskwatch.datasets import iter_images, load_source
 from maskwatch.detections import NOT_FACE, UNCERTAIN
 from maskwatch.eval.detection import match_faces
 from maskwatch.pipeline import Detector
-from maskwatch.settings import LIVE, PHOTO
+from maskwatch.settings import LIVE, PHOTO, SURE_SETTINGS
 
 DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
@@ -113,8 +114,19 @@ def main() -> None:
     ap.add_argument("--mode", choices=["photo", "live"], default="photo")
     ap.add_argument("--label", default="without_mask", choices=["without_mask", "with_mask", "mask_incorrect"])
     ap.add_argument("--sheet", type=Path, help="write one numbered contact sheet per set here (DIR/SET.png)")
+    ap.add_argument("--set", default="", metavar="KEY=V,...",
+                    help="another operating point than the preset's, e.g. sure_face_score=0.7,sure_nomask=0.6 (on @val "
+                         "splits: to see what a lower point would show before choosing it)")
     args = ap.parse_args()
-    preset = PHOTO if args.mode == "photo" else LIVE
+    preset = dict(PHOTO if args.mode == "photo" else LIVE)
+    for kv in filter(None, args.set.split(",")):
+        k, _, v = kv.partition("=")
+        if k not in SURE_SETTINGS:
+            ap.error(f"--set {kv}: {k} is not one of {', '.join(SURE_SETTINGS)}")
+        try:
+            preset[k] = float(v)
+        except ValueError:
+            ap.error(f"--set {kv}: {v!r} is not a number")
     det = Detector(**preset, keep_not_face=True)
     if args.sheet:
         args.sheet.mkdir(parents=True, exist_ok=True)
@@ -123,7 +135,7 @@ def main() -> None:
         name = Path(spec.split("@")[0]).name
         rows, fates = audit(det, spec, args.label, preset["sure_face_score"],
                             args.sheet / f"{name}.png" if args.sheet else None)
-        print(f"\n## {spec} ({args.mode} preset): {rows[0]}")
+        print(f"\n## {spec} ({args.mode} preset{', ' + args.set if args.set else ''}): {rows[0]}")
         if len(rows) > 1:
             print("\n".join(r for r in rows[1:] if not r.startswith("|")))
             print("| # | photo | kind | best IoU | face score | P(label) | width px |\n|---|---|---|---|---|---|---|")

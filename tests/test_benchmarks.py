@@ -27,7 +27,7 @@ VAL = f"{VOC}@val"
     ("box_style.py", [VAL, "--det-size", "320", "--top", "2", "--show", "1.05,0.975,0.04"], "| 1.05 | 0.975 | 0.04 |"),
     ("detector_misses.py", [VAL, "--det-size", "320", "--sheet", "misses.jpg"], "sheet: misses.jpg"),
     ("false_boxes.py", [VAL, "--mode", "live", "--sheet", "false.jpg"], "false per photo"),
-    ("red_audit.py", [VAL, "--mode", "live", "--sheet", "red"], "where the annotated without_mask faces went"),
+    ("red_audit.py", [VAL, "--mode", "live", "--sheet", "red", "--set", "sure_nomask=0.9"], "preset, sure_nomask=0.9)"),
     ("batch_speed.py", ["--images", "24", "--chunk", "8", "--mode", "live"], "scheduling is"),
     ("server_memory.py", ["--uploads", "6", "--threads", "2", "--large-every", "3"], "after 6 uploads"),
 ])
