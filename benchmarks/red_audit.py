@@ -55,8 +55,9 @@ def tile(img: np.ndarray, box: np.ndarray, caption: str) -> np.ndarray:
     return t
 
 
-def audit(det: Detector, spec: str, label: str, sure_face: float, sheet: Path | None) -> tuple[list[str], dict[str, int]]:
-    """One set: the table rows of its strictly wrong shown boxes, and the fates of its annotated faces of ``label``."""
+def audit(det: Detector, spec: str, label: str, sure_face: float, sheet: Path | None) -> tuple[int, list[str], dict[str, int]]:
+    """One set: how many boxes are shown ``label``, a table row per strictly wrong one (numbered as on the sheet,
+    written to ``sheet`` if given), and the fates of its annotated faces of ``label``."""
     rows: list[str] = []
     tiles: list[np.ndarray] = []
     fates = dict.fromkeys(FATES, 0)
@@ -99,13 +100,11 @@ def audit(det: Detector, spec: str, label: str, sure_face: float, sheet: Path | 
                 fates["grey: face score" if d.face_score[i] < sure_face else "grey: probability"] += 1
             else:
                 fates["shown" if labels[i] == label else "other label"] += 1
-    rows.insert(0, f"{n_shown} boxes shown {label}, {len(tiles)} of them not on an annotated face of that label")
     if sheet is not None and tiles:
         cols = 8
         tiles += [np.full_like(tiles[0], 255)] * (-len(tiles) % cols)
         cv2.imwrite(str(sheet), np.vstack([np.hstack(tiles[r : r + cols]) for r in range(0, len(tiles), cols)]))
-        rows.insert(1, f"sheet: {sheet}")
-    return rows, fates
+    return n_shown, rows, fates
 
 
 def main() -> None:
@@ -133,13 +132,15 @@ def main() -> None:
     table = []
     for spec in args.scenes or [f"{DETECT / s}@test" for s in SETS]:
         name = Path(spec.split("@")[0]).name
-        rows, fates = audit(det, spec, args.label, preset["sure_face_score"],
-                            args.sheet / f"{name}.png" if args.sheet else None)
-        print(f"\n## {spec} ({args.mode} preset{', ' + args.set if args.set else ''}): {rows[0]}")
-        if len(rows) > 1:
-            print("\n".join(r for r in rows[1:] if not r.startswith("|")))
+        sheet = args.sheet / f"{name}.png" if args.sheet else None
+        n_shown, rows, fates = audit(det, spec, args.label, preset["sure_face_score"], sheet)
+        print(f"\n## {spec} ({args.mode} preset{', ' + args.set if args.set else ''}): {n_shown} boxes shown "
+              f"{args.label}, {len(rows)} of them not on an annotated face of that label")
+        if rows:
+            if sheet is not None:
+                print(f"sheet: {sheet}")
             print("| # | photo | kind | best IoU | face score | P(label) | width px |\n|---|---|---|---|---|---|---|")
-            print("\n".join(r for r in rows[1:] if r.startswith("|")))
+            print("\n".join(rows))
         table.append(f"| {name} | {sum(fates.values())} | " + " | ".join(str(fates[f]) for f in FATES) + " |")
     print(f"\nwhere the annotated {args.label} faces went ({args.mode} preset)\n| set | faces | " + " | ".join(FATES)
           + " |\n" + "|---" * (len(FATES) + 2) + "|\n" + "\n".join(table))
