@@ -12,6 +12,7 @@ can be counted by looking.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
@@ -21,6 +22,9 @@ from maskwatch.boxes import iou_matrix
 from maskwatch.datasets import iter_images, load_source
 from maskwatch.detectors import create_face_detector
 from maskwatch.settings import PHOTO, det_sizes
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sheets import write_sheet  # noqa: E402
 
 DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
@@ -77,11 +81,7 @@ def main() -> None:
             t = cv2.resize(crop, (96, 96), interpolation=cv2.INTER_AREA if crop.shape[0] > 96 else cv2.INTER_LINEAR)
             cv2.putText(t, tag, (3, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 255, 255), 1, cv2.LINE_AA)
             tiles.append(t)
-        cols = 12
-        while len(tiles) % cols:
-            tiles.append(np.zeros((96, 96, 3), np.uint8))
-        sheet = np.vstack([np.hstack(tiles[r : r + cols]) for r in range(0, len(tiles), cols)])
-        cv2.imwrite(args.sheet, sheet)
+        write_sheet(args.sheet, tiles, cols=12)
         print(f"sheet: {args.sheet} ({min(len(crops), args.max)} faces, largest first)")
 
 

@@ -14,6 +14,7 @@ the sheet shows those boxes, highest face score first, each tagged with its set'
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
@@ -24,6 +25,9 @@ from maskwatch.datasets import iter_images, load_source
 from maskwatch.eval.detection import match_faces
 from maskwatch.pipeline import Detector
 from maskwatch.settings import LIVE, PHOTO
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sheets import write_sheet  # noqa: E402
 
 DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
@@ -87,13 +91,8 @@ def main() -> None:
               + f" | {n_red} | {n_false / max(n_img, 1):.2f} |")
     if args.sheet and tiles:
         tiles.sort(key=lambda t: -t[0])
-        cells = [t for _, t in tiles[: args.max]]
-        cols = 12
-        while len(cells) % cols:
-            cells.append(np.zeros((TILE, TILE, 3), np.uint8))
-        sheet = np.vstack([np.hstack(cells[r : r + cols]) for r in range(0, len(cells), cols)])
-        cv2.imwrite(args.sheet, sheet)
-        print(f"sheet: {args.sheet} ({len(cells)} cells, {min(len(tiles), args.max)} boxes on no annotated face, "
+        n_cells = write_sheet(args.sheet, [t for _, t in tiles[: args.max]], cols=12)
+        print(f"sheet: {args.sheet} ({n_cells} cells, {min(len(tiles), args.max)} boxes on no annotated face, "
               "highest face score first)")
 
 

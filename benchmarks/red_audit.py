@@ -20,6 +20,7 @@ another style than the annotators'), or missed by the face detector.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
@@ -30,7 +31,11 @@ from maskwatch.datasets import iter_images, load_source
 from maskwatch.detections import NOT_FACE, UNCERTAIN
 from maskwatch.eval.detection import match_faces
 from maskwatch.pipeline import Detector
-from maskwatch.settings import LIVE, PHOTO, SURE_SETTINGS
+from maskwatch.settings import LIVE, PHOTO
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sheets import write_sheet  # noqa: E402
+from operating_points import point_arg  # noqa: E402  (the same KEY=V,... as its --before)
 
 DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
@@ -93,17 +98,15 @@ def audit(det: Detector, spec: str, label: str, sure_face: float, sheet: Path | 
                 near = iou_matrix(gt[g : g + 1], d.xyxy)
                 fates["boxed differently" if near.size and near.max() >= 0.3 else "missed"] += 1
                 continue
-            i = found[g]
-            if labels[i] == NOT_FACE:
+            b = found[g]
+            if labels[b] == NOT_FACE:
                 fates["removed as not_face"] += 1
-            elif labels[i] == UNCERTAIN:
-                fates["grey: face score" if d.face_score[i] < sure_face else "grey: probability"] += 1
+            elif labels[b] == UNCERTAIN:
+                fates["grey: face score" if d.face_score[b] < sure_face else "grey: probability"] += 1
             else:
-                fates["shown" if labels[i] == label else "other label"] += 1
+                fates["shown" if labels[b] == label else "other label"] += 1
     if sheet is not None and tiles:
-        cols = 8
-        tiles += [np.full_like(tiles[0], 255)] * (-len(tiles) % cols)
-        cv2.imwrite(str(sheet), np.vstack([np.hstack(tiles[r : r + cols]) for r in range(0, len(tiles), cols)]))
+        write_sheet(str(sheet), tiles, cols=8, fill=255)
     return n_shown, rows, fates
 
 
@@ -113,19 +116,12 @@ def main() -> None:
     ap.add_argument("--mode", choices=["photo", "live"], default="photo")
     ap.add_argument("--label", default="without_mask", choices=["without_mask", "with_mask", "mask_incorrect"])
     ap.add_argument("--sheet", type=Path, help="write one numbered contact sheet per set here (DIR/SET.png)")
-    ap.add_argument("--set", default="", metavar="KEY=V,...",
+    ap.add_argument("--set", type=point_arg, default={}, metavar="KEY=V,...",
                     help="another operating point than the preset's, e.g. sure_face_score=0.7,sure_nomask=0.6 (on @val "
                          "splits: to see what a lower point would show before choosing it)")
     args = ap.parse_args()
     preset = dict(PHOTO if args.mode == "photo" else LIVE)
-    for kv in filter(None, args.set.split(",")):
-        k, _, v = kv.partition("=")
-        if k not in SURE_SETTINGS:
-            ap.error(f"--set {kv}: {k} is not one of {', '.join(SURE_SETTINGS)}")
-        try:
-            preset[k] = float(v)
-        except ValueError:
-            ap.error(f"--set {kv}: {v!r} is not a number")
+    preset.update(args.set)
     det = Detector(**preset, keep_not_face=True)
     if args.sheet:
         args.sheet.mkdir(parents=True, exist_ok=True)
@@ -134,7 +130,7 @@ def main() -> None:
         name = Path(spec.split("@")[0]).name
         sheet = args.sheet / f"{name}.png" if args.sheet else None
         n_shown, rows, fates = audit(det, spec, args.label, preset["sure_face_score"], sheet)
-        print(f"\n## {spec} ({args.mode} preset{', ' + args.set if args.set else ''}): {n_shown} boxes shown "
+        print(f"\n## {spec} ({args.mode} preset{''.join(f', {k}={v}' for k, v in args.set.items())}): {n_shown} boxes shown "
               f"{args.label}, {len(rows)} of them not on an annotated face of that label")
         if rows:
             if sheet is not None:
