@@ -50,10 +50,6 @@ def _load(name: str):
     return mod
 
 
-def _operating_points():
-    return _load("operating_points")
-
-
 def test_red_audit_accounts_for_every_bare_face_and_every_red_box(tmp_path):
     from maskwatch.datasets import load_source
     from maskwatch.pipeline import Detector
@@ -70,7 +66,7 @@ def test_red_audit_accounts_for_every_bare_face_and_every_red_box(tmp_path):
 
 
 def test_paired_difference_is_zero_for_the_same_point_and_sure_for_a_clear_gain():
-    op = _operating_points()
+    op = _load("operating_points")
     rng = np.random.default_rng(0)
     n_img, per = 60, 3
     image = np.repeat(np.arange(n_img), per)
