@@ -26,8 +26,9 @@ def real_frames(n: int = 40, max_faces: int = 3) -> list[np.ndarray]:
         if not src.is_dir():
             raise SystemExit(f"benchmark data not found: {src} (clone the project beside shared/)")
         for im in load_source(str(src)).images:
-            if 1 <= len(im.boxes) <= max_faces:
-                frames.append(letterbox(cv2.imread(str(im.path)), 640, 480))
+            img = cv2.imread(str(im.path)) if 1 <= len(im.boxes) <= max_faces else None
+            if img is not None:  # an unreadable photo is skipped, not a traceback
+                frames.append(letterbox(img, 640, 480))
                 if len(frames) == n:
                     return frames
     return frames

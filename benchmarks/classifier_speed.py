@@ -29,12 +29,12 @@ def main() -> None:
         crops = rng.integers(0, 255, (b, s, s, 3), dtype=np.uint8)
         for _ in range(20):
             clf.predict(crops)
-        t = []
+        times = []
         for _ in range(a.runs):
             t0 = time.perf_counter()
             clf.predict(crops)
-            t.append((time.perf_counter() - t0) * 1000)
-        t = np.array(t)
+            times.append((time.perf_counter() - t0) * 1000)
+        t = np.array(times)
         print(f"{b:>5} | {np.median(t):15.2f} | {np.percentile(t, 95):12.2f} | {np.median(t) / b:14.2f}")
 
 

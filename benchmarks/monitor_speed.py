@@ -31,7 +31,7 @@ from maskwatch.settings import LIVE  # noqa: E402
 
 def run_interleaved(fns, frames: list[np.ndarray], repeat: int) -> list[np.ndarray]:
     """Time each function on each frame in turn (frame by frame), so drift in the machine's speed hits all alike."""
-    t = [[] for _ in fns]
+    t: list[list[float]] = [[] for _ in fns]
     for r in range(repeat):
         for i, f in enumerate(frames):
             for k, fn in enumerate(fns):

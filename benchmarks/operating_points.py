@@ -97,7 +97,7 @@ def outcomes(specs: list[str], mode: str, classifier: str, cache: Path | None, f
     }
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **out)
+        np.savez(path, **out)  # type: ignore[arg-type]  # numpy's stub reads **kwargs as allow_pickle
     return out
 
 

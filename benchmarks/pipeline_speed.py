@@ -39,7 +39,7 @@ class DocumentsPipeline:
 
         self.ssd = create_face_detector("ssd", det_size=0)
         path = Path(tempfile.mkdtemp()) / "mnv2_224.onnx"
-        torch.onnx.export(MaskNet(2).eval(), torch.zeros(1, 3, 224, 224), str(path), input_names=["input"],
+        torch.onnx.export(MaskNet(2).eval(), (torch.zeros(1, 3, 224, 224),), str(path), input_names=["input"],
                           output_names=["logits"], dynamic_axes={"input": {0: "n"}}, opset_version=17, dynamo=False)
         self.sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.batched = batched

@@ -82,6 +82,8 @@ def main() -> None:
         sys.exit(f"no photos in {DETECT}; this benchmark needs ../shared")
     small = [p.read_bytes() for p in photos]
     base = cv2.imread(str(photos[0]))
+    if base is None:
+        sys.exit(f"cannot read {photos[0]}")
     f = (48e6 / (base.shape[0] * base.shape[1])) ** 0.5
     large = cv2.imencode(".jpg", cv2.resize(base, None, fx=f, fy=f, interpolation=cv2.INTER_LINEAR), [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
     with socket.socket() as s:
@@ -89,6 +91,7 @@ def main() -> None:
         port = s.getsockname()[1]
     tree = str(Path(args.tree).resolve()) if args.tree else ""
     proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port), tree], stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None  # stderr=PIPE
     served_from = proc.stderr.readline().strip()
     try:
         for _ in range(200):
