@@ -17,7 +17,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from maskwatch.boxes import iou_matrix
@@ -27,7 +26,7 @@ from maskwatch.pipeline import Detector
 from maskwatch.settings import LIVE, PHOTO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _sheets import write_sheet  # noqa: E402
+from _sheets import context_tile, write_sheet  # noqa: E402
 
 DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
@@ -63,7 +62,6 @@ def main() -> None:
             match = match_faces(gt, d.xyxy, np.argsort(-d.face_score, kind="stable"), 0.5)
             ious = iou_matrix(gt, d.xyxy)
             best = ious.max(0) if ious.size else np.zeros(len(d))
-            h, w = img.shape[:2]
             for i in np.nonzero(match < 0)[0]:
                 n_false += 1
                 if best[i] >= 0.3:
@@ -74,17 +72,8 @@ def main() -> None:
                 n_red += int(lab == "without_mask")
                 if args.label and lab != args.label:
                     continue
-                x1, y1, x2, y2 = d.xyxy[i]
-                m = 0.5 * max(x2 - x1, y2 - y1)
-                a, b, c, e = int(max(0, x1 - m)), int(max(0, y1 - m)), int(min(w, x2 + m)), int(min(h, y2 + m))
-                crop = img[b:e, a:c].copy()
-                cv2.rectangle(crop, (int(x1) - a, int(y1) - b), (int(x2) - a, int(y2) - b), (0, 255, 255), 1)
-                scale = TILE / max(crop.shape[:2])
-                crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))))
-                t = np.zeros((TILE, TILE, 3), np.uint8)
-                t[: crop.shape[0], : crop.shape[1]] = crop
-                cv2.putText(t, f"{name[:1]}{s:.2f}{SHORT.get(lab, lab[:1])}", (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                            (255, 0, 255), 1, cv2.LINE_AA)
+                t = context_tile(img, d.xyxy[i], TILE, 0.5, (0, 255, 255), f"{name[:1]}{s:.2f}{SHORT.get(lab, lab[:1])}",
+                                 (255, 0, 255))
                 tiles.append((s, t))
         off = n_false - n_framed
         print(f"| {name} | {n_img} | {n_box} | {n_false} | {n_framed} | {off} | " + " | ".join(map(str, bands))

@@ -23,7 +23,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from maskwatch.boxes import iou_matrix
@@ -34,7 +33,7 @@ from maskwatch.pipeline import Detector
 from maskwatch.settings import LIVE, PHOTO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _sheets import write_sheet  # noqa: E402
+from _sheets import context_tile, write_sheet  # noqa: E402
 from operating_points import point_arg  # noqa: E402  (the same KEY=V,... as its --before)
 
 DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
@@ -46,18 +45,7 @@ FATES = ("shown", "other label", "grey: face score", "grey: probability", "remov
 
 def tile(img: np.ndarray, box: np.ndarray, caption: str) -> np.ndarray:
     """A TILE x (TILE + 20) BGR tile: the box (red outline) with one box-width of context each side, a caption below."""
-    h, w = img.shape[:2]
-    x1, y1, x2, y2 = box
-    m = max(x2 - x1, y2 - y1)
-    a, b, c, e = int(max(0, x1 - m)), int(max(0, y1 - m)), int(min(w, x2 + m)), int(min(h, y2 + m))
-    crop = img[b:e, a:c].copy()
-    cv2.rectangle(crop, (int(x1) - a, int(y1) - b), (int(x2) - a, int(y2) - b), (0, 0, 255), 1)
-    s = TILE / max(crop.shape[:2])
-    crop = cv2.resize(crop, (max(1, round(crop.shape[1] * s)), max(1, round(crop.shape[0] * s))))
-    t = np.full((TILE + 20, TILE, 3), 255, np.uint8)
-    t[: crop.shape[0], : crop.shape[1]] = crop
-    cv2.putText(t, caption, (2, TILE + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    return t
+    return context_tile(img, box, TILE, 1.0, (0, 0, 255), caption, (0, 0, 0), below=True, fill=255)
 
 
 def audit(det: Detector, spec: str, label: str, sure_face: float, sheet: Path | None) -> tuple[int, list[str], dict[str, int]]:
