@@ -11,7 +11,10 @@ import numpy as np
 
 from .errors import InputError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm", ".gif", ".heic", ".heif")
+"""File endings a folder is searched for. HEIC/HEIF (iPhone photos) decode with the ``heic`` extra (pillow-heif);
+without it such a file is reported as skipped, with the fix, not passed over in silence."""
+HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 MAX_PIXELS = 50_000_000  # 50 megapixels: larger images are refused (about 150 MB decoded)
 MIN_SIDE = 8
 
@@ -20,8 +23,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
     """Read an image file as a **BGR** uint8 array (h, w, 3).
 
     Grayscale is expanded to 3 channels, alpha is composited over white, 16-bit is scaled to 8-bit. The EXIF
-    orientation tag (phone photos; JPEG, PNG, WebP) is applied, so the array is upright as a viewer shows it and
-    boxes refer to it. Raises :class:`InputError` for a missing, unreadable, truncated, tiny or huge image.
+    orientation tag (phone photos; JPEG, PNG, WebP), or a HEIC photo's own rotation (with the ``heic`` extra), is
+    applied, so the array is upright as a viewer shows it and boxes refer to it. Raises :class:`InputError` for a missing, unreadable, truncated, tiny or huge image.
     """
     p = Path(path)
     if not p.exists():
@@ -42,10 +45,40 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:]:
         raise InputError(f"{name}: the JPEG is truncated (no end-of-image marker); re-copy or re-export the file")
     check_image_header(data, name, max_pixels)
+    if is_heif(data):
+        return normalize_image(_decode_heif(data, name, max_pixels), name, max_pixels)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # (UNCHANGED ignores EXIF orientation)
     if img is None:
-        raise InputError(f"{name}: not an image OpenCV can decode (JPEG, PNG, BMP, WebP, TIFF); is it really an image?")
+        raise InputError(f"{name}: not an image OpenCV can decode (JPEG, PNG, BMP, WebP, TIFF, GIF); is it really an image?")
     return normalize_image(orient(img, exif_orientation(data)), name, max_pixels)
+
+
+def is_heif(data: bytes) -> bool:
+    """A HEIC/HEIF file (an ISO base media file whose ``ftyp`` brand is one of HEIF's), as iPhones save photos."""
+    return data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS
+
+
+def _decode_heif(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    """HEIC/HEIF bytes -> BGR(A) uint8, upright: libheif applies the file's rotation and mirroring (the container's
+    ``irot``/``imir``, which HEIF uses instead of the EXIF tag). Needs pillow-heif (``pip install 'maskwatch[heic]'``)."""
+    try:
+        import pillow_heif
+    except ImportError:
+        raise InputError(f"{name}: a HEIC/HEIF photo (the format iPhones save); install the heic extra to read it "
+                         "(pip install 'maskwatch[heic]', which adds pillow-heif), or convert it to JPEG") from None
+    import io
+
+    try:
+        heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)  # reads the header only
+        w, h = heif.size
+        if w * h > max_pixels:  # a bomb is refused before its pixels are decoded
+            raise InputError(f"{name}: the image is {w}x{h} px ({w * h / 1e6:.0f} MP), over the {max_pixels / 1e6:.0f} MP limit; downscale it first")
+        rgb = np.asarray(heif)
+    except (ValueError, RuntimeError, OSError) as e:
+        raise InputError(f"{name}: the HEIC/HEIF file cannot be decoded ({e}); re-copy or re-export it") from None
+    if rgb.ndim == 3 and rgb.shape[2] == 4:
+        return cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
 
 
 def decode_reduced(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS, max_side: int = 1600) -> tuple[np.ndarray, float]:

@@ -242,3 +242,65 @@ def test_exif_orientation_parser_ignores_damage_and_other_formats():
     assert exif_orientation(b"") == 1 and exif_orientation(b"\x89PNG\r\n\x1a\n") == 1
     ok, png = cv2.imencode(".png", np.zeros((16, 16, 3), np.uint8))
     assert exif_orientation(png.tobytes()) == 1
+
+
+def _heic(rgb: np.ndarray, orientation: int = 1) -> bytes:
+    """A real HEIC file of ``rgb`` as an iPhone writes it: pillow-heif turns the EXIF tag into the container's
+    rotation (``irot``/``imir``)."""
+    import io
+
+    pillow_heif = pytest.importorskip("pillow_heif")
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="HEIF", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_iphone_heic_photo_is_read_upright_and_its_faces_found(voc_image, tmp_path, orientation):
+    """A real photo saved as HEIC (with the heic extra) reads as the same pixels a JPEG of it gives, turned as a viewer
+    shows it, and `detect` finds the same faces in a folder holding it."""
+    upright = load_image(voc_image)
+    f = tmp_path / "IMG_0001.HEIC"
+    f.write_bytes(_heic(np.ascontiguousarray(upright[:, :, ::-1]), orientation))
+    got = load_image(f)
+    want = upright if orientation == 1 else np.ascontiguousarray(np.rot90(upright, -1))  # tag 6: turn 90 degrees clockwise
+    assert got.shape == want.shape and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - want.astype(int)).mean() < 4  # the same pixels, up to HEVC noise
+    if orientation == 1:
+        found = maskwatch.Detector(det_size=800).detect(got)
+        assert len(found) >= 3
+        r = _run_cli("detect", str(tmp_path), "-q")
+        assert r.returncode == 0, r.stderr
+        rec = json.loads(r.stdout)
+        assert rec["source"].endswith("IMG_0001.HEIC") and len(rec["faces"]) >= 3
+
+
+def test_heic_without_the_extra_is_skipped_with_the_fix_not_in_silence(tmp_path, monkeypatch):
+    """A folder of phone photos holding HEIC files: without pillow-heif each is reported as skipped, saying how to
+    read it; a damaged HEIC says so."""
+    from maskwatch.images import decode_image
+
+    fake = b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # as if the extra were not installed
+    with pytest.raises(InputError, match=r"HEIC/HEIF photo .*maskwatch\[heic\]"):
+        decode_image(fake, "IMG_0002.HEIC")
+    monkeypatch.delitem(sys.modules, "pillow_heif")
+    pytest.importorskip("pillow_heif")
+    with pytest.raises(InputError, match="cannot be decoded"):
+        decode_image(fake, "IMG_0002.HEIC")
+    (tmp_path / "IMG_0002.HEIC").write_bytes(fake)
+    r = _run_cli("detect", str(tmp_path), "-q")
+    assert r.returncode == 1 and "IMG_0002.HEIC" in r.stderr and "1 failed" in r.stderr, r.stderr
+
+
+def test_heic_bomb_is_refused_before_decoding():
+    from maskwatch.images import decode_image
+
+    data = _heic(np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(InputError, match="over the 0 MP limit"):
+        decode_image(data, "big.heic", max_pixels=4000)

@@ -240,6 +240,26 @@ def test_detect_answers_what_the_cli_prints(srv, voc_image, capsys):
 
 
 @needs_shared
+def test_an_iphone_heic_upload_is_read_as_the_cli_reads_it(srv, voc_image, tmp_path, capsys):
+    """A phone's HEIC photo (with the heic extra) is not refused as 'not an image': the same faces as `detect`."""
+    from test_images import _heic
+
+    from maskwatch.cli import main
+    from maskwatch.images import load_image
+
+    f = tmp_path / "IMG_0003.HEIC"
+    f.write_bytes(_heic(load_image(voc_image)[:, :, ::-1].copy()))
+    assert main(["detect", str(f), "--quiet"]) == 0
+    cli = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    body, headers = _multipart(f.read_bytes(), filename=f.name, ctype="image/heic")
+    status, _, answer = srv.request("POST", "/v1/detect", body=body, headers=headers)
+    assert status == 200, answer[:300]
+    got = json.loads(answer)
+    assert (got["width"], got["height"]) == (cli["width"], cli["height"]) == (512, 366)
+    assert got["faces"] == cli["faces"] and len(got["faces"]) >= 3
+
+
+@needs_shared
 def test_upload_that_is_not_an_image(srv):
     body, headers = _multipart(b"hello, I am a text file\n", filename="notes.txt", ctype="text/plain")
     doc = _assert_error(*srv.request("POST", "/v1/detect", body=body, headers=headers), (415, 422))

@@ -21,7 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ..annotate import blur_faces
 from ..detections import CLASS_NAMES, frame_record
 from ..errors import InputError
-from ..images import check_image_header, decode_reduced
+from ..images import check_image_header, decode_reduced, is_heif
 from .cameras import CameraWorker
 from .errors import ApiError, error_responses, invalid
 from .state import IMAGE_MAGIC, State
@@ -126,8 +126,8 @@ def detect(
         raise ApiError(422, "no photo: send it in the multipart field 'file'")
     name = re.split(r"[\\/]", file.filename or "")[-1] or "upload"
     data = file.file.read(st.max_upload + 1)
-    if not data.startswith(IMAGE_MAGIC) and not (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
-        raise ApiError(415, f"{name}: not an image (JPEG, PNG, BMP, WebP, TIFF)",
+    if not data.startswith(IMAGE_MAGIC) and not (data[:4] == b"RIFF" and data[8:12] == b"WEBP") and not is_heif(data):
+        raise ApiError(415, f"{name}: not an image (JPEG, PNG, BMP, WebP, TIFF, GIF, HEIC)",
                        {"content_type": file.content_type, "bytes": len(data)})
     try:
         check_image_header(data, name, st.settings.max_pixels)  # decompression bombs: before anything is decoded
