@@ -61,6 +61,20 @@ def test_cli_folder_without_images(tmp_path, capsys):
     assert "Traceback" not in cap.err
 
 
+def test_cli_says_which_files_of_a_folder_it_left_out(tmp_path, capsys):
+    """A phone's folder: the photo is read, the video, the RAW file and the notes are named as left out (hidden
+    files are not), so a count of faces is never silently short of files."""
+    _write(tmp_path / "a.png", _textured())
+    for name in ("clip.MOV", "IMG_1.CR2", "notes.txt", ".DS_Store"):
+        (tmp_path / name).write_bytes(b"x")
+    assert main(["detect", str(tmp_path), "--face-detector", "haar", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "left out 3 file(s)" in err and ".mov 1" in err and ".cr2 1" in err and ".txt 1" in err, err
+    assert "maskwatch video" in err and ".ds_store" not in err.lower()
+    assert main(["detect", str(tmp_path / "a.png"), "--face-detector", "haar", "-q"]) == 0
+    assert "left out" not in capsys.readouterr().err  # a file named on its own: nothing is searched
+
+
 def test_cli_missing_path(tmp_path, capsys):
     rc = main(["detect", str(tmp_path / "missing.jpg"), "--face-detector", "haar"])
     err = capsys.readouterr().err

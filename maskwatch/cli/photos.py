@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -34,6 +35,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
         if not found:
             raise InputError(f"{p}: the folder holds no image ({', '.join(s for s in ('.jpg', '.png', '.bmp', '.webp'))} ...)")
         files += found
+    left_out = _other_files(args.paths)
+    if left_out:
+        _err(f"maskwatch: left out {sum(left_out.values())} file(s) that are not images it reads ("
+             + ", ".join(f"{k} {v}" for k, v in left_out.most_common(6)) + (", ..." if len(left_out) > 6 else "") + ")"
+             + ("; videos go to `maskwatch video` or `maskwatch batch`" if set(left_out) & set(VIDEO_HINT) else ""))
     out = Path(args.out) if args.out else None
     if out and out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: is a file; give a folder for the annotated copies")
@@ -84,6 +90,21 @@ def _expand_glob(pattern: str) -> list[Path]:
     if not matches:
         raise InputError(f"{pattern}: no file matches this pattern; check the folder and the spelling")
     return sorted({f for m in matches for f in find_images(m)})
+
+
+VIDEO_HINT = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".3gp")
+
+
+def _other_files(paths: Sequence[str]) -> Counter[str]:
+    """Files under the given folders that a folder search passes over, by ending ('.mov': 3): said, not silent."""
+    from ..images import IMAGE_SUFFIXES
+
+    found: Counter[str] = Counter()
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.update(f.suffix.lower() or "(no ending)" for f in p.rglob("*")
+                         if f.is_file() and f.suffix.lower() not in IMAGE_SUFFIXES and not f.name.startswith("."))
+    return found
 
 
 def _unique(target: Path, written: set[Path]) -> Path:
