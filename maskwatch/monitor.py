@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
@@ -34,7 +35,10 @@ class Monitor:
     """camera: name written into events. confirm_frames / confirm_seconds: how long a face must read as
     unmasked (smoothed) before its one event; whichever comes first (0 turns that rule off).
     alert_labels: labels that count as unmasked. snapshots: attach a JPEG of the face to events (off by default).
-    dispatcher: where events go (``maskwatch.events.EventDispatcher``); serial: ``SerialSignal`` or None."""
+    dispatcher: where events go (``maskwatch.events.EventDispatcher``); serial: ``SerialSignal`` or None.
+    ``events`` holds the latest ``KEEP_EVENTS`` events of the run, ``n_events`` counts all of them."""
+
+    KEEP_EVENTS = 1000
 
     def __init__(self, detector: Detector, camera: str = "camera0", tracker: Tracker | None = None,
                  confirm_frames: int = 5, confirm_seconds: float = 0.0, alert_labels: tuple[str, ...] = ("without_mask",),
@@ -45,7 +49,10 @@ class Monitor:
         self.alert_labels = alert_labels
         self.snapshots = snapshots
         self.dispatcher, self.serial = dispatcher, serial
-        self.events: list[Any] = []  # events emitted in this run (also sent to the dispatcher)
+        # The latest events of this run (all were sent to the dispatcher); bounded, so months of a busy door (with
+        # snapshots) do not fill the memory. n_events counts them all.
+        self.events: deque[Any] = deque(maxlen=self.KEEP_EVENTS)
+        self.n_events = 0
         self.frames = 0
         self._alerting: dict[int, tuple[int, float]] = {}  # track id -> (frames, since) read as alert, inside the frame
 
@@ -85,6 +92,7 @@ class Monitor:
 
         ev = Event.from_detections(dets, i, self.camera, frame=frame, snapshot=self.snapshots)  # stamped now
         self.events.append(ev)
+        self.n_events += 1
         if self.dispatcher is not None:
             self.dispatcher.emit(ev)
 

@@ -14,7 +14,7 @@ like it (similarity >= ``min_appearance``), and never by the centre-distance fal
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -60,7 +60,8 @@ class Tracker:
         self.decide = decide or (lambda p, s=None: p.argmax(1))  # the classifier's rule (MaskClassifier.decide)
         self.tracks: list[Track] = []
         self._next_id = 1
-        self.seen: dict[int, str] = {}  # track id -> last smoothed label, for tracks that became people
+        self.seen: dict[int, str] = {}  # live track id -> last smoothed label, for tracks that became people
+        self._gone: Counter[str] = Counter()  # the last labels of people whose tracks ended (bounded memory)
         self.class_names: tuple[str, ...] = ()
 
     def update(self, detections: Detections, t: float, image: np.ndarray | None = None) -> Detections:
@@ -102,6 +103,9 @@ class Tracker:
         for di in range(n):
             if by_id[int(ids[di])].hits >= self.min_hits:
                 self.seen[int(ids[di])] = label_name(self.class_names, int(class_ids[di]))
+        for tr in self.tracks:
+            if tr.missed > self.max_missed and tr.id in self.seen:  # an ended track never comes back: count it, forget it
+                self._gone[self.seen.pop(tr.id)] += 1
         self.tracks = [tr for tr in self.tracks if tr.missed <= self.max_missed]
         out = Detections(detections.xyxy, detections.face_score, class_id=class_ids, confidence=label_confidence(probs, class_ids),
                          probs=probs, class_names=detections.class_names,
@@ -115,8 +119,8 @@ class Tracker:
     def counts(self) -> dict[str, int]:
         """People seen so far (tracks of at least ``min_hits`` frames) by their latest smoothed label."""
         out = {name: 0 for name in self.class_names if name != NOT_FACE} | ({UNCERTAIN: 0} if self.class_names else {})
-        for label in self.seen.values():
-            out[label] = out.get(label, 0) + 1
+        for label, k in (self._gone + Counter(self.seen.values())).items():
+            out[label] = out.get(label, 0) + k
         return out
 
     def _match(self, pred: np.ndarray, boxes: np.ndarray, looks: list | np.ndarray) -> list[tuple[int, int]]:

@@ -237,6 +237,23 @@ def test_event_log_full_disk_keeps_events_pending_then_flushes(tmp_path: Path):
     log.close()
 
 
+def test_a_long_database_outage_keeps_the_latest_events_in_bounded_memory_and_says_so(tmp_path: Path, monkeypatch):
+    """Days of a full disk at a busy door must not end in running out of memory: the newest MAX_PENDING events wait,
+    the older ones are dropped and counted, and the message says so; once writable, the kept ones are written."""
+    monkeypatch.setattr(EventLog, "MAX_PENDING", 5)
+    log = EventLog(tmp_path / "events.db")
+    assert log.add(_event())
+    log._conn.execute(f"PRAGMA max_page_count = {log._conn.execute('PRAGMA page_count').fetchone()[0]}")  # disk full
+    waiting = [_event(snapshot=bytes(20000) + bytes([i])) for i in range(8)]
+    for e in waiting:
+        assert log.add(e) is False
+    assert [e.id for e in log.pending] == [e.id for e in waiting[-5:]] and log.dropped == 3
+    assert "5 event(s) kept in memory, 3 older one(s) dropped (at most 5 are kept)" in log.last_error
+    log._conn.execute("PRAGMA max_page_count = 1000000")
+    assert log.flush() == 0 and log.count() == 6
+    log.close()
+
+
 def test_outbox_put_due_done_retry(tmp_path: Path):
     with Outbox(tmp_path / "events.db") as ob:
         a = ob.put("webhook", {"n": 1})

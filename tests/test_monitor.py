@@ -236,7 +236,7 @@ def test_people_who_follow_each_other_at_one_spot_each_raise_one_event():
     for i, frame in enumerate(frames):
         d = mon.process(frame, t=i / 30)
         ids |= {int(t) for t in d.tracker_id}
-    assert len(mon.events) == people, f"{len(mon.events)} events for {people} people"
+    assert len(mon.events) == mon.n_events == people, f"{mon.n_events} events for {people} people"
     assert len({e.track_id for e in mon.events}) == people
     assert len(ids) == people  # one track per person, none split
 
@@ -263,3 +263,30 @@ def test_build_monitor_is_the_one_composition_root_and_closers_report_uniformly(
     assert close_all([*closers, Broken(), *shared.closers]) == ["closing Broken: disk gone"]
     with pytest.raises(InputError, match="confirm_frames"):
         MonitorSettings(confirm_frames=-1)
+
+
+def test_a_run_of_months_keeps_the_latest_events_and_counts_them_all(monkeypatch):
+    """Monitor.events must not grow for ever (with snapshots, each event holds a JPEG): it keeps the latest
+    KEEP_EVENTS, n_events counts every one, and the dispatcher got them all."""
+    from maskwatch.detections import Detections
+    from maskwatch.monitor import Monitor
+    from maskwatch.tracking import Tracker
+
+    class Sent:
+        n = 0
+
+        def emit(self, ev):
+            Sent.n += 1
+            return 1
+
+    monkeypatch.setattr(Monitor, "KEEP_EVENTS", 4)
+    mon = Monitor(object(), tracker=Tracker(), snapshots=True, dispatcher=Sent())  # type: ignore[arg-type]
+    frame = np.full((120, 160, 3), 128, np.uint8)
+    p = np.array([[0.03, 0.96, 0.01]], np.float32)
+    for k in range(10):
+        d = Detections(np.array([[10, 10, 60, 70]], np.float32), np.array([0.9]), probs=p, class_id=np.array([1]),
+                       confidence=p.max(1), class_names=("with_mask", "without_mask", "mask_incorrect"),
+                       tracker_id=np.array([k + 1]))
+        mon._emit(frame, d, 0, float(k))
+    assert mon.n_events == Sent.n == 10 and [e.track_id for e in mon.events] == [7, 8, 9, 10]
+    assert all(e.snapshot for e in mon.events)

@@ -72,6 +72,19 @@ def test_counts_people_not_frames():
     assert tr.counts() == {"with_mask": 1, "without_mask": 1, "mask_incorrect": 0, "uncertain": 0}
 
 
+def test_months_of_people_keep_the_counts_but_not_the_memory():
+    """Each person who has left is counted and forgotten: the tracker's memory stays that of the faces in view."""
+    tr = Tracker(min_hits=3, max_missed=2)
+    for person in range(300):
+        x = 20 + 2 * (person % 50)
+        for k in range(4):
+            tr.update(dets([[x, 10, x + 50, 70]], [BARE if person % 3 else MASK]), t=10 * person + k)
+        for k in range(4):
+            tr.update(Detections.empty(NAMES), t=10 * person + 4 + k)
+    assert tr.counts() == {"with_mask": 100, "without_mask": 200, "mask_incorrect": 0, "uncertain": 0}
+    assert tr.tracks == [] and len(tr.seen) == 0
+
+
 def test_empty_frames_give_empty_detections():
     out = Tracker().update(Detections.empty(NAMES), t=0)
     assert len(out) == 0 and out.class_names == NAMES

@@ -69,7 +69,7 @@ def _monitor_summary(mon: Any) -> str:
     if mon is None:
         return ""
     counts = ", ".join(f"{k} {v}" for k, v in mon.counts().items())
-    return f"; people seen: {counts}; events: {len(mon.events)}"
+    return f"; people seen: {counts}; events: {mon.n_events}"
 
 
 def cmd_video(args: argparse.Namespace) -> int:

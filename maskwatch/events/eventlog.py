@@ -43,6 +43,7 @@ class EventLog:
     """
 
     PURGE_EVERY_S = 3600.0
+    MAX_PENDING = 10_000  # events kept in memory while the database cannot be written; the oldest go first
 
     def __init__(self, path: str | Path = DEFAULT_DB, retention_days: float | None = 30) -> None:
         if retention_days is not None and not (float(retention_days) > 0):
@@ -51,6 +52,7 @@ class EventLog:
         self.last_error: str | None = None
         self._lock = threading.RLock()
         self._pending: list[Event] = []
+        self.dropped = 0  # events lost because more than MAX_PENDING waited for the database
         self._closed = False
         self._conn, self.path = _connect(path, "event database", _EVENTS_SCHEMA)
         self._last_purge = _time.monotonic()
@@ -72,6 +74,9 @@ class EventLog:
         """Store an event. Never raises on a database fault: returns False and keeps it pending (see class doc)."""
         with self._lock:
             self._pending.append(event)
+            if len(self._pending) > self.MAX_PENDING:  # a long outage must not end in running out of memory
+                del self._pending[: len(self._pending) - self.MAX_PENDING]
+                self.dropped += 1
             ok = self._write_pending()
             if ok and self.retention_days is not None and _time.monotonic() - self._last_purge > self.PURGE_EVERY_S:
                 with contextlib.suppress(InputError):
@@ -84,11 +89,14 @@ class EventLog:
             self._write_pending()
             return len(self._pending)
 
+    def _lost(self) -> str:
+        return f", {self.dropped} older one(s) dropped (at most {self.MAX_PENDING} are kept)" if self.dropped else ""
+
     def _write_pending(self) -> bool:
         if not self._pending:
             return True
         if self._closed:
-            self.last_error = f"event database {self.path} is closed; {len(self._pending)} event(s) kept in memory"
+            self.last_error = f"event database {self.path} is closed; {len(self._pending)} event(s) kept in memory{self._lost()}"
             return False
         rows = [
             (e.id, e.time, e.camera, e.track_id, e.label, e.confidence, json.dumps(e.box), e.snapshot)
@@ -102,7 +110,7 @@ class EventLog:
                     rows,
                 )
         except sqlite3.Error as e:
-            self.last_error = _explain("event database", self.path, e) + f"; {len(self._pending)} event(s) kept in memory"
+            self.last_error = _explain("event database", self.path, e) + f"; {len(self._pending)} event(s) kept in memory{self._lost()}"
             return False
         self._pending.clear()
         self.last_error = None
