@@ -450,6 +450,19 @@ def test_webhook_still_delivers_when_the_outbox_disk_is_full(tmp_path: Path, hoo
     outbox.close()
 
 
+def test_a_long_outbox_outage_keeps_the_latest_entries_in_bounded_memory(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(Outbox, "MAX_MEMORY", 3)
+    outbox = Outbox(tmp_path / "events.db")
+    outbox._conn.execute(f"PRAGMA max_page_count = {outbox._conn.execute('PRAGMA page_count').fetchone()[0]}")
+    for n in range(7):
+        assert outbox.put("hook", {"n": n, "blob": "x" * 20000}) < 0
+    assert outbox.dropped == 4 and outbox.count("hook") == 3
+    assert outbox.last_error.count("4 older undelivered entries dropped (at most 3 wait in memory)") == 1
+    outbox._conn.execute("PRAGMA max_page_count = 1000000")
+    assert [p["n"] for _, p, _ in outbox.due("hook")] == [4, 5, 6]  # the newest, oldest first
+    outbox.close()
+
+
 def test_default_databases_live_in_the_per_user_data_folder(monkeypatch, tmp_path):
     import maskwatch.events as ev
 

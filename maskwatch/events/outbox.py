@@ -30,14 +30,18 @@ class Outbox:
 
     path: its own file or the event log's file (the table is separate). Thread-safe. When the file cannot be
     written (full disk), an entry is kept in memory (negative id, ``last_error`` says why) and moved into the file
-    by a later :meth:`due` once it can be written again.
+    by a later :meth:`due` once it can be written again; at most ``MAX_MEMORY`` such entries wait (the oldest go
+    first, counted in ``dropped``), so a long outage does not end in running out of memory.
     """
+
+    MAX_MEMORY = 10_000
 
     def __init__(self, path: str | Path = DEFAULT_DB) -> None:
         self.last_error: str | None = None
         self._lock = threading.RLock()
         self._mem: dict[int, list[Any]] = {}  # id -> [sink, payload_json, attempts, next_try, created]
         self._mem_next = -1
+        self.dropped = 0
         self._closed = False
         self._conn, self.path = _connect(path, "outbox database", _OUTBOX_SCHEMA)
 
@@ -64,6 +68,11 @@ class Outbox:
             rid = self._mem_next
             self._mem_next -= 1
             self._mem[rid] = [sink_name, text, 0, now, now]
+            while len(self._mem) > self.MAX_MEMORY:  # ids count down: the largest is the oldest
+                del self._mem[max(self._mem)]
+                self.dropped += 1
+            if self.dropped:
+                self.last_error = f"{self.last_error}; {self.dropped} older undelivered entries dropped (at most {self.MAX_MEMORY} wait in memory)"
             return rid
 
     def _migrate(self, sink_name: str) -> None:
