@@ -115,6 +115,25 @@ def test_detect_out_in_the_input_folder_is_refused_and_the_original_stays(tmp_pa
 
 
 @needs_shared
+def test_detect_of_one_photo_writes_the_file_out_names(tmp_path, capsys):
+    """`detect a.jpg --out result.jpg` writes result.jpg (not a folder of that name), under the same rules: never an
+    input, an earlier result only with --force, and a file name for several photos is refused."""
+    import cv2
+
+    src = tmp_path / "a.jpg"
+    shutil.copy(VOC / "images" / "maksssksksss0.jpg", src)
+    out = tmp_path / "res" / "result.png"
+    rc, stdout, err = run(capsys, "detect", str(src), "--out", str(out), "-q")
+    assert rc == 0 and out.is_file() and "annotated copy: " in err and stdout.count("\n") == 1
+    assert cv2.imread(str(out)).shape == cv2.imread(str(src)).shape
+    rc, _, err = run(capsys, "detect", str(src), "--out", str(out), "-q")
+    assert rc == 2 and "already exists" in err
+    assert run(capsys, "detect", str(src), "--out", str(out), "-q", "--force")[0] == 0
+    rc, _, err = run(capsys, "detect", str(src), str(tmp_path / "res" / "result.png"), "--out", str(tmp_path / "two.jpg"), "-q")
+    assert rc == 2 and "names one image, but 2 photos" in err and not (tmp_path / "two.jpg").exists()
+
+
+@needs_shared
 def test_an_earlier_output_is_overwritten_only_with_force(tmp_path, capsys):
     src = tmp_path / "a.jpg"
     shutil.copy(VOC / "images" / "maksssksksss0.jpg", src)

@@ -41,13 +41,16 @@ def cmd_detect(args: argparse.Namespace) -> int:
              + ", ".join(f"{k} {v}" for k, v in left_out.most_common(6)) + (", ..." if len(left_out) > 6 else "") + ")"
              + ("; videos go to `maskwatch video` or `maskwatch batch`" if set(left_out) & set(VIDEO_HINT) else ""))
     out = Path(args.out) if args.out else None
-    if out and out.exists() and not out.is_dir():
+    one_file = out is not None and out.suffix.lower() in OUT_IMAGE_SUFFIXES and not out.is_dir()  # --out result.jpg
+    if one_file and (len(files) != 1 or Path(args.paths[0]).is_dir()):
+        raise InputError(f"--out {out}: names one image, but {len(files)} photos were given; give a folder for their annotated copies")
+    if out and out.exists() and not out.is_dir() and not one_file:
         raise InputError(f"--out {out}: is a file; give a folder for the annotated copies")
     targets: list[Path] = []
     if out:
         _check_output_folder(out, args.paths)
         written: set[Path] = set()
-        targets = [_unique(out / _relative(f, args.paths).with_suffix(".jpg"), written) for f in files]
+        targets = [out] if one_file else [_unique(out / _relative(f, args.paths).with_suffix(".jpg"), written) for f in files]
         _check_outputs(targets, files, args.force)
     det = _detector(args)
     annot = BoxAnnotator()
@@ -74,7 +77,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                     raise InputError(f"{target}: cannot write the annotated image here; check the folder and free space")
     n_ok = len(files) - len(failed)
     _err(f"maskwatch: {n_ok} image(s) done, {len(failed)} failed; faces: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
-         + (f"; annotated copies in {out}" if out else ""))
+         + (f"; annotated copy: {out}" if out and targets == [out] else f"; annotated copies in {out}" if out else ""))
     return 1 if failed else 0
 
 
@@ -92,6 +95,7 @@ def _expand_glob(pattern: str) -> list[Path]:
     return sorted({f for m in matches for f in find_images(m)})
 
 
+OUT_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # --out of one photo may name the annotated file
 VIDEO_HINT = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".3gp")
 
 
@@ -200,7 +204,7 @@ def parser_detect(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     d = cmd("detect", "detect faces and masks in images and folders; one JSON line per image on stdout",
             "maskwatch detect photos/ --out annotated/")
     d.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
-    d.add_argument("--out", help="folder for annotated copies")
+    d.add_argument("--out", help="folder for annotated copies (for one photo, also a file: --out result.jpg)")
     d.add_argument("--blur-faces", action="store_true", help="pixelate faces in the annotated copies")
     d.add_argument("--force", action="store_true", help="overwrite output files of an earlier run (inputs are never overwritten)")
     add_arguments(d, DETECT_SETTINGS, PHOTO_DEFAULTS)
