@@ -73,6 +73,8 @@ def test_cli_says_which_files_of_a_folder_it_left_out(tmp_path, capsys):
     assert "maskwatch video" in err and ".ds_store" not in err.lower()
     assert main(["detect", str(tmp_path / "a.png"), "--face-detector", "haar", "-q"]) == 0
     assert "left out" not in capsys.readouterr().err  # a file named on its own: nothing is searched
+    assert main(["extract-faces", str(tmp_path), str(tmp_path.parent / f"{tmp_path.name}_faces"), "--face-detector", "haar", "-q"]) == 0
+    assert "left out 3 file(s)" in capsys.readouterr().err  # extract-faces searches folders the same way
 
 
 def test_cli_missing_path(tmp_path, capsys):

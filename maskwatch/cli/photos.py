@@ -35,11 +35,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         if not found:
             raise InputError(f"{p}: the folder holds no image ({', '.join(s for s in ('.jpg', '.png', '.bmp', '.webp'))} ...)")
         files += found
-    left_out = _other_files(args.paths)
-    if left_out:
-        _err(f"maskwatch: left out {sum(left_out.values())} file(s) that are not images it reads ("
-             + ", ".join(f"{k} {v}" for k, v in left_out.most_common(6)) + (", ..." if len(left_out) > 6 else "") + ")"
-             + ("; videos go to `maskwatch video` or `maskwatch batch`" if set(left_out) & set(VIDEO_HINT) else ""))
+    _say_left_out(args.paths)
     out = Path(args.out) if args.out else None
     one_file = out is not None and out.suffix.lower() in OUT_IMAGE_SUFFIXES and not out.is_dir()  # --out result.jpg
     if one_file and (len(files) != 1 or Path(args.paths[0]).is_dir()):
@@ -97,6 +93,15 @@ def _expand_glob(pattern: str) -> list[Path]:
 
 OUT_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # --out of one photo may name the annotated file
 VIDEO_HINT = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".3gp")
+
+
+def _say_left_out(paths: Sequence[str]) -> None:
+    """Tell the user which files of the given folders a folder search passed over (stderr; nothing when none)."""
+    left_out = _other_files(paths)
+    if left_out:
+        _err(f"maskwatch: left out {sum(left_out.values())} file(s) that are not images it reads ("
+             + ", ".join(f"{k} {v}" for k, v in left_out.most_common(6)) + (", ..." if len(left_out) > 6 else "") + ")"
+             + ("; videos go to `maskwatch video` or `maskwatch batch`" if set(left_out) & set(VIDEO_HINT) else ""))
 
 
 def _other_files(paths: Sequence[str]) -> Counter[str]:
@@ -169,6 +174,7 @@ def cmd_extract_faces(args: argparse.Namespace) -> int:
     files = find_images(args.input)
     if not files:
         raise InputError(f"{args.input}: the folder holds no image")
+    _say_left_out([args.input])
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; give a folder for the face crops")
