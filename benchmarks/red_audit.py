@@ -75,7 +75,7 @@ def audit(det: Detector, spec: str, label: str, sure_face: float, sheet: Path | 
             kind = f"other {truth}" if truth else ("framed" if best >= 0.3 else "none")
             k = len(rows)
             rows.append(f"| {k} | {im.path.name} | {kind} | {best:.2f} | {d.face_score[i]:.2f} | {d.confidence[i]:.2f} "
-                        f"| {d.xyxy[i, 2] - d.xyxy[i, 0]:.0f} |")
+                        f"| {d.xyxy[i, 2] - d.xyxy[i, 0]:.0f} | {' '.join(f'{v:.0f}' for v in d.xyxy[i])} |")
             tiles.append(tile(img, d.xyxy[i], f"{k} {kind[:14]} {best:.2f}"))
         every = match_faces(gt, d.xyxy, np.argsort(-d.face_score, kind="stable"))  # every box, not_face too
         found = {int(g): i for i, g in enumerate(every) if g >= 0}
@@ -123,7 +123,7 @@ def main() -> None:
         if rows:
             if sheet is not None:
                 print(f"sheet: {sheet}")
-            print("| # | photo | kind | best IoU | face score | P(label) | width px |\n|---|---|---|---|---|---|---|")
+            print("| # | photo | kind | best IoU | face score | P(label) | width px | box x1 y1 x2 y2 |\n|---|---|---|---|---|---|---|---|")
             print("\n".join(rows))
         table.append(f"| {name} | {sum(fates.values())} | " + " | ".join(str(fates[f]) for f in FATES) + " |")
     print(f"\nwhere the annotated {args.label} faces went ({args.mode} preset)\n| set | faces | " + " | ".join(FATES)
