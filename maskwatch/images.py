@@ -24,7 +24,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
 
     Grayscale is expanded to 3 channels, alpha is composited over white, 16-bit is scaled to 8-bit. The EXIF
     orientation tag (phone photos; JPEG, PNG, WebP), or a HEIC photo's own rotation (with the ``heic`` extra), is
-    applied, so the array is upright as a viewer shows it and boxes refer to it. Raises :class:`InputError` for a missing, unreadable, truncated, tiny or huge image.
+    applied, so the array is upright as a viewer shows it and boxes refer to it. Raises :class:`InputError` for a
+    missing, unreadable, truncated, tiny or huge image.
     """
     p = Path(path)
     if not p.exists():
@@ -68,14 +69,20 @@ def _decode_heif(data: bytes, name: str, max_pixels: int) -> np.ndarray:
                          "(pip install 'maskwatch[heic]', which adds pillow-heif), or convert it to JPEG") from None
     import io
 
+    def damaged(e: Exception) -> InputError:
+        return InputError(f"{name}: the HEIC/HEIF file cannot be decoded ({e}); re-copy or re-export it")
+
     try:
         heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)  # reads the header only
-        w, h = heif.size
-        if w * h > max_pixels:  # a bomb is refused before its pixels are decoded
-            raise InputError(f"{name}: the image is {w}x{h} px ({w * h / 1e6:.0f} MP), over the {max_pixels / 1e6:.0f} MP limit; downscale it first")
+    except (ValueError, RuntimeError, OSError) as e:
+        raise damaged(e) from None
+    w, h = heif.size
+    if w * h > max_pixels:  # a bomb is refused before its pixels are decoded
+        raise InputError(f"{name}: the image is {w}x{h} px ({w * h / 1e6:.0f} MP), over the {max_pixels / 1e6:.0f} MP limit; downscale it first")
+    try:
         rgb = np.asarray(heif)
     except (ValueError, RuntimeError, OSError) as e:
-        raise InputError(f"{name}: the HEIC/HEIF file cannot be decoded ({e}); re-copy or re-export it") from None
+        raise damaged(e) from None
     if rgb.ndim == 3 and rgb.shape[2] == 4:
         return cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA)
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
