@@ -14,6 +14,8 @@ from .errors import InputError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm", ".gif", ".heic", ".heif")
 """File endings a folder is searched for. HEIC/HEIF (iPhone photos) decode with the ``heic`` extra (pillow-heif);
 without it such a file is reported as skipped, with the fix, not passed over in silence."""
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".ts")
+"""Video file endings (``maskwatch batch`` samples their frames; ``detect`` points them there)."""
 HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 MAX_PIXELS = 50_000_000  # 50 megapixels: larger images are refused (about 150 MB decoded)
 MIN_SIDE = 8
@@ -229,7 +231,7 @@ def normalize_image(img: np.ndarray, name: str = "<array>", max_pixels: int = MA
 
 
 def check_image_header(data: bytes, name: str, max_pixels: int) -> None:
-    """Refuse decompression bombs before decoding: read width and height from PNG, JPEG, BMP and WebP headers.
+    """Refuse decompression bombs before decoding: read width and height from PNG, JPEG, BMP, WebP and GIF headers.
     Other formats (TIFF ...) are bounded by OpenCV's own pixel limit, which maskwatch sets to ``MAX_PIXELS``."""
     w = h = 0
     if data[:2] == b"BM" and len(data) >= 26:
@@ -247,6 +249,8 @@ def check_image_header(data: bytes, name: str, max_pixels: int) -> None:
         w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     elif data[:2] == b"\xff\xd8":
         w, h = _jpeg_size(data)
+    elif data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        w, h = int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
     if w * h > max_pixels:
         raise InputError(f"{name}: the image is {w}x{h} px ({w * h / 1e6:.0f} MP), over the {max_pixels / 1e6:.0f} MP limit; downscale it first")
 

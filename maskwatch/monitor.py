@@ -36,7 +36,8 @@ class Monitor:
     unmasked (smoothed) before its one event; whichever comes first (0 turns that rule off).
     alert_labels: labels that count as unmasked. snapshots: attach a JPEG of the face to events (off by default).
     dispatcher: where events go (``maskwatch.events.EventDispatcher``); serial: ``SerialSignal`` or None.
-    ``events`` holds the latest ``KEEP_EVENTS`` events of the run, ``n_events`` counts all of them."""
+    ``events`` (a deque: ``list(mon.events)`` to slice it) holds the latest ``KEEP_EVENTS`` events of the run,
+    ``n_events`` counts all of them."""
 
     KEEP_EVENTS = 1000
 

@@ -131,6 +131,13 @@ def test_detect_of_one_photo_writes_the_file_out_names(tmp_path, capsys):
     assert run(capsys, "detect", str(src), "--out", str(out), "-q", "--force")[0] == 0
     rc, _, err = run(capsys, "detect", str(src), str(tmp_path / "res" / "result.png"), "--out", str(tmp_path / "two.jpg"), "-q")
     assert rc == 2 and "names one image, but 2 photos" in err and not (tmp_path / "two.jpg").exists()
+    rc, _, err = run(capsys, "detect", str(tmp_path / "res"), "--out", str(tmp_path / "one.jpg"), "-q")
+    assert rc == 2 and "a folder or pattern was given" in err  # a folder of one photo: still a folder
+    rc, _, err = run(capsys, "detect", str(src), "--out", str(tmp_path / "result.tif"), "-q")
+    assert rc == 2 and "names a .tif image" in err and not (tmp_path / "result.tif").exists()  # not a folder of that name
+    before = src.read_bytes()
+    rc, _, err = run(capsys, "detect", str(src), "--out", str(src), "-q", "--force")
+    assert rc == 2 and "never writes over an input" in err and src.read_bytes() == before
 
 
 @needs_shared

@@ -65,16 +65,22 @@ def test_cli_says_which_files_of_a_folder_it_left_out(tmp_path, capsys):
     """A phone's folder: the photo is read, the video, the RAW file and the notes are named as left out (hidden
     files are not), so a count of faces is never silently short of files."""
     _write(tmp_path / "a.png", _textured())
-    for name in ("clip.MOV", "IMG_1.CR2", "notes.txt", ".DS_Store"):
+    (tmp_path / "sub").mkdir()
+    _write(tmp_path / "sub" / "c.png", _textured())
+    (tmp_path / ".git").mkdir()
+    for name in ("clip.MOV", "IMG_1.CR2", "notes.txt", ".DS_Store", ".git/HEAD", "sub/b.mpg"):
         (tmp_path / name).write_bytes(b"x")
-    assert main(["detect", str(tmp_path), "--face-detector", "haar", "-q"]) == 0
-    err = capsys.readouterr().err
-    assert "left out 3 file(s)" in err and ".mov 1" in err and ".cr2 1" in err and ".txt 1" in err, err
-    assert "maskwatch video" in err and ".ds_store" not in err.lower()
+    assert main(["detect", str(tmp_path), str(tmp_path / "sub"), "--face-detector", "haar", "-q"]) == 0
+    err = capsys.readouterr().err  # hidden files and folders are not counted; sub/ given twice counts once
+    assert "left out 4 file(s)" in err and ".mov 1" in err and ".cr2 1" in err and ".txt 1" in err and ".mpg 1" in err, err
+    assert "maskwatch video" in err
+    # a quoted glob: the files it names are tried (and fail, as if the shell had expanded it); its folders searched
+    assert main(["detect", str(tmp_path / "*"), "--face-detector", "haar", "-q"]) == 1
+    assert "left out 1 file(s) that are not images it reads (.mpg 1)" in capsys.readouterr().err
     assert main(["detect", str(tmp_path / "a.png"), "--face-detector", "haar", "-q"]) == 0
     assert "left out" not in capsys.readouterr().err  # a file named on its own: nothing is searched
     assert main(["extract-faces", str(tmp_path), str(tmp_path.parent / f"{tmp_path.name}_faces"), "--face-detector", "haar", "-q"]) == 0
-    assert "left out 3 file(s)" in capsys.readouterr().err  # extract-faces searches folders the same way
+    assert "left out 4 file(s)" in capsys.readouterr().err  # extract-faces searches folders the same way
 
 
 def test_cli_missing_path(tmp_path, capsys):
@@ -312,6 +318,21 @@ def test_heic_without_the_extra_is_skipped_with_the_fix_not_in_silence(tmp_path,
     (tmp_path / "IMG_0002.HEIC").write_bytes(fake)
     r = _run_cli("detect", str(tmp_path), "-q")
     assert r.returncode == 1 and "IMG_0002.HEIC" in r.stderr and "1 failed" in r.stderr, r.stderr
+
+
+def test_gif_is_read_and_a_gif_bomb_refused_from_its_header(voc_image, tmp_path):
+    from PIL import Image
+
+    from maskwatch.images import decode_image
+
+    upright = load_image(voc_image)
+    f = tmp_path / "a.gif"
+    Image.fromarray(np.ascontiguousarray(upright[:, :, ::-1])).save(f)
+    got = load_image(f)
+    assert got.shape == upright.shape and np.abs(got.astype(int) - upright.astype(int)).mean() < 20  # 256 colours
+    bomb = b"GIF89a" + (30000).to_bytes(2, "little") + (30000).to_bytes(2, "little") + b"\x00" * 20
+    with pytest.raises(InputError, match="30000x30000 px"):
+        decode_image(bomb, "bomb.gif")
 
 
 def test_heic_bomb_is_refused_before_decoding():

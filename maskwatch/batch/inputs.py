@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..images import IMAGE_SUFFIXES, find_images
+from ..images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, find_images
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".ts")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 
 

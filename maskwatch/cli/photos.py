@@ -27,7 +27,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     import cv2
 
     from ..annotate import BoxAnnotator, blur_faces
-    from ..images import load_image
+    from ..images import IMAGE_SUFFIXES, load_image
 
     files: list[Path] = []
     for p in args.paths:
@@ -38,8 +38,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
     _say_left_out(args.paths)
     out = Path(args.out) if args.out else None
     one_file = out is not None and out.suffix.lower() in OUT_IMAGE_SUFFIXES and not out.is_dir()  # --out result.jpg
-    if one_file and (len(files) != 1 or Path(args.paths[0]).is_dir()):
-        raise InputError(f"--out {out}: names one image, but {len(files)} photos were given; give a folder for their annotated copies")
+    if one_file and (len(files) != 1 or len(args.paths) != 1 or not Path(args.paths[0]).is_file()):
+        given = f"{len(files)} photos were given" if len(files) != 1 else "a folder or pattern was given"
+        raise InputError(f"--out {out}: names one image, but {given}; give a folder for the annotated copies")
+    if out is not None and not one_file and out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir():
+        raise InputError(f"--out {out}: names a {out.suffix} image; an annotated copy is written as "
+                         f"{', '.join(OUT_IMAGE_SUFFIXES)} (or give a folder)")
     if out and out.exists() and not out.is_dir() and not one_file:
         raise InputError(f"--out {out}: is a file; give a folder for the annotated copies")
     targets: list[Path] = []
@@ -92,28 +96,35 @@ def _expand_glob(pattern: str) -> list[Path]:
 
 
 OUT_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # --out of one photo may name the annotated file
-VIDEO_HINT = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".3gp")
 
 
 def _say_left_out(paths: Sequence[str]) -> None:
-    """Tell the user which files of the given folders a folder search passed over (stderr; nothing when none)."""
-    left_out = _other_files(paths)
+    """Tell the user which files of the given folders (or of folders a quoted glob matches) a folder search passed
+    over (stderr; nothing when none)."""
+    import glob
+
+    from ..images import VIDEO_SUFFIXES
+
+    folders = [p for p in paths if Path(p).is_dir()]
+    folders += [m for p in paths if not Path(p).exists() and any(c in p for c in "*?[")
+                for m in glob.glob(p, recursive=True) if Path(m).is_dir()]
+    left_out = _other_files(folders)
     if left_out:
         _err(f"maskwatch: left out {sum(left_out.values())} file(s) that are not images it reads ("
              + ", ".join(f"{k} {v}" for k, v in left_out.most_common(6)) + (", ..." if len(left_out) > 6 else "") + ")"
-             + ("; videos go to `maskwatch video` or `maskwatch batch`" if set(left_out) & set(VIDEO_HINT) else ""))
+             + ("; videos go to `maskwatch video` or `maskwatch batch`" if set(left_out) & set(VIDEO_SUFFIXES) else ""))
 
 
 def _other_files(paths: Sequence[str]) -> Counter[str]:
     """Files under the given folders that a folder search passes over, by ending ('.mov': 3): said, not silent."""
     from ..images import IMAGE_SUFFIXES
 
-    found: Counter[str] = Counter()
+    files: set[Path] = set()  # a folder and its subfolder both given: each file once
     for p in map(Path, paths):
         if p.is_dir():
-            found.update(f.suffix.lower() or "(no ending)" for f in p.rglob("*")
-                         if f.is_file() and f.suffix.lower() not in IMAGE_SUFFIXES and not f.name.startswith("."))
-    return found
+            files |= {f.resolve() for f in p.rglob("*") if f.is_file() and f.suffix.lower() not in IMAGE_SUFFIXES
+                      and not any(part.startswith(".") for part in f.relative_to(p).parts)}  # .git/, .thumbnails/
+    return Counter(f.suffix.lower() or "(no ending)" for f in files)
 
 
 def _unique(target: Path, written: set[Path]) -> Path:

@@ -39,7 +39,8 @@ class EventLog:
 
     Opening a path that cannot be written raises :class:`~maskwatch.errors.InputError` naming the path and the fix.
     A write that fails later (full disk, file made read-only) never raises: the event stays in :attr:`pending`, the
-    reason is in :attr:`last_error`, and the next :meth:`add` or :meth:`flush` writes it.
+    reason is in :attr:`last_error`, and the next :meth:`add` or :meth:`flush` writes it. At most ``MAX_PENDING``
+    events wait; beyond that the oldest are dropped and counted in :attr:`dropped` (and in the message).
     """
 
     PURGE_EVERY_S = 3600.0
@@ -74,9 +75,10 @@ class EventLog:
         """Store an event. Never raises on a database fault: returns False and keeps it pending (see class doc)."""
         with self._lock:
             self._pending.append(event)
-            if len(self._pending) > self.MAX_PENDING:  # a long outage must not end in running out of memory
-                del self._pending[: len(self._pending) - self.MAX_PENDING]
-                self.dropped += 1
+            extra = len(self._pending) - self.MAX_PENDING
+            if extra > 0:  # a long outage must not end in running out of memory
+                del self._pending[:extra]
+                self.dropped += extra
             ok = self._write_pending()
             if ok and self.retention_days is not None and _time.monotonic() - self._last_purge > self.PURGE_EVERY_S:
                 with contextlib.suppress(InputError):
