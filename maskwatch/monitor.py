@@ -163,7 +163,7 @@ def build_sinks(s: MonitorSettings, extra: Sequence[Any] = (), stdout: TextIO | 
     if s.webhook:
         outbox = Outbox(s.events or str(data_dir() / "outbox.db"))
         closers.append(outbox)
-        sinks.append(WebhookSink(s.webhook, outbox))
+        sinks.append(WebhookSink(s.webhook, outbox, max_age_s=s.retention_days * 86400.0))  # as old as the log keeps
     if s.sound:
         sinks.append(SoundSink())
     serial = None

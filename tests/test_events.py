@@ -463,6 +463,29 @@ def test_a_long_outbox_outage_keeps_the_latest_entries_in_bounded_memory(tmp_pat
     outbox.close()
 
 
+def test_a_webhook_down_for_weeks_is_not_flooded_with_alerts_older_than_the_retention(tmp_path: Path):
+    """Undelivered events older than max_age_s (watch and serve: --retention-days) are dropped and counted; newer
+    ones wait for the receiver."""
+    import socket
+
+    with socket.socket() as so:  # a port nobody listens on
+        so.bind(("127.0.0.1", 0))
+        port = so.getsockname()[1]
+    outbox = Outbox(tmp_path / "events.db")
+    name = "hook"
+    old, new = outbox.put(name, {"n": 1}), outbox.put(name, {"n": 2})
+    outbox._conn.execute("UPDATE outbox SET created = ? WHERE id = ?", (time.time() - 40 * 86400, old))
+    with pytest.raises(InputError, match="max_age_s"):
+        WebhookSink(f"http://127.0.0.1:{port}/x", outbox, name=name, max_age_s=0)
+    sink = WebhookSink(f"http://127.0.0.1:{port}/x", outbox, name=name, timeout_s=0.5, max_age_s=30 * 86400)
+    deadline = time.time() + 10
+    while sink.expired == 0 and time.time() < deadline:
+        time.sleep(0.02)
+    sink.close()
+    assert sink.expired == 1 and [i for i, _, _ in outbox.due(name, time.time() + 1e6)] == [new]
+    outbox.close()
+
+
 def test_default_databases_live_in_the_per_user_data_folder(monkeypatch, tmp_path):
     import maskwatch.events as ev
 

@@ -260,7 +260,10 @@ def test_build_monitor_is_the_one_composition_root_and_closers_report_uniformly(
     a, own_a = build_monitor(det, MonitorSettings(camera="a"), sinks=shared)
     b, own_b = build_monitor(det, MonitorSettings(camera="b"), sinks=shared)
     assert a.dispatcher is b.dispatcher is shared.dispatcher and own_a == own_b == []  # the owner closes shared sinks
-    assert close_all([*closers, Broken(), *shared.closers]) == ["closing Broken: disk gone"]
+    hooked = build_sinks(MonitorSettings(events=str(tmp_path / "hook.db"), webhook="http://127.0.0.1:9/x", retention_days=7))
+    hook = next(k for k in hooked.dispatcher.sinks if type(k).__name__ == "WebhookSink")
+    assert hook.max_age_s == 7 * 86400  # undelivered alerts live as long as the log keeps events
+    assert close_all([*closers, Broken(), *shared.closers, *hooked.closers]) == ["closing Broken: disk gone"]
     with pytest.raises(InputError, match="confirm_frames"):
         MonitorSettings(confirm_frames=-1)
 

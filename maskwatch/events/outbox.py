@@ -157,6 +157,22 @@ class Outbox:
             except sqlite3.Error as e:
                 self._fail(e)
 
+    def expire(self, sink_name: str, before: float) -> int:
+        """Remove a sink's entries queued before ``before`` (unix seconds); returns how many."""
+        with self._lock:
+            old = [i for i, r in self._mem.items() if r[0] == sink_name and r[4] < before]
+            for i in old:
+                del self._mem[i]
+            n = len(old)
+            if self._closed:
+                return n
+            try:
+                with _transaction(self._conn) as c:
+                    n += c.execute("DELETE FROM outbox WHERE sink = ? AND created < ?", (sink_name, float(before))).rowcount
+            except sqlite3.Error as e:
+                self._fail(e)
+            return n
+
     def next_try(self, sink_name: str) -> float | None:
         """When the next entry of a sink is due (unix seconds), or None when it has none."""
         with self._lock:

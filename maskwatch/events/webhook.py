@@ -37,7 +37,9 @@ class WebhookSink(Sink):
     ``send`` only queues the event in the :class:`Outbox` (a few milliseconds) and wakes the worker. A failed post
     (connection refused, no answer within ``timeout_s``, HTTP >= 400) keeps the event in the outbox and tries again
     after ``backoff_s``, then 2x, 4x ... (the wait doubles ``retries`` times, then stays there, at most
-    ``max_backoff_s``): an event is never dropped. On start, what the outbox holds for this sink from an earlier run
+    ``max_backoff_s``): an event is never dropped, unless ``max_age_s`` is given: then an event still undelivered
+    that long after it was queued is dropped (counted in ``expired``; ``watch`` and ``serve`` pass the event log's
+    ``--retention-days``, so a receiver that was down for weeks is not flooded with weeks-old alerts). On start, what the outbox holds for this sink from an earlier run
     is sent at once. ``name`` keys this sink's entries in the outbox; by default it is derived from the URL (a hash,
     so a token in the URL is not stored twice), so events queued for one URL are never posted to another.
     Delivery is at-least-once: a receiver may see an event twice (same ``id``) after a timeout.
@@ -55,6 +57,7 @@ class WebhookSink(Sink):
         name: str | None = None,
         include_snapshot: bool = False,
         max_backoff_s: float = 300.0,
+        max_age_s: float | None = None,
     ) -> None:
         super().__init__()
         parts = urllib.parse.urlsplit(str(url))
@@ -63,6 +66,8 @@ class WebhookSink(Sink):
                              f"e.g. http://127.0.0.1:8080/events")
         if not timeout_s > 0:
             raise InputError(f"webhook timeout_s must be > 0 seconds, got {timeout_s}")
+        if max_age_s is not None and not max_age_s > 0:
+            raise InputError(f"webhook max_age_s must be > 0 seconds or None (keep until delivered), got {max_age_s}")
         if int(retries) < 0 or not backoff_s >= 0:
             raise InputError(f"webhook retries must be >= 0 and backoff_s >= 0, got {retries} and {backoff_s}")
         self.url = str(url)
@@ -76,6 +81,9 @@ class WebhookSink(Sink):
         self.include_snapshot = include_snapshot
         self.delivered = 0
         self.failures = 0
+        self.max_age_s = None if max_age_s is None else float(max_age_s)
+        self.expired = 0
+        self._next_expiry = 0.0
         # Display form without query or credentials (a webhook URL may carry a token).
         self._shown = urllib.parse.urlunsplit((parts.scheme, parts.hostname + (f":{parts.port}" if parts.port else ""),
                                                parts.path, "", ""))
@@ -153,9 +161,25 @@ class WebhookSink(Sink):
         except Exception as e:  # ConnectionResetError, http.client errors, ...
             return f"webhook {self._shown}: {type(e).__name__}: {e}"
 
+    def _expire(self) -> None:
+        """Drop entries older than ``max_age_s`` (at most once a minute)."""
+        now = _time.time()
+        if self.max_age_s is None or now < self._next_expiry:
+            return
+        self._next_expiry = now + 60.0
+        n = self.outbox.expire(self.name, now - self.max_age_s)
+        if n:
+            self.expired += n
+            self.last_error = (f"webhook {self._shown}: dropped {self.expired} undelivered event(s) older than "
+                               f"{self.max_age_s / 86400:g} days")
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
+            try:
+                self._expire()
+            except Exception as e:  # never let the worker die
+                self.last_error = f"webhook {self._shown}: outbox expiry failed ({type(e).__name__}: {e})"
             try:
                 rows = self.outbox.due(self.name, _time.time(), limit=50)
             except Exception as e:
