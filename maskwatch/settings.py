@@ -97,7 +97,8 @@ SETTINGS: dict[str, Setting] = {
         # The live monitor and its event log (watch, video, serve): checked here, by MonitorSettings, for every caller.
         Setting("confirm_frames", int, 5, "frames a face must read unmasked before its one event (0 = off)", 0, 100_000),
         Setting("confirm_seconds", float, 0.0, "or seconds it must read unmasked (0 = off)", 0.0, 86_400.0),
-        Setting("retention_days", float, 30.0, "delete events older than this from the log", 0.001, 36_500.0),
+        Setting("retention_days", float, 30.0, "delete events older than this from the log (and drop webhook events "
+                "undelivered that long)", 0.001, 36_500.0),
         Setting("serial_interval", int, 200, "ms between two serial messages", 0, 60_000),
     ]
 }
