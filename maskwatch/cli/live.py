@@ -32,9 +32,7 @@ def _add_monitor_arguments(sp: argparse.ArgumentParser, events_default: str | No
     g.add_argument("--camera", help="camera name written into events (default: the source)")
     g.add_argument("--events", default=events_default, help="SQLite event log to write ('' = none; the default lives in "
                    "the per-user data folder, MASKWATCH_DATA moves it)")
-    g.add_argument("--retention-days", type=float, default=30.0, help="delete events older than this from the log")
-    g.add_argument("--confirm-frames", type=int, default=5, help="frames a face must read unmasked before its one event (0 = off)")
-    g.add_argument("--confirm-seconds", type=float, default=0.0, help="or seconds it must read unmasked (0 = off)")
+    add_arguments(g, ["retention_days", "confirm_frames", "confirm_seconds"])  # the settings table's help and defaults
     g.add_argument("--alert-incorrect", action="store_true", help="a wrongly worn mask raises events too")
     g.add_argument("--snapshots", action="store_true", help="store a face image with each event (off: no face is stored)")
     g.add_argument("--event-json", action="store_true", help="print each event as a JSON line on stdout")

@@ -9,7 +9,8 @@ from ..errors import InputError
 from ..settings import DETECTOR_SETTINGS, SETTINGS, check, flip_mode, on_off
 
 
-def add_arguments(parser: argparse.ArgumentParser, names: list[str], defaults: dict[str, Any] | None = None) -> None:
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, names: list[str],
+                  defaults: dict[str, Any] | None = None) -> None:
     """Add ``--name`` options for the given settings (defaults shown in --help)."""
     for name in names:
         s = SETTINGS[name]

@@ -79,11 +79,10 @@ def parser_serve(cmd: Callable[..., argparse.ArgumentParser]) -> None:
                                     "default: the MASKWATCH_TOKEN environment variable")
     sv.add_argument("--events", default=DEFAULT_DB, help="SQLite event log ('' = in memory only; the default lives in the "
                     "per-user data folder, MASKWATCH_DATA moves it)")
-    sv.add_argument("--retention-days", type=float, default=30.0, help="delete events older than this from the log")
+    add_arguments(sv, ["retention_days", "confirm_frames"])  # the settings table's help and defaults
     sv.add_argument("--max-upload-mb", type=float, default=10.0, help="largest photo upload, MB")
     sv.add_argument("--max-pending", type=int, default=4, help="photo uploads processed at once; more are answered 503 "
                     "with Retry-After: 1 (keeps memory bounded under load)")
-    sv.add_argument("--confirm-frames", type=int, default=5, help="frames a face must read unmasked before its one event")
     sv.add_argument("--blur-faces", action="store_true", help="pixelate faces in the streams and annotated photos")
     sv.add_argument("--demo-data", metavar="FOLDER",
                     help="where the demo camera's sample photos are: a folder holding data/detect/masks-yolo-extra "
