@@ -263,21 +263,31 @@ def _clip_box(b: list[float], w: float, h: float) -> tuple[float, float, float, 
     return (x1, y1, x2, y2)
 
 
+def _grey(path: Path) -> np.ndarray | None:
+    """The image as grey uint8, or None if unreadable or over OpenCV's pixel limit. HEIC (the heic extra) is read
+    as at run time; other formats by OpenCV directly (fast)."""
+    if path.suffix.lower() in (".heic", ".heif"):
+        from .images import load_image
+
+        try:
+            return cv2.cvtColor(load_image(path), cv2.COLOR_BGR2GRAY)
+        except InputError:
+            return None
+    try:
+        return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    except cv2.error:  # e.g. a 20000 x 20000 px image: over OPENCV_IO_MAX_IMAGE_PIXELS; skipped (and counted) later
+        return None
+
+
 def _image_size(path: Path) -> tuple[int, int] | None:
     """(width, height) in pixels, or None if the file is not a readable image."""
-    try:
-        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    except cv2.error:
-        return None
+    img = _grey(path)
     return (img.shape[1], img.shape[0]) if img is not None else None
 
 
 def dhash(path: Path) -> int | None:
     """64-bit difference hash of an image (9x8 grey thumbnail), or None if unreadable or over OpenCV's pixel limit."""
-    try:
-        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    except cv2.error:  # e.g. a 20000 x 20000 px image: over OPENCV_IO_MAX_IMAGE_PIXELS; skipped (and counted) later
-        return None
+    img = _grey(path)
     if img is None:
         return None
     small = cv2.resize(img, (9, 8), interpolation=cv2.INTER_AREA)

@@ -342,3 +342,17 @@ def test_heic_bomb_is_refused_before_decoding():
     with pytest.raises(InputError, match="over the 0 MP limit; downscale") as e:
         decode_image(data, "big.heic", max_pixels=4000)
     assert "cannot be decoded" not in str(e.value)  # said as what it is, not as damage
+
+
+def test_heic_photos_in_class_folders_are_training_data(voc_image, tmp_path):
+    """A class folder of phone photos (HEIC) is read for training as at run time, hashes included."""
+    from maskwatch.datasets import dhash, load_source
+
+    for label in ("with_mask", "without_mask"):
+        (tmp_path / label).mkdir()
+    rgb = np.ascontiguousarray(load_image(voc_image)[:, :, ::-1])
+    (tmp_path / "with_mask" / "IMG_1.HEIC").write_bytes(_heic(rgb))
+    _write(tmp_path / "without_mask" / "b.png", _textured())
+    ds = load_source(str(tmp_path))
+    assert sorted(im.path.name for im in ds.images) == ["IMG_1.HEIC", "b.png"] and not ds.warnings, ds.warnings
+    assert dhash(tmp_path / "with_mask" / "IMG_1.HEIC") is not None
