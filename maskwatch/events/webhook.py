@@ -39,8 +39,8 @@ class WebhookSink(Sink):
     after ``backoff_s``, then 2x, 4x ... (the wait doubles ``retries`` times, then stays there, at most
     ``max_backoff_s``): an event is never dropped, unless ``max_age_s`` is given: then an event still undelivered
     that long after it was queued is dropped (counted in ``expired``; ``watch`` and ``serve`` pass the event log's
-    ``--retention-days``, so a receiver that was down for weeks is not flooded with weeks-old alerts). On start, what the outbox holds for this sink from an earlier run
-    is sent at once. ``name`` keys this sink's entries in the outbox; by default it is derived from the URL (a hash,
+    ``--retention-days``, so a receiver that was down for weeks is not flooded with weeks-old alerts). On start,
+    what the outbox holds for this sink from an earlier run is sent at once. ``name`` keys this sink's entries in the outbox; by default it is derived from the URL (a hash,
     so a token in the URL is not stored twice), so events queued for one URL are never posted to another.
     Delivery is at-least-once: a receiver may see an event twice (same ``id``) after a timeout.
     """
