@@ -139,6 +139,25 @@ def test_jsonl_equals_detect(tmp_path: Path) -> None:
     assert got == expected
 
 
+def test_an_archive_of_iphone_heic_photos_gives_the_rows_detect_gives(tmp_path: Path) -> None:
+    """HEIC photos in a batch folder (the heic extra) are read as `detect` reads them, not left out."""
+    from test_images import _heic
+
+    from maskwatch.images import load_image
+
+    d = tmp_path / "in"
+    d.mkdir()
+    for f in _photos(2):
+        (d / (f.stem + ".HEIC")).write_bytes(_heic(np.ascontiguousarray(load_image(f)[:, :, ::-1])))
+    det = subprocess.run([sys.executable, "-m", "maskwatch.cli", "detect", str(d), "-q"], capture_output=True, text=True, timeout=120)
+    assert det.returncode == 0, det.stderr
+    expected = sorted((json.loads(line) for line in det.stdout.splitlines()), key=lambda r: r["source"])
+    run_batch([str(d)], tmp_path / "out", workers=1, chunk=4, fmt="jsonl")
+    got = sorted((json.loads(line) for p in sorted((tmp_path / "out" / "parts").glob("*.jsonl"))
+                  for line in p.read_text().splitlines()), key=lambda r: r["source"])
+    assert len(got) == 2 and got == expected and all(r["source"].endswith(".HEIC") for r in got)
+
+
 def test_bad_inputs_say_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unknown setting.*detsize"):
         run_batch([str(_photos(1)[0])], tmp_path / "o0", settings={"detsize": 640})
