@@ -72,7 +72,7 @@ def main() -> None:
     rng = np.random.default_rng(1)
     frame = rng.integers(0, 255, (360, 480, 3), dtype=np.uint8)  # texture, so each snapshot JPEG has a real size
     det = StandIn()
-    print(f"{'people':>7} | {'frames':>8} | {'events':>7} | {'events in memory':>16} | {'tracks':>6} | "
+    print(f"{'people':>7} | {'frames':>8} | {'events':>7} | {'events in memory':>16} | {'tracker ids':>11} | "
           f"{'people counted':>14} | {'RSS MB':>7}")
     with tempfile.TemporaryDirectory() as tmp:
         log = EventLog(Path(tmp) / "events.db")
@@ -82,8 +82,11 @@ def main() -> None:
         for person in range(a.people + 1):
             if person % a.every == 0:
                 counted = sum(mon.counts().values())
-                print(f"{person:>7} | {det.frame:>8} | {getattr(mon, 'n_events', len(mon.events)):>7} | {len(mon.events):>16} | "
-                      f"{len(mon.tracker.tracks) + len(mon.tracker.seen):>6} | {counted:>14} | {rss_mb():>7.1f}")
+                # getattr: the same script measures commits before Monitor.n_events (README's "before")
+                n_events = getattr(mon, "n_events", len(mon.events))
+                ids = len(mon.tracker.tracks) + len(mon.tracker.seen)  # what the tracker holds per face or person
+                print(f"{person:>7} | {det.frame:>8} | {n_events:>7} | {len(mon.events):>16} | {ids:>11} | "
+                      f"{counted:>14} | {rss_mb():>7.1f}")
             if person == a.people:
                 break
             for _ in range(per_person):

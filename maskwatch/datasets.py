@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
-from .images import IMAGE_SUFFIXES
+from .images import HEIF_SUFFIXES, IMAGE_SUFFIXES, load_image
 
 _ALIASES = {
     "withmask": "with_mask", "mask": "with_mask", "masked": "with_mask", "good": "with_mask", "1": "with_mask",
@@ -97,8 +97,6 @@ def iter_images(images: list[LabelledImage], skipped: list[str],
                 progress: Callable[[int], None] | None = None) -> Iterator[tuple[LabelledImage, np.ndarray]]:
     """Each labelled image with its pixels (BGR uint8, upright), in order. An image that cannot be read is left out
     and its message appended to ``skipped``; ``progress(1)`` is called for every image, read or not."""
-    from .images import load_image
-
     for im in images:
         if progress:
             progress(1)
@@ -266,9 +264,7 @@ def _clip_box(b: list[float], w: float, h: float) -> tuple[float, float, float, 
 def _grey(path: Path) -> np.ndarray | None:
     """The image as grey uint8, or None if unreadable or over OpenCV's pixel limit. HEIC (the heic extra) is read
     as at run time; other formats by OpenCV directly (fast)."""
-    if path.suffix.lower() in (".heic", ".heif"):
-        from .images import load_image
-
+    if path.suffix.lower() in HEIF_SUFFIXES:
         try:
             return cv2.cvtColor(load_image(path), cv2.COLOR_BGR2GRAY)
         except InputError:

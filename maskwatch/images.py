@@ -11,7 +11,8 @@ import numpy as np
 
 from .errors import InputError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm", ".gif", ".heic", ".heif")
+HEIF_SUFFIXES = (".heic", ".heif")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm", ".gif", *HEIF_SUFFIXES)
 """File endings a folder is searched for. HEIC/HEIF (iPhone photos) decode with the ``heic`` extra (pillow-heif);
 without it such a file is reported as skipped, with the fix, not passed over in silence."""
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".ts")
@@ -54,6 +55,16 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
     if img is None:
         raise InputError(f"{name}: not an image OpenCV can decode (JPEG, PNG, BMP, WebP, TIFF, GIF); is it really an image?")
     return normalize_image(orient(img, exif_orientation(data)), name, max_pixels)
+
+
+# Magic numbers of the formats decode_image reads (WebP and HEIF need more than a prefix: looks_like_image).
+IMAGE_MAGIC = (b"\xff\xd8", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x00\x0cjP  ",
+               b"\xffO\xffQ", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"GIF87a", b"GIF89a")
+
+
+def looks_like_image(data: bytes) -> bool:
+    """Whether the bytes start like a format :func:`decode_image` reads (a cheap check before decoding)."""
+    return data.startswith(IMAGE_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP") or is_heif(data)
 
 
 def is_heif(data: bytes) -> bool:

@@ -19,7 +19,7 @@ VAL = f"{VOC}@val"
 @pytest.mark.parametrize("script, args, needle", [
     ("classifier_speed.py", ["--runs", "3"], "ms/face"),
     ("monitor_speed.py", ["--frames", "4", "--repeat", "1"], "tracking and events cost"),
-    ("monitor_memory.py", ["--people", "60", "--every", "30"], "     60 |     1560 |      20 |               20 |      0 |"),
+    ("monitor_memory.py", ["--people", "60", "--every", "30"], "     60 |     1560 |      20 |               20 |           0 |"),
     ("pipeline_speed.py", ["--frames", "3", "--repeat", "1"], "speed-up of the video default"),
     ("box_framing.py", [VAL], "IoU>=0.5"),
     ("operating_points.py", [VAL, "--mode", "photo", "--report", VAL, "--before", "sure_face_score=0.5"], "chosen point minus"),

@@ -21,10 +21,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ..annotate import blur_faces
 from ..detections import CLASS_NAMES, frame_record
 from ..errors import InputError
-from ..images import check_image_header, decode_reduced, is_heif
+from ..images import check_image_header, decode_reduced, looks_like_image
 from .cameras import CameraWorker
 from .errors import ApiError, error_responses, invalid
-from .state import IMAGE_MAGIC, State
+from .state import State
 from .stats import iso, share, time_param
 
 Since = Annotated[str | None, Query(description="from this time on: ISO-8601 (2024-05-01T12:00:00Z) or unix seconds")]
@@ -126,7 +126,7 @@ def detect(
         raise ApiError(422, "no photo: send it in the multipart field 'file'")
     name = re.split(r"[\\/]", file.filename or "")[-1] or "upload"
     data = file.file.read(st.max_upload + 1)
-    if not data.startswith(IMAGE_MAGIC) and not (data[:4] == b"RIFF" and data[8:12] == b"WEBP") and not is_heif(data):
+    if not looks_like_image(data):  # anything else is not an image (415)
         raise ApiError(415, f"{name}: not an image (JPEG, PNG, BMP, WebP, TIFF, GIF, HEIC)",
                        {"content_type": file.content_type, "bytes": len(data)})
     try:

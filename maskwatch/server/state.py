@@ -24,9 +24,6 @@ from .demo import write_demo_video
 from .errors import ApiError
 
 STATIC = Path(__file__).resolve().parent / "static"
-# Magic numbers of the formats decode_image reads: anything else is not an image (415).
-IMAGE_MAGIC = (b"\xff\xd8", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x00\x0cjP  ",
-                b"\xffO\xffQ", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"GIF87a", b"GIF89a")  # WebP, HEIC: routes.py
 
 
 @dataclass
