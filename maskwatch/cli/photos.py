@@ -81,15 +81,22 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _expand_glob(pattern: str) -> list[Path]:
-    """Images of a path, or of a glob pattern the shell did not expand ('*.jpg' in quotes, or on Windows)."""
+def _glob_matches(pattern: str) -> list[str] | None:
+    """What a glob pattern the shell did not expand ('*.jpg' in quotes, or on Windows) matches; None for a path."""
     import glob
 
+    if Path(pattern).exists() or not any(c in pattern for c in "*?["):
+        return None
+    return sorted(glob.glob(pattern, recursive=True))
+
+
+def _expand_glob(pattern: str) -> list[Path]:
+    """Images of a path, or of a glob pattern the shell did not expand."""
     from ..images import find_images
 
-    if Path(pattern).exists() or not any(c in pattern for c in "*?["):
+    matches = _glob_matches(pattern)
+    if matches is None:
         return find_images(pattern)
-    matches = sorted(glob.glob(pattern, recursive=True))
     if not matches:
         raise InputError(f"{pattern}: no file matches this pattern; check the folder and the spelling")
     return sorted({f for m in matches for f in find_images(m)})
@@ -101,13 +108,9 @@ OUT_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # --out of one 
 def _say_left_out(paths: Sequence[str]) -> None:
     """Tell the user which files of the given folders (or of folders a quoted glob matches) a folder search passed
     over (stderr; nothing when none)."""
-    import glob
-
     from ..images import VIDEO_SUFFIXES
 
-    folders = [p for p in paths if Path(p).is_dir()]
-    folders += [m for p in paths if not Path(p).exists() and any(c in p for c in "*?[")
-                for m in glob.glob(p, recursive=True) if Path(m).is_dir()]
+    folders = [m for p in paths for m in (_glob_matches(p) or [p]) if Path(m).is_dir()]
     left_out = _other_files(folders)
     if left_out:
         _err(f"maskwatch: left out {sum(left_out.values())} file(s) that are not images it reads ("
