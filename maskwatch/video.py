@@ -28,6 +28,14 @@ def is_stream(source: str | int) -> bool:
     return isinstance(source, str) and source.split("://")[0].lower() in ("rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp")
 
 
+def open_video_file(path: str | os.PathLike) -> cv2.VideoCapture:
+    """A video file opened with FFmpeg, a phone's rotation tag applied: frames (BGR), width and height are upright,
+    as a player shows them. (Check ``isOpened()``.)"""
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # OpenCV's default today; set so that no build or release changes it
+    return cap
+
+
 class VideoSource:
     """Frames (BGR uint8) from a file, a webcam index or a stream URL. A context manager.
 
@@ -77,7 +85,7 @@ class VideoSource:
         elif isinstance(self.source, int):
             cap = cv2.VideoCapture(self.source)
         else:
-            cap = cv2.VideoCapture(self.source, cv2.CAP_FFMPEG)
+            cap = open_video_file(self.source)
         if not cap.isOpened():
             cap.release()
             if isinstance(self.source, int):

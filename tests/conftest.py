@@ -89,3 +89,26 @@ def voc_image() -> Path:
 @pytest.fixture
 def blank() -> np.ndarray:
     return np.full((240, 320, 3), 127, np.uint8)
+
+
+def phone_video(path: Path, upright_bgr: np.ndarray, degrees: int, frames: int = 3, fps: float = 10.0) -> Path:
+    """An MP4 as a phone films it: the frames stored turned, with the rotation a player applies (90, 180 or 270
+    degrees clockwise) in the track header's display matrix (the tkhd box)."""
+    import struct
+
+    import cv2
+
+    stored = cv2.rotate(upright_bgr, {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180,
+                                      270: cv2.ROTATE_90_CLOCKWISE}[degrees])
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, stored.shape[1::-1])
+    for _ in range(frames):
+        writer.write(stored)
+    writer.release()
+    data = bytearray(path.read_bytes())
+    i = data.find(b"tkhd")
+    start = i + 4 + (24 if data[i + 4] == 0 else 36) + 16  # version/flags, times, track, duration; reserved, layer, volume
+    assert i > 0 and struct.unpack(">9i", data[start : start + 36]) == (1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)
+    c, s = {90: (0, 1), 180: (-1, 0), 270: (0, -1)}[degrees]
+    data[start : start + 36] = struct.pack(">9i", c << 16, s << 16, 0, -s << 16, c << 16, 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
+    return path

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import DATA, needs_shared
+from conftest import DATA, needs_shared, phone_video
 
 pytest.importorskip("distributed")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -87,6 +87,18 @@ def test_video_frames_sampled(tmp_path: Path) -> None:
     rows = sorted(_rows(tmp_path / "out"), key=lambda r: r["frame"])
     assert [(r["frame"], r["time"]) for r in rows] == [(f, f / 10) for f in (0, 5, 10, 15, 20, 25)]
     assert all(r["width"] == 320 and not r["error"] for r in rows)
+
+
+def test_a_phone_video_filmed_sideways_is_read_upright(tmp_path: Path) -> None:
+    """The rotation tag of a phone video is applied: rows give the upright size and the faces `video` finds."""
+    upright = cv2.resize(cv2.imread(str(_photos(1)[0])), (320, 240))
+    path = phone_video(tmp_path / "phone.mp4", upright, 90, frames=10)
+    run_batch([str(path)], tmp_path / "out", settings=FAST, workers=1, chunk=4, every_frames=5)
+    rows = sorted(_rows(tmp_path / "out"), key=lambda r: r["frame"])
+    assert [(r["frame"], r["width"], r["height"], r["error"]) for r in rows] == [(0, 320, 240, None), (5, 320, 240, None)]
+    import maskwatch
+
+    assert len(rows[0]["faces"]) == len(maskwatch.detect(upright, **FAST)) > 0
 
 
 def test_killed_run_resumes_every_input_once(inputs: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import needs_shared
+from conftest import needs_shared, phone_video
 
 from maskwatch import InputError
 from maskwatch.video import VideoSource, parse_source
@@ -85,6 +85,36 @@ def test_video_command_writes_annotated_video_and_json(clip, tmp_path):
     fa, fb = a.read()[1], b.read()[1]
     a.release(), b.release()
     assert np.abs(fa.astype(int) - fb.astype(int)).max() > 100
+
+
+@needs_shared
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_phone_video_with_a_rotation_tag_is_read_upright(tmp_path, voc_image, degrees):
+    """A phone films sideways and tags the file with the rotation a player applies: frames, sizes, boxes and the
+    annotated output are those of the upright video, and the faces are found as in the upright photo."""
+    import maskwatch
+
+    upright = np.ascontiguousarray(cv2.imread(str(voc_image))[40 : 40 + H, :W])
+    src = phone_video(tmp_path / "phone.mp4", upright, degrees)
+
+    with VideoSource(str(src)) as source:  # the library's reader: upright frames and sizes
+        assert (source.width, source.height) == (W, H)
+        frame = next(iter(source))
+    assert frame.shape == upright.shape
+    assert np.abs(frame.astype(int) - upright.astype(int)).mean() < 10  # the codec's loss, not a turned picture
+    out, jpath = tmp_path / "out.mp4", tmp_path / "faces.jsonl"
+    r = _run_cli("video", str(src), "--out", str(out), "--json", str(jpath), "-q")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in jpath.read_text().splitlines() if x.strip()]
+    assert [(x["width"], x["height"]) for x in lines] == [(W, H)] * 3
+    assert _read_all(out)[1:3] == (W, H)
+    expected = maskwatch.detect(upright)
+    assert len(expected) >= 2
+    got = np.array([f["box"] for f in lines[0]["faces"]], float)
+    assert len(got) == len(expected)
+    for box in expected.xyxy:  # each face of the upright photo is found where it is, within the codec's loss
+        err = np.abs(got - box).max(1).min()
+        assert err <= 4, (box, got)
 
 
 def test_unreadable_video(tmp_path):

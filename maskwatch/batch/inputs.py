@@ -62,7 +62,9 @@ def _video_frames(path: Path, every_seconds: float | None, every_frames: int | N
     """The sampled frames of a video file: every ``every_frames``-th frame, or one every ``every_seconds``."""
     import cv2
 
-    cap = cv2.VideoCapture(str(path))
+    from ..video import open_video_file
+
+    cap = open_video_file(path)
     try:
         if not cap.isOpened():
             raise InputError(f"{path}: not a video OpenCV can open (MP4, AVI, MKV, WebM ...); is the file complete?")

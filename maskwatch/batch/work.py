@@ -68,9 +68,11 @@ class _Videos:
     def frame(self, item: Item) -> np.ndarray:
         import cv2
 
+        from ..video import open_video_file
+
         if item.source != self.path or item.frame < self.pos:
             self.close()
-            self.cap = cv2.VideoCapture(item.source)
+            self.cap = open_video_file(item.source)
             self.path, self.pos = item.source, 0
             if not self.cap.isOpened():
                 raise MaskwatchError(f"{item.source}: not a video OpenCV can open")
