@@ -42,9 +42,11 @@ class VideoSource:
     open_timeout / read_timeout: seconds before an unanswered stream is given up on (a clear error, never a
     hang). reconnect: for cameras and streams, how many times in a row to reopen after frames stop (None = for
     ever: a door camera that reboots comes back); the first wait is reconnect_wait seconds, doubled after each
-    failed attempt up to max_wait. on_state(state, detail) is called once per change: "down" when frames stop,
-    "up" when they come back, "gave up" at the end. ``stop()`` (from another thread or a signal handler) ends the
-    iteration at the next frame or wait.
+    failed attempt up to max_wait. A stream (rtsp/http) that cannot be opened at the start is retried the same way
+    when reconnect allows (a server that boots before its camera); a file or a webcam index that cannot be opened
+    is an error at once. on_state(state, detail) is called once per change: "down" when frames stop (or the stream
+    cannot be opened), "up" when they come back, "gave up" at the end. ``stop()`` (from another thread or a signal
+    handler) ends the iteration at the next frame or wait. width, height and fps are 0 until a stream first opens.
     """
 
     def __init__(self, source: str | int, open_timeout: float = 10.0, read_timeout: float = 10.0, reconnect: int | None = 5,
@@ -64,7 +66,19 @@ class VideoSource:
                 raise InputError(f"{p}: no such video file; check the path (a webcam is a number, e.g. 0)")
             if p.is_dir():
                 raise InputError(f"{p}: is a folder; pass a video file, a webcam number or a stream URL")
-        self.cap = self._open()
+        self._started_down = False
+        self.fps, self.frame_count, self.width, self.height = 0.0, 0, 0, 0
+        try:
+            self.cap = self._open()
+        except InputError as e:
+            if not (is_stream(self.source) and (reconnect is None or reconnect > 0)):
+                raise
+            self.cap, self._started_down = cv2.VideoCapture(), True  # (not opened: __iter__ retries)
+            self._state("down", f"{e}; retrying" + (" until it answers" if reconnect is None else f" (up to {reconnect} times)"))
+        else:
+            self._read_properties()
+
+    def _read_properties(self) -> None:
         self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 0.0
         if not (1.0 <= self.fps <= 240.0):
             self.fps = 25.0
@@ -112,21 +126,23 @@ class VideoSource:
         """Frames until the source ends or :meth:`stop` is called. A camera or stream that stops sending is
         reopened up to ``reconnect`` times in a row (for ever if None), waiting longer after each failure; then
         iteration ends and ``stopped`` says why."""
-        failures = 0
+        failures, down_told, why = 0, self._started_down, ""
         while not self._stop.is_set():
             ok, frame = self.cap.read()
             if ok and frame is not None:
                 if failures:
                     self.outages += 1
-                    self._state("up", f"{self.name}: frames again after {failures} reconnect attempt(s)")
-                failures = 0
+                    again = "first frames" if self.frames_read == 0 else "frames again"
+                    self._state("up", f"{self.name}: {again} after {failures} reconnect attempt(s)")
+                failures, down_told, why = 0, False, ""
                 self.frames_read += 1
                 yield frame
                 continue
             if self._stop.is_set():
                 return
             if not self.is_file and (self.reconnect is None or failures < self.reconnect):
-                if failures == 0:
+                if failures == 0 and not down_told:
+                    down_told = True
                     self._state("down", f"{self.name}: stopped sending frames; reconnecting"
                                 + (" until it is back" if self.reconnect is None else f" (up to {self.reconnect} times)"))
                 wait = min(self.max_wait, self.reconnect_wait * 2 ** failures)
@@ -134,15 +150,22 @@ class VideoSource:
                 self.cap.release()
                 if self._stop.wait(wait):
                     return
-                with contextlib.suppress(InputError):  # still down: the next attempt waits longer
+                try:
                     self.cap = self._open()
+                except InputError as e:  # still down: the next attempt waits longer
+                    why = str(e)
+                else:
+                    self._read_properties()
                 continue
             if self.is_file and self.frame_count and self.frames_read < self.frame_count - 1:
                 self.ended_early = True
             if not self.is_file:
                 name = f"camera {self.source}" if isinstance(self.source, int) else str(self.source)
-                self.stopped = (f"{name} stopped sending frames after {self.frames_read} frame(s); "
-                                f"gave up after {failures} reconnect attempt(s)")
+                if why and self.frames_read == 0:  # never opened: the reason of the last attempt
+                    self.stopped = f"{why}; gave up after {failures} reconnect attempt(s)"
+                else:
+                    self.stopped = (f"{name} stopped sending frames after {self.frames_read} frame(s); "
+                                    f"gave up after {failures} reconnect attempt(s)")
                 self._state("gave up", self.stopped)
                 if self.frames_read == 0 and isinstance(self.source, int):
                     raise InputError(f"camera {self.source}: opened but sends no frames; is another program using it?")

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import needs_shared, phone_video
+from conftest import free_port, needs_shared, phone_video
 
 from maskwatch import InputError
 from maskwatch.video import VideoSource, parse_source
@@ -212,7 +212,7 @@ def test_silent_stream_times_out(scheme):
         url = f"{scheme}://127.0.0.1:{srv.port}/x"
         t = time.monotonic()
         try:
-            r = _run_cli("watch", url, "--headless", "--timeout", "2", "--face-detector", "haar", timeout=60)
+            r = _run_cli("watch", url, "--headless", "--timeout", "2", "--reconnect", "0", "--face-detector", "haar", timeout=60)
         except subprocess.TimeoutExpired:
             pytest.fail(f"`maskwatch watch {url} --timeout 2` hung for 60 s against a silent server")
         took = time.monotonic() - t
@@ -309,6 +309,41 @@ def test_a_camera_that_reboots_is_reconnected_and_each_state_change_reported_onc
     rebooted[0].off()
     assert [s for s, _ in states] == ["down", "up"], states  # once each, not once per attempt
     assert "until it is back" in states[0][1] and src.outages == 1 and src.stopped is None
+
+
+@needs_shared
+def test_watch_waits_for_a_camera_that_is_down_when_it_starts(tmp_path):
+    """After a power cut the server may boot before its IP camera: watch (reconnect forever, the default) keeps
+    trying, says so once, and starts watching when the camera answers, instead of exiting with a usage error."""
+    from _scene import scene_frames
+
+    port, cams = free_port(), []
+    url = f"http://127.0.0.1:{port}/video"
+    threading.Timer(3.0, lambda: cams.append(_MJPEG(scene_frames(6), port))).start()
+    try:
+        r = _run_cli("watch", url, "--headless", "--json", "--max-frames", "5", "--timeout", "2", "--events", "",
+                     "--det-size", "320", timeout=90)
+    finally:
+        time.sleep(0.1)
+        for c in cams:
+            c.off()
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 5
+    assert r.stderr.count("could not be opened") == 1 and "retrying until it answers" in r.stderr, r.stderr
+    assert "first frames after" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_stream_that_never_answers_gives_up_after_its_attempts_with_the_reason():
+    url = f"http://127.0.0.1:{free_port()}/video"  # nothing listens: refused at once
+    states: list[tuple[str, str]] = []
+    src = VideoSource(url, open_timeout=2, reconnect=2, reconnect_wait=0.05,
+                      on_state=lambda state, detail: states.append((state, detail)))
+    assert (src.width, src.height) == (0, 0) and list(src) == []
+    assert [s for s, _ in states] == ["down", "gave up"]
+    assert "could not be opened" in states[0][1] and "up to 2 times" in states[0][1]
+    assert src.stopped.startswith(f"{url}: could not be opened") and src.stopped.endswith("gave up after 2 reconnect attempt(s)")
+    with pytest.raises(InputError, match="could not be opened"):  # reconnect=0: an error at once, as before
+        VideoSource(url, open_timeout=2, reconnect=0)
 
 
 @needs_shared

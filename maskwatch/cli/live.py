@@ -66,7 +66,7 @@ def _close_all(closers: list[Any]) -> None:
 def _monitor_summary(mon: Any) -> str:
     if mon is None:
         return ""
-    counts = ", ".join(f"{k} {v}" for k, v in mon.counts().items())
+    counts = ", ".join(f"{k} {v}" for k, v in mon.counts().items()) or "none"
     return f"; people seen: {counts}; events: {mon.n_events}"
 
 
@@ -198,6 +198,7 @@ def parser_watch(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     w.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a stream to answer or send a frame")
     w.add_argument("--reconnect", type=_reconnect, default=None, metavar="forever|N",
                    help="when a camera or stream stops sending (a reboot, a network cut): reopen it for ever (default: "
-                        "forever), or give up after N attempts in a row; waits grow from 1 s to 30 s. A file ends as files do")
+                        "forever), or give up after N attempts in a row; waits grow from 1 s to 30 s. A stream that does not answer at the "
+                        "start is waited for the same way; a file or webcam index that cannot be opened is an error at once, and a file ends as files do")
     add_arguments(w, DETECT_SETTINGS, VIDEO_DEFAULTS)
     _add_monitor_arguments(w, events_default=DEFAULT_DB)
