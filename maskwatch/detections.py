@@ -132,6 +132,13 @@ class Detections:
         return out
 
 
+def share_masked(counts: dict[str, int]) -> float | None:
+    """The share of faces wearing a mask among the faces the system is sure of (with_mask / (with_mask +
+    without_mask + mask_incorrect)); ``uncertain`` faces are left out, as from every count. None when there is none."""
+    sure = sum(counts.get(c, 0) for c in CLASS_NAMES)
+    return counts.get("with_mask", 0) / sure if sure else None
+
+
 def frame_record(source: str, width: int, height: int, faces: Detections, frame: int | None = None,
                  time: float | None = None) -> dict[str, Any]:
     """The one JSON record of an image or a video frame (``maskwatch detect``, ``video --json``, ``watch --json``,

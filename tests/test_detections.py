@@ -154,3 +154,10 @@ def test_to_records_unclassified_and_tracked():
     (r,) = d.to_records()
     assert set(r) == {"box", "face_score", "track_id"}  # no label/confidence/probs when not classified
     assert r["track_id"] == 3 and type(r["track_id"]) is int
+
+
+def test_share_masked_counts_only_the_faces_it_is_sure_of():
+    from maskwatch.detections import share_masked
+
+    assert share_masked({"with_mask": 217, "without_mask": 117, "mask_incorrect": 1, "uncertain": 169}) == 217 / 335
+    assert share_masked({"uncertain": 4}) is None and share_masked({}) is None

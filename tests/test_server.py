@@ -327,6 +327,10 @@ def test_stats_buckets_from_frames_and_events(srv, stored):
     assert demo and sum(b["frames"] for b in demo) > 5 and all(b["start"] % 60 == 0 for b in demo)
     shares = [b["share_masked"] for b in demo if b["share_masked"] is not None]
     assert shares and all(0 <= s <= 1 for s in shares)
+    for b in demo:  # the share among the faces it is sure of: grey (uncertain) faces are not counted as bare
+        f = b["faces"]
+        sure = f.get("with_mask", 0) + f.get("without_mask", 0) + f.get("mask_incorrect", 0)
+        assert b["share_masked"] == (round(f.get("with_mask", 0) / sure, 4) if sure else None), b
     assert sum(sum(b["faces"].values()) for b in demo) > 0
     test_cam = by_cam["test-cam"]["buckets"]
     assert sum(b["events_total"] for b in test_cam) == 5 and by_cam["test-cam"]["id"] is None

@@ -79,6 +79,10 @@ def test_video_command_writes_annotated_video_and_json(clip, tmp_path):
     assert all((x["width"], x["height"]) == (W, H) for x in lines)
     assert sum(len(x["faces"]) for x in lines) >= N  # the photo's faces are found in the frames
     assert f"{N} frames" in r.stderr
+    labels = [f["label"] for x in lines for f in x["faces"]]
+    sure = [lab for lab in labels if lab != "uncertain"]
+    share = f"{sure.count('with_mask') / len(sure):.1%} masked"
+    assert share + (f" of the {len(sure)} it is sure of" if len(sure) < len(labels) else "") in r.stderr, r.stderr
     assert "WARNING" not in r.stderr
     # The output is annotated, not a plain copy: frames differ from the input.
     a, b = cv2.VideoCapture(str(clip)), cv2.VideoCapture(str(out))

@@ -6,11 +6,12 @@ import argparse
 import contextlib
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..detections import frame_record
+from ..detections import UNCERTAIN, frame_record, share_masked
 from ..errors import InputError
 from ..events import DEFAULT_DB
 from .common import (
@@ -81,7 +82,8 @@ def cmd_video(args: argparse.Namespace) -> int:
     annot = BoxAnnotator()
     jfile = None
     mon, closers = (None, []) if args.no_track else _build_monitor(args, det, str(args.input))
-    frames = faces = masked = 0
+    frames = faces = 0
+    labels: Counter[str] = Counter()
     t0 = time.perf_counter()
     try:
         with VideoSource(args.input) as src, VideoSink(args.out, src.width, src.height, src.fps) as sink:
@@ -91,7 +93,7 @@ def cmd_video(args: argparse.Namespace) -> int:
                     d = mon.process(frame, t=i / src.fps) if mon else det.detect(frame)
                     frames += 1
                     faces += len(d)
-                    masked += sum(lab == "with_mask" for lab in d.labels)
+                    labels.update(d.labels)
                     vis = blur_faces(frame, d) if args.blur_faces else frame
                     sink.write(annot.annotate(vis, d, copy=not args.blur_faces))
                     if jfile:
@@ -106,8 +108,9 @@ def cmd_video(args: argparse.Namespace) -> int:
     if frames == 0:
         raise InputError(f"{args.input}: the video has no readable frame")
     secs = time.perf_counter() - t0
-    share = f"{masked / faces:.1%}" if faces else "n/a"
-    _err(f"maskwatch: {frames} frames, {faces} faces, {share} masked, {frames / secs:.1f} frames/s; wrote {args.out}"
+    s, unsure = share_masked(labels), labels.get(UNCERTAIN, 0)
+    share = f"{s:.1%} masked" + (f" of the {faces - unsure} it is sure of" if unsure else "") if s is not None else "none sure"
+    _err(f"maskwatch: {frames} frames, {faces} faces, {share}, {frames / secs:.1f} frames/s; wrote {args.out}"
          + _monitor_summary(mon)
          + ("; WARNING: the video ended before its stated length (truncated file?)" if ended_early else ""))
     if sink_warning:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+from ..detections import share_masked
 from .errors import invalid
 
 
@@ -33,7 +34,8 @@ def iso(t: float) -> str:
 
 
 def share(counts: dict[str, int]) -> float | None:
-    labelled = sum(counts.values())
-    return round(counts.get("with_mask", 0) / labelled, 4) if labelled else None
+    """:func:`maskwatch.detections.share_masked`, to 4 decimals."""
+    s = share_masked(counts)
+    return None if s is None else round(s, 4)
 
 
