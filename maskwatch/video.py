@@ -36,6 +36,13 @@ def open_video_file(path: str | os.PathLike) -> cv2.VideoCapture:
     return cap
 
 
+MIN_FPS, MAX_FPS = 0.01, 1000.0
+"""Frame rates a video file may state; outside them (0, NaN, a stream's clock rate) ``ASSUMED_FPS`` is used."""
+ASSUMED_FPS = 25.0
+VIDEO_OUT_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov")
+"""The names :class:`VideoSink` writes: H.264 (with PyAV) or MPEG-4 Part 2 in .mp4/.mkv/.mov, VP9 in .webm, MJPEG in .avi."""
+
+
 class VideoSource:
     """Frames (BGR uint8) from a file, a webcam index or a stream URL. A context manager.
 
@@ -66,7 +73,7 @@ class VideoSource:
                 raise InputError(f"{p}: no such video file; check the path (a webcam is a number, e.g. 0)")
             if p.is_dir():
                 raise InputError(f"{p}: is a folder; pass a video file, a webcam number or a stream URL")
-        self._started_down = False
+        self._started_down, self.fps_stated = False, False
         self.fps, self.frame_count, self.width, self.height = 0.0, 0, 0, 0
         try:
             self.cap = self._open()
@@ -79,9 +86,9 @@ class VideoSource:
             self._read_properties()
 
     def _read_properties(self) -> None:
-        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 0.0
-        if not (1.0 <= self.fps <= 240.0):
-            self.fps = 25.0
+        fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps_stated = MIN_FPS <= fps <= MAX_FPS  # time-lapse CCTV exports (0.2 fps) and slow motion (480) are real
+        self.fps = fps if self.fps_stated else ASSUMED_FPS
         self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.is_file else 0
         self.width = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         self.height = int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -193,18 +200,26 @@ class VideoSink:
       its wheels bundle FFmpeg with x264, which is GPL), which browsers and phones play; without PyAV,
       MPEG-4 Part 2 (mp4v), which desktop players open but browsers refuse, and ``warning`` says so.
     - ``.avi``: Motion JPEG.
+    - ``.mkv``, ``.mov``: as ``.mp4``.
+    Any other name is refused (InputError) before a file is created.
     """
 
     def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float) -> None:
         self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in VIDEO_OUT_SUFFIXES:
+            raise InputError(f"{self.path}: cannot write a video with this name; use .webm (VP9, plays in browsers), .mp4 "
+                             "(H.264 with PyAV), .mkv, .mov or .avi (Motion JPEG)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.size = (width, height)
         self.warning: str | None = None
         self._av: tuple | None = None
-        suffix = self.path.suffix.lower()
-        if suffix == ".mp4" and self._open_h264(width, height, fps):
-            self.codec = "h264"
-            return
+        pyav = ""
+        if suffix in (".mp4", ".mkv", ".mov"):
+            pyav = self._open_h264(width, height, fps)
+            if not pyav:
+                self.codec = "h264"
+                return
         fourcc, self.codec = {".avi": ("MJPG", "mjpeg"), ".webm": ("VP90", "vp9")}.get(suffix, ("mp4v", "mpeg4"))
         # WebM has no codec tags: OpenCV prints "tag 'VP90' is not supported ... format 'webm'" to the C stderr and
         # then writes VP9 as asked. Keep that line off the user's terminal.
@@ -213,26 +228,28 @@ class VideoSink:
         if not self.writer.isOpened():
             raise InputError(f"{self.path}: cannot write a video here; use a .webm, .mp4 or .avi name in a writable folder")
         if self.codec == "mpeg4":
-            self.warning = (f"{self.path} is MPEG-4 Part 2, which desktop players open but web browsers do not play; for a "
-                            "browser-playable video name the output .webm (VP9), or pip install av for H.264 in .mp4")
+            self.warning = (f"{self.path} is MPEG-4 Part 2, which desktop players open but web browsers do not play ({pyav}); "
+                            "for a browser-playable video name the output .webm (VP9)")
 
-    def _open_h264(self, width: int, height: int, fps: float) -> bool:
+    def _open_h264(self, width: int, height: int, fps: float) -> str:
+        """Opens an H.264 writer through PyAV: "" when it did, else why not (for the fallback's warning)."""
         try:
             import av  # type: ignore[import-not-found]
         except ImportError:
-            return False
+            return "pip install av for H.264"
         from fractions import Fraction
 
         try:
-            container = av.open(str(self.path), "w", options={"movflags": "faststart"})
+            options = {"movflags": "faststart"} if self.path.suffix.lower() in (".mp4", ".mov") else {}
+            container = av.open(str(self.path), "w", options=options)
             stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        except Exception:  # no libx264 in this PyAV build, or the file cannot be created: use OpenCV's writer
-            return False
+        except Exception as e:  # no libx264 in this PyAV build, or the file cannot be created: use OpenCV's writer
+            return f"PyAV could not write H.264 here: {str(e)[:120]}"
         stream.width, stream.height = width + width % 2, height + height % 2  # yuv420p needs even sides
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "23", "preset": "veryfast"}
         self._av = (av, container, stream)
-        return True
+        return ""
 
     def write(self, frame: np.ndarray) -> None:
         """One BGR uint8 frame (resized to the sink's size if it differs)."""

@@ -381,7 +381,8 @@ def test_watch_ends_cleanly_on_sigterm_with_its_summary(tmp_path):
 
 
 # ---------------------------------------------------------------- outputs a browser plays
-@pytest.mark.parametrize("name, codec", [("out.webm", "vp9"), ("out.mp4", "h264"), ("odd.mp4", "h264"), ("out.avi", "mjpeg")])
+@pytest.mark.parametrize("name, codec", [("out.webm", "vp9"), ("out.mp4", "h264"), ("odd.mp4", "h264"), ("out.avi", "mjpeg"),
+                                         ("out.mkv", "h264"), ("out.mov", "h264")])
 def test_video_sink_writes_a_codec_browsers_play(tmp_path, name, codec):
     from maskwatch.video import VideoSink
 
@@ -415,6 +416,34 @@ def test_mp4_without_pyav_falls_back_with_a_clear_message(tmp_path, monkeypatch)
     with VideoSink(tmp_path / "x.mp4", 64, 48, 10.0) as sink:
         sink.write(np.zeros((48, 64, 3), np.uint8))
     assert sink.codec == "mpeg4" and "browsers do not play" in sink.warning and ".webm" in sink.warning
+    assert "pip install av" in sink.warning
+
+
+def test_a_video_name_it_cannot_write_is_refused_before_any_file_is_made(tmp_path):
+    from maskwatch.video import VideoSink
+
+    with pytest.raises(InputError, match=r"x\.gif: cannot write a video with this name; use \.webm"):
+        VideoSink(tmp_path / "new" / "x.gif", 64, 48, 10.0)
+    assert not (tmp_path / "new").exists()
+
+
+@needs_shared
+@pytest.mark.parametrize("fps", [0.5, 300.0])
+def test_time_lapse_and_slow_motion_keep_their_frame_rate(tmp_path, voc_image, fps):
+    """A CCTV time-lapse export (one frame every 2 s) and a slow-motion clip: the output plays at the input's
+    rate and the JSON times are seconds into the file, not a made-up 25 frames/s."""
+    img = np.ascontiguousarray(cv2.imread(str(voc_image))[:H, :W])
+    src = tmp_path / "in.avi"
+    writer = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"MJPG"), fps, (W, H))
+    for _ in range(4):
+        writer.write(img)
+    writer.release()
+    out, jpath = tmp_path / "out.avi", tmp_path / "f.jsonl"
+    r = _run_cli("video", str(src), "--out", str(out), "--json", str(jpath), "-q", "--det-size", "320")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x)["time"] for x in jpath.read_text().splitlines()] == [round(i / fps, 3) for i in range(4)]
+    assert _read_all(out)[3] == pytest.approx(fps, rel=1e-3)
+    assert "frame rate" not in r.stderr
 
 
 def test_webm_output_prints_no_opencv_tag_warning(tmp_path):

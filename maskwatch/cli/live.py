@@ -101,6 +101,9 @@ def cmd_video(args: argparse.Namespace) -> int:
                     bar.update(1)
             ended_early = src.ended_early
             sink_warning = sink.warning
+            if not src.fps_stated:
+                sink_warning = ((sink_warning + "; ") if sink_warning else "") + (
+                    f"{args.input} states no usable frame rate; times and the output assume {src.fps:g} frames/s")
     finally:
         if jfile:
             jfile.close()
