@@ -35,6 +35,9 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
         raise InputError(f"{p}: no such file; check the path")
     if p.is_dir():
         raise InputError(f"{p}: is a folder; pass an image file (or use a command that takes folders)")
+    if p.suffix.lower() in VIDEO_SUFFIXES:
+        raise InputError(f"{p}: is a video, not a photo; annotate it with `maskwatch video`, or sample its frames "
+                         "with `maskwatch batch`")
     try:
         data = np.fromfile(str(p), np.uint8)
     except OSError as e:

@@ -43,6 +43,32 @@ def test_detect_keeps_same_named_photos_apart(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["p.jpg", "p_2.jpg"]
 
 
+@needs_shared
+def test_a_photo_given_twice_is_read_and_counted_once(tmp_path, capsys):
+    d = tmp_path / "p"
+    d.mkdir()
+    for src in ("maksssksksss0.jpg", "maksssksksss2.jpg"):
+        shutil.copy(VOC / "images" / src, d / src)
+    _, once, _ = run(capsys, "detect", str(d), "-q")
+    rc, out, err = run(capsys, "detect", str(d / "maksssksksss2.jpg"), str(d), str(tmp_path / "p" / "." / ""), "-q")
+    assert rc == 0 and "3 photo(s) were given more than once" in err and "2 image(s) done" in err
+    assert [json_source(x) for x in out.splitlines()] == [str(d / "maksssksksss2.jpg"), str(d / "maksssksksss0.jpg")]
+    assert sorted(out.splitlines()) == sorted(once.splitlines())
+
+
+def json_source(line: str) -> str:
+    import json
+
+    return json.loads(line)["source"]
+
+
+def test_a_video_given_to_detect_says_which_command_reads_it(tmp_path, capsys):
+    clip = tmp_path / "door.mp4"
+    clip.write_bytes(b"\x00" * 64)
+    rc, _, err = run(capsys, "detect", str(clip), "-q")
+    assert rc == 1 and "is a video, not a photo; annotate it with `maskwatch video`" in err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--device", "tpu"], "use 'auto', 'cpu' or 'cuda'"),
     (["--pretrained", "{image}"], "not a PyTorch state dict"),

@@ -35,6 +35,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
         if not found:
             raise InputError(f"{p}: the folder holds no image ({', '.join(s for s in ('.jpg', '.png', '.bmp', '.webp'))} ...)")
         files += found
+    first: dict[Path, Path] = {}
+    for f in files:  # each file once, under the name and in the place it was first given
+        first.setdefault(f.resolve(), f)
+    unique = list(first.values())
+    if len(unique) < len(files):
+        _err(f"maskwatch: {len(files) - len(unique)} photo(s) were given more than once (a folder and a photo in it, or "
+             "two names of one folder); each is read once")
+        files = unique
     _say_left_out(args.paths)
     out = Path(args.out) if args.out else None
     one_file = out is not None and out.suffix.lower() in OUT_IMAGE_SUFFIXES and not out.is_dir()  # --out result.jpg
