@@ -49,16 +49,16 @@ class VideoSource:
     open_timeout / read_timeout: seconds before an unanswered stream is given up on (a clear error, never a
     hang). reconnect: for cameras and streams, how many times in a row to reopen after frames stop (None = for
     ever: a door camera that reboots comes back); the first wait is reconnect_wait seconds, doubled after each
-    failed attempt up to max_wait. A stream (rtsp/http) that cannot be opened at the start is retried the same way
-    when reconnect allows (a server that boots before its camera); a file or a webcam index that cannot be opened
-    is an error at once. on_state(state, detail) is called once per change: "down" when frames stop (or the stream
+    failed attempt up to max_wait. With ``wait_to_open``, a stream (rtsp/http) that cannot be opened at the start
+    is retried the same way (a server that boots before its camera; width, height and fps are 0 until it opens);
+    otherwise, and always for a file or a webcam index, a source that cannot be opened is an error at once. on_state(state, detail) is called once per change: "down" when frames stop (or the stream
     cannot be opened), "up" when they come back, "gave up" at the end. ``stop()`` (from another thread or a signal
-    handler) ends the iteration at the next frame or wait. width, height and fps are 0 until a stream first opens.
+    handler) ends the iteration at the next frame or wait.
     """
 
     def __init__(self, source: str | int, open_timeout: float = 10.0, read_timeout: float = 10.0, reconnect: int | None = 5,
                  reconnect_wait: float = 1.0, max_wait: float = 30.0,
-                 on_state: Callable[[str, str], None] | None = None) -> None:
+                 on_state: Callable[[str, str], None] | None = None, wait_to_open: bool = False) -> None:
         self.source = parse_source(source)
         self.open_timeout, self.read_timeout, self.reconnect = open_timeout, read_timeout, reconnect
         self.reconnect_wait, self.max_wait, self.on_state = reconnect_wait, max_wait, on_state
@@ -78,7 +78,7 @@ class VideoSource:
         try:
             self.cap = self._open()
         except InputError as e:
-            if not (is_stream(self.source) and (reconnect is None or reconnect > 0)):
+            if not (wait_to_open and is_stream(self.source) and (reconnect is None or reconnect > 0)):
                 raise
             self.cap, self._started_down = cv2.VideoCapture(), True  # (not opened: __iter__ retries)
             self._state("down", f"{e}; retrying" + (" until it answers" if reconnect is None else f" (up to {reconnect} times)"))

@@ -340,14 +340,15 @@ def test_watch_waits_for_a_camera_that_is_down_when_it_starts(tmp_path):
 def test_a_stream_that_never_answers_gives_up_after_its_attempts_with_the_reason():
     url = f"http://127.0.0.1:{free_port()}/video"  # nothing listens: refused at once
     states: list[tuple[str, str]] = []
-    src = VideoSource(url, open_timeout=2, reconnect=2, reconnect_wait=0.05,
+    src = VideoSource(url, open_timeout=2, reconnect=2, reconnect_wait=0.05, wait_to_open=True,
                       on_state=lambda state, detail: states.append((state, detail)))
     assert (src.width, src.height) == (0, 0) and list(src) == []
     assert [s for s, _ in states] == ["down", "gave up"]
     assert "could not be opened" in states[0][1] and "up to 2 times" in states[0][1]
     assert src.stopped.startswith(f"{url}: could not be opened") and src.stopped.endswith("gave up after 2 reconnect attempt(s)")
-    with pytest.raises(InputError, match="could not be opened"):  # reconnect=0: an error at once, as before
-        VideoSource(url, open_timeout=2, reconnect=0)
+    for kw in ({"reconnect": 0, "wait_to_open": True}, {"reconnect": 2}):  # an error at once (video, explain, serve)
+        with pytest.raises(InputError, match="could not be opened"):
+            VideoSource(url, open_timeout=2, **kw)
 
 
 @needs_shared

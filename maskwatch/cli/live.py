@@ -130,7 +130,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     det = _detector(args)
     annot, fps = BoxAnnotator(), FPSMonitor()
     window = "maskwatch (q or Esc quits)"
-    with VideoSource(args.source, open_timeout=args.timeout, read_timeout=args.timeout, reconnect=args.reconnect,
+    with VideoSource(args.source, open_timeout=args.timeout, read_timeout=args.timeout, reconnect=args.reconnect, wait_to_open=True,
                      on_state=lambda state, detail: _err(f"maskwatch watch: {detail}")) as src:
         mon, closers = (None, []) if args.no_track else _build_monitor(args, det, str(args.source))
         restore = _stop_on_signals(src.stop)
