@@ -207,9 +207,29 @@ def test_cli_batch_summary_and_duckdb_reading(inputs: Path, tmp_path: Path) -> N
                           "--det-size", "640", "--flip", "off", "-q"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "34 item(s) in 1 chunk(s); 4 input(s) failed" in res.stderr
+    assert "left out" not in res.stderr  # every file of the folder is an image or a video (the broken ones are rows)
     duckdb = pytest.importorskip("duckdb")
     n = duckdb.sql(f"SELECT count(*) FROM (SELECT unnest(faces) AS f FROM '{out}/parts/*.parquet') WHERE f.label IS NOT NULL").fetchall()[0]
     assert n[0] == sum(json.loads((out / "summary.json").read_text())["faces"].values())
+
+
+def test_cli_batch_names_the_files_it_does_not_read_and_never_writes_among_the_inputs(tmp_path: Path) -> None:
+    d = tmp_path / "archive"
+    d.mkdir()
+    (d / "p.jpg").write_bytes(_photos(1)[0].read_bytes())
+    (d / "IMG_0001.CR2").write_bytes(b"raw photo")
+    (d / "notes.txt").write_text("hi")
+
+    def batch(out: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "maskwatch.cli", "batch", str(d), "--out", str(out), "--workers", "1",
+                               "--det-size", "640", "--flip", "off", "--format", "jsonl", "-q"],
+                              capture_output=True, text=True, timeout=120)
+
+    res = batch(tmp_path / "out")
+    assert res.returncode == 0, res.stderr
+    assert "left out 2 file(s) that are not images or videos it reads (.cr2 1, .txt 1)" in res.stderr
+    res = batch(d / "results")
+    assert res.returncode == 2 and "is inside the input folder" in res.stderr and not (d / "results").exists()
 
 
 def test_runs_on_a_cluster_given_by_address(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 
 from ..settings import LIVE, PHOTO
 from .common import (
@@ -11,7 +12,9 @@ from .common import (
     PHOTO_DEFAULTS,
     VIDEO_DEFAULTS,
     _bar,
+    _check_output_folder,
     _err,
+    _say_left_out,
 )
 from .options import add_arguments
 
@@ -36,6 +39,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
         bar.set_postfix_str(f"chunks {chunks_done}", refresh=False)
         bar.refresh()
 
+    from ..images import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+    _check_output_folder(Path(args.out), args.inputs, outputs="result files")
+    _say_left_out(args.inputs, IMAGE_SUFFIXES + VIDEO_SUFFIXES, "images or videos")
     try:
         res = run_batch(args.inputs, args.out, settings=settings, address=args.address, workers=args.workers,
                         chunk=args.chunk, fmt=args.format, every_seconds=args.every_seconds, every_frames=args.every_frames,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -48,15 +49,50 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
     """Keeps the example's line breaks and shows every default."""
 
 
-def _check_output_folder(out: Path, inputs: Sequence[str]) -> None:
-    """Refuse an output folder that is an input folder or inside one: the next run would read its annotated copies
-    as photos, and a copy could replace an original."""
+def _glob_matches(pattern: str) -> list[str] | None:
+    """What a glob pattern the shell did not expand ('*.jpg' in quotes, or on Windows) matches; None for a path."""
+    import glob
+
+    if Path(pattern).exists() or not any(c in pattern for c in "*?["):
+        return None
+    return sorted(glob.glob(pattern, recursive=True))
+
+
+def _say_left_out(paths: Sequence[str], reads: tuple[str, ...] | None = None, what: str = "images") -> None:
+    """Tell the user which files of the given folders (or of folders a quoted glob matches) a folder search passed
+    over (stderr; nothing when none). ``reads``: the endings the command reads (default: images)."""
+    from ..images import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+    reads = reads or IMAGE_SUFFIXES
+    folders = [m for p in paths for m in (_glob_matches(p) or [p]) if Path(m).is_dir()]
+    left_out = _other_files(folders, reads)
+    if left_out:
+        videos = set(left_out) & set(VIDEO_SUFFIXES)
+        _err(f"maskwatch: left out {sum(left_out.values())} file(s) that are not {what} it reads ("
+             + ", ".join(f"{k} {v}" for k, v in sorted(left_out.items(), key=lambda kv: (-kv[1], kv[0]))[:6]) + (", ..." if len(left_out) > 6 else "") + ")"
+             + ("; videos go to `maskwatch video` or `maskwatch batch`" if videos else ""))
+
+
+def _other_files(paths: Sequence[str], reads: tuple[str, ...]) -> Counter[str]:
+    """Files under the given folders that a folder search for ``reads`` passes over, by ending ('.mov': 3): said,
+    not silent. Hidden files and folders (.git/, .thumbnails/) are not counted."""
+    files: set[Path] = set()  # a folder and its subfolder both given: each file once
+    for p in map(Path, paths):
+        if p.is_dir():
+            files |= {f.resolve() for f in p.rglob("*") if f.is_file() and f.suffix.lower() not in reads
+                      and not any(part.startswith(".") for part in f.relative_to(p).parts)}
+    return Counter(f.suffix.lower() or "(no ending)" for f in files)
+
+
+def _check_output_folder(out: Path, inputs: Sequence[str], option: str = "--out", outputs: str = "annotated copies") -> None:
+    """Refuse an output folder that is an input folder or inside one: the next run would read its outputs (named
+    ``outputs`` in the message; ``option`` names the argument) as inputs, and an output could replace an original."""
     o = out.resolve()
     for p in inputs:
         rp = Path(p).resolve()
         if rp.is_dir() and (o == rp or rp in o.parents):
-            raise InputError(f"--out {out}: is inside the input folder {p}; maskwatch never writes among the originals "
-                             "(a later run would read the annotated copies as photos). Choose a folder outside it")
+            raise InputError(f"{option} {out}: is inside the input folder {p}; maskwatch never writes among the originals "
+                             f"(a later run would read the {outputs} as inputs). Choose a folder outside it")
 
 
 def _check_outputs(targets: Sequence[Path], inputs: Sequence[Path], force: bool) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from .common import (
     _check_outputs,
     _detector,
     _err,
+    _glob_matches,
+    _say_left_out,
 )
 from .options import add_arguments, detector_kwargs
 
@@ -89,15 +90,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _glob_matches(pattern: str) -> list[str] | None:
-    """What a glob pattern the shell did not expand ('*.jpg' in quotes, or on Windows) matches; None for a path."""
-    import glob
-
-    if Path(pattern).exists() or not any(c in pattern for c in "*?["):
-        return None
-    return sorted(glob.glob(pattern, recursive=True))
-
-
 def _expand_glob(pattern: str) -> list[Path]:
     """Images of a path, or of a glob pattern the shell did not expand."""
     from ..images import find_images
@@ -111,31 +103,6 @@ def _expand_glob(pattern: str) -> list[Path]:
 
 
 OUT_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # --out of one photo may name the annotated file
-
-
-def _say_left_out(paths: Sequence[str]) -> None:
-    """Tell the user which files of the given folders (or of folders a quoted glob matches) a folder search passed
-    over (stderr; nothing when none)."""
-    from ..images import VIDEO_SUFFIXES
-
-    folders = [m for p in paths for m in (_glob_matches(p) or [p]) if Path(m).is_dir()]
-    left_out = _other_files(folders)
-    if left_out:
-        _err(f"maskwatch: left out {sum(left_out.values())} file(s) that are not images it reads ("
-             + ", ".join(f"{k} {v}" for k, v in left_out.most_common(6)) + (", ..." if len(left_out) > 6 else "") + ")"
-             + ("; videos go to `maskwatch video` or `maskwatch batch`" if set(left_out) & set(VIDEO_SUFFIXES) else ""))
-
-
-def _other_files(paths: Sequence[str]) -> Counter[str]:
-    """Files under the given folders that a folder search passes over, by ending ('.mov': 3): said, not silent."""
-    from ..images import IMAGE_SUFFIXES
-
-    files: set[Path] = set()  # a folder and its subfolder both given: each file once
-    for p in map(Path, paths):
-        if p.is_dir():
-            files |= {f.resolve() for f in p.rglob("*") if f.is_file() and f.suffix.lower() not in IMAGE_SUFFIXES
-                      and not any(part.startswith(".") for part in f.relative_to(p).parts)}  # .git/, .thumbnails/
-    return Counter(f.suffix.lower() or "(no ending)" for f in files)
 
 
 def _unique(target: Path, written: set[Path]) -> Path:
@@ -200,7 +167,7 @@ def cmd_extract_faces(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; give a folder for the face crops")
-    _check_output_folder(out, [args.input])
+    _check_output_folder(out, [args.input], "OUT", "face crops")
     out.mkdir(parents=True, exist_ok=True)
     n = failed = 0
     written: set[Path] = set()
