@@ -99,7 +99,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("confirm_seconds", float, 0.0, "or seconds it must read unmasked (0 = off)", 0.0, 86_400.0),
         Setting("retention_days", float, 30.0, "delete events older than this from the log (and drop webhook events "
                 "undelivered that long)", 0.001, 36_500.0),
-        Setting("serial_interval", int, 200, "ms between two serial messages", 0, 60_000),
+        Setting("serial_interval", int, 200, "ms between two messages to the Arduino", 1, 60_000),
     ]
 }
 

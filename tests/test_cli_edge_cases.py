@@ -264,3 +264,21 @@ def test_training_on_a_folder_with_one_huge_image_skips_it_with_a_count(tmp_path
 
     cs, skipped = build_cropset(ds, 32)
     assert len(cs) == 6 and len(skipped) == 1 and "huge.png" in skipped[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["watch", "clip.mp4", "--max-frames", "-1"], "argument --max-frames: '-1': give a whole number of 0 or more"),
+    (["explain", "clip.mp4", "--max-frames", "-5"], "argument --max-frames: '-5': give a whole number of 0 or more"),
+    (["watch", "rtsp://cam/x", "--timeout", "-3"], "argument --timeout: '-3': give a number above 0 and at most 3600"),
+    (["watch", "rtsp://cam/x", "--timeout", "0"], "argument --timeout: '0': give a number above 0"),
+    (["watch", "clip.mp4", "--serial-interval", "0"], "Valid 'serial_interval' values are between 1 and 60000"),
+])
+def test_numbers_out_of_range_are_refused_before_anything_runs(capsys, argv, message):
+    """Before: --max-frames -1 meant one frame, --timeout -3 was reported as "did not answer within -3 s", and
+    --serial-interval 0 passed the settings check only to be refused once a serial link was used."""
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err, err

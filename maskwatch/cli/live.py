@@ -24,7 +24,7 @@ from .common import (
     _open_for_writing,
     _stop_on_signals,
 )
-from .options import add_arguments
+from .options import add_arguments, number
 
 
 def _add_monitor_arguments(sp: argparse.ArgumentParser, events_default: str | None) -> None:
@@ -41,19 +41,25 @@ def _add_monitor_arguments(sp: argparse.ArgumentParser, events_default: str | No
     g.add_argument("--sound", action="store_true", help="ring the terminal bell on each event")
     g.add_argument("--serial", metavar="PORT", help="Arduino serial port (e.g. /dev/ttyACM0): X<angle>Y<angle> at 9600 baud")
     g.add_argument("--serial-dry-run", action="store_true", help="print what would be sent to the Arduino instead")
-    g.add_argument("--serial-interval", type=int, default=200, help="ms between two serial messages")
+    add_arguments(g, ["serial_interval"])
 
 
 def _build_monitor(args: argparse.Namespace, det: Any, source: str):  # noqa: ANN202
     """The monitor the options ask for (``monitor.build_monitor``), and the objects to close at the end."""
-    from ..monitor import MonitorSettings, build_monitor
+    from ..monitor import build_monitor
 
-    s = MonitorSettings(camera=args.camera or source, events=args.events, retention_days=args.retention_days,
+    return build_monitor(det, _monitor_settings(args, source))
+
+
+def _monitor_settings(args: argparse.Namespace, source: str):  # noqa: ANN202
+    """The options' ``MonitorSettings``, checked (a clear error before a camera or file is opened)."""
+    from ..monitor import MonitorSettings
+
+    return MonitorSettings(camera=args.camera or source, events=args.events, retention_days=args.retention_days,
                         confirm_frames=args.confirm_frames, confirm_seconds=args.confirm_seconds,
                         alert_incorrect=args.alert_incorrect, snapshots=args.snapshots, event_json=args.event_json,
                         webhook=args.webhook, sound=args.sound, serial=args.serial, serial_dry_run=args.serial_dry_run,
                         serial_interval=args.serial_interval)
-    return build_monitor(det, s)
 
 
 def _close_all(closers: list[Any]) -> None:
@@ -128,6 +134,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from ..video import FPSMonitor, VideoSource
 
     det = _detector(args)
+    if not args.no_track:
+        _monitor_settings(args, str(args.source))  # checked before the camera is opened
     annot, fps = BoxAnnotator(), FPSMonitor()
     window = "maskwatch (q or Esc quits)"
     with VideoSource(args.source, open_timeout=args.timeout, read_timeout=args.timeout, reconnect=args.reconnect, wait_to_open=True,
@@ -200,8 +208,10 @@ def parser_watch(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     w.add_argument("--headless", action="store_true", help="no window (servers, no screen); combine with --json")
     w.add_argument("--json", action="store_true", help="print one JSON line per frame on stdout")
     w.add_argument("--blur-faces", action="store_true", help="pixelate faces in the window")
-    w.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0 = run until the source ends)")
-    w.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a stream to answer or send a frame")
+    w.add_argument("--max-frames", type=number(int, 0), default=0,
+                   help="stop after this many frames (0 = run until the source ends)")
+    w.add_argument("--timeout", type=number(float, 0, 3600, above=True), default=10.0,
+                   help="seconds to wait for a stream to answer or send a frame")
     w.add_argument("--reconnect", type=_reconnect, default=None, metavar="forever|N",
                    help="when a camera or stream stops sending (a reboot, a network cut): reopen it for ever (default: "
                         "forever), or give up after N attempts in a row; waits grow from 1 s to 30 s. A stream that does not answer at the "

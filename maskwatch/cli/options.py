@@ -9,6 +9,24 @@ from ..errors import InputError
 from ..settings import DETECTOR_SETTINGS, SETTINGS, check, flip_mode, on_off
 
 
+def number(kind: type, lo: float, hi: float | None = None, above: bool = False) -> Any:
+    """An argparse type: a ``kind`` (int or float) from ``lo`` (excluded when ``above``) to ``hi`` (None: no
+    bound), or a usage error that says the range ("'-3': give a number above 0 and at most 3600")."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value != value or not ((value > lo) if above else (value >= lo)) or (hi is not None and value > hi):
+            word = "a whole number" if kind is int else "a number"
+            low = f"above {lo:g}" if above else f"of {lo:g} or more"
+            raise argparse.ArgumentTypeError(f"'{text}': give {word} {low}" + (f" and at most {hi:g}" if hi is not None else ""))
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, names: list[str],
                   defaults: dict[str, Any] | None = None) -> None:
     """Add ``--name`` options for the given settings (defaults shown in --help)."""

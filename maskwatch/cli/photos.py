@@ -21,7 +21,7 @@ from .common import (
     _glob_matches,
     _say_left_out,
 )
-from .options import add_arguments, detector_kwargs
+from .options import add_arguments, detector_kwargs, number
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -210,7 +210,7 @@ def parser_explain(cmd: Callable[..., argparse.ArgumentParser]) -> None:
             "maskwatch explain photo.jpg --out photo_explain.jpg")
     x.add_argument("input", metavar="IMAGE|VIDEO")
     x.add_argument("--out", help="output image or video (default: next to the input, *_explain.jpg/.mp4)")
-    x.add_argument("--max-frames", type=int, default=0, help="video: stop after this many frames (0 = all)")
+    x.add_argument("--max-frames", type=number(int, 0), default=0, help="video: stop after this many frames (0 = all)")
     x.add_argument("--force", action="store_true", help="overwrite output files of an earlier run (inputs are never overwritten)")
     add_arguments(x, DETECT_SETTINGS, PHOTO_DEFAULTS)
 
