@@ -282,3 +282,14 @@ def test_numbers_out_of_range_are_refused_before_anything_runs(capsys, argv, mes
         rc = e.code
     err = capsys.readouterr().err
     assert rc == 2 and message in err and "Traceback" not in err, err
+
+
+@needs_shared
+def test_an_output_file_name_that_is_a_folder_says_so(tmp_path, capsys):
+    """Before: "vo: already exists; pass --force to overwrite", and with --force "cannot write here (Is a directory)"."""
+    (tmp_path / "vo").mkdir()
+    photo = str(VOC / "images" / "maksssksksss0.jpg")
+    for argv in (["video", "clip.mp4", "--out", str(tmp_path / "o.mp4"), "--json", str(tmp_path / "vo"), "--force"],
+                 ["explain", photo, "--out", str(tmp_path / "vo")]):
+        rc, _, err = run(capsys, *argv)
+        assert rc == 2 and f"{tmp_path / 'vo'}: is a folder; give the name of a file to write" in err, err

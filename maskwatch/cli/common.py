@@ -101,6 +101,8 @@ def _check_outputs(targets: Sequence[Path], inputs: Sequence[Path], force: bool)
     for t in targets:
         if t.resolve() in src:
             raise InputError(f"{t}: is one of the inputs; maskwatch never writes over an input. Choose another output")
+        if t.is_dir():
+            raise InputError(f"{t}: is a folder; give the name of a file to write")
     if not force:
         existing = [t for t in targets if t.exists()]
         if existing:

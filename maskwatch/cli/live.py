@@ -31,8 +31,9 @@ def _add_monitor_arguments(sp: argparse.ArgumentParser, events_default: str | No
     g = sp.add_argument_group("monitoring (tracks, events, alerts, Arduino)")
     g.add_argument("--no-track", action="store_true", help="per-frame labels only: no tracking, smoothing or events")
     g.add_argument("--camera", help="camera name written into events (default: the source)")
-    g.add_argument("--events", default=events_default, help="SQLite event log to write ('' = none; the default lives in "
-                   "the per-user data folder, MASKWATCH_DATA moves it)")
+    where = ("(default: %(default)s, in the per-user data folder, which MASKWATCH_DATA moves; '' = none)" if events_default
+             else "(default: none%(default).0s; the summary still counts the events)")  # (.0s: no "default: None" added)
+    g.add_argument("--events", default=events_default, help=f"SQLite event log to write {where}")
     add_arguments(g, ["retention_days", "confirm_frames", "confirm_seconds"])  # the settings table's help and defaults
     g.add_argument("--alert-incorrect", action="store_true", help="a wrongly worn mask raises events too")
     g.add_argument("--snapshots", action="store_true", help="store a face image with each event (off: no face is stored)")
