@@ -10,6 +10,7 @@ Three lines::
 
 from __future__ import annotations
 
+import logging
 import os
 
 # OpenCV's own decoder limit, for formats whose header maskwatch does not read (TIFF ...): 50 MP, as MAX_PIXELS.
@@ -28,6 +29,8 @@ from .detections import CLASS_NAMES, Detections
 from .errors import InputError, MaskwatchError, ModelError
 from .images import load_image
 from .pipeline import Detector
+
+logging.getLogger("maskwatch").addHandler(logging.NullHandler())  # a library logs; the application shows it (the CLI does)
 
 __version__ = "0.1.0"
 from .settings import PHOTO, SURE_SETTINGS  # noqa: E402

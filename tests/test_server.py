@@ -488,6 +488,42 @@ def test_serve_ends_cleanly_on_sigterm(tmp_path):
 
 
 @needs_shared
+def test_serve_says_on_stderr_when_a_camera_cannot_be_opened(tmp_path):
+    """The operator reading the service log (journalctl) sees a camera that is down, once per change of state,
+    not only in /healthz."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    missing = tmp_path / "nofile.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "serve", "--port", str(port), "--events", "",
+                             "--camera", f"{missing}=door"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def degraded() -> bool:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            except urllib.error.HTTPError as e:
+                return e.code == 503
+            except OSError:
+                pass
+            return False
+
+        assert wait_for(degraded, timeout=30), proc.stderr.read() if proc.poll() is not None else "no answer"
+        time.sleep(2.5)  # a few more failed attempts: still one line
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert err.count(f"maskwatch serve: camera door: reconnecting: {missing}: no such video file") == 1, err
+
+
+@needs_shared
 def test_a_large_upload_is_decoded_small_but_answered_in_the_originals_pixels(voc_image, tmp_path):
     """A 35 MP photo is decoded at 1/4 for detection; width, height and boxes are the original's, where the CLI
     finds the faces in the full-size file."""

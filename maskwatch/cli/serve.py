@@ -49,6 +49,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                               detector=detector_kwargs(args), photo_det_size=args.photo_det_size, photo_flip=args.photo_flip,
                               confirm_frames=args.confirm_frames, blur_faces=args.blur_faces, shared=args.demo_data)
     _fewer_malloc_arenas()
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)  # each camera's state changes (down, reconnecting, frames again)
+    handler.setFormatter(logging.Formatter("maskwatch serve: %(message)s"))
+    logging.getLogger("maskwatch.server").addHandler(handler)
     app = create_app(settings)
     sock = bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]

@@ -11,6 +11,7 @@ frame rate and loops forever. A camera that stops, or cannot be opened, is retri
 
 from __future__ import annotations
 
+import logging
 import re
 import textwrap
 import threading
@@ -28,6 +29,9 @@ from ..errors import InputError
 from ..monitor import MonitorSettings, Sinks, build_monitor
 from ..pipeline import Detector
 from ..video import FPSMonitor, VideoSource, is_stream, parse_source
+
+log = logging.getLogger("maskwatch.server")
+"""Each change of a camera's state, once (down, reconnecting, frames again): ``serve`` shows it on stderr."""
 
 BUCKET_S = 5  # resolution of the per-camera face counts kept in memory
 HISTORY_S = 24 * 3600  # how long they are kept
@@ -106,6 +110,7 @@ class CameraWorker(threading.Thread):
         self._lock = threading.Lock()
         self._size = size_hint
         self.status: str = "starting"
+        self._told: str | None = None  # the failing state last logged (None: running, or not failed yet)
         self.reason: str | None = None
         self.frames = 0
         self.last_frame_time: float | None = None
@@ -193,6 +198,9 @@ class CameraWorker(threading.Thread):
             reason = reason.replace(str(self.spec.source), self.spec.shown)
         with self._lock:
             self.status, self.reason = status, reason
+        if status != self._told:
+            self._told = status
+            log.warning("camera %s: %s: %s", self.spec.name, status, reason)
         self._placeholder(f"{status}: {reason}")
         self._stop_event.wait(min(self.reconnect_wait * 2 ** (failures - 1), self.max_wait))
 
@@ -209,6 +217,7 @@ class CameraWorker(threading.Thread):
         start = int(now // BUCKET_S) * BUCKET_S
         with self._lock:
             self.status, self.reason = "ok", None
+            told, self._told = self._told, None
             self.frames += 1
             self.last_frame_time = now
             self._size = (frame.shape[1], frame.shape[0])
@@ -222,6 +231,8 @@ class CameraWorker(threading.Thread):
             row[0] += 1
             for i, lab in enumerate(self.labels):
                 row[1 + i] += counts[lab]
+        if told is not None:
+            log.warning("camera %s: frames again (was %s)", self.spec.name, told)
 
     def _placeholder(self, text: str) -> None:
         """A grey frame with the camera's name and state, shown while there is no live frame."""
