@@ -125,6 +125,7 @@ def test_train_writes_every_artifact(trained):
     m = json.loads((out / "metrics.json").read_text())
     classes = m["validation"]["classes"]
     assert set(classes) == {"with_mask", "without_mask"}
+    assert trained["stderr"].count("balanced accuracy (with_mask/without_mask)") == 1  # the report once, not twice
     for c in classes.values():
         for k in ("precision", "recall", "f1"):
             assert 0.0 <= c[k] <= 1.0

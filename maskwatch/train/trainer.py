@@ -329,7 +329,7 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
                 temperature=temperature)
     result = {"temperature": temperature, "validation": rep, "validation_by_size": by_size, "history": history, "data": summary, "config": asdict(cfg)}
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
-    log.info("best epoch %d; validation report:\n%s", best["epoch"], text)
+    log.info("best epoch %d; the validation report is in %s", best["epoch"], out / "report.txt")
     return result
 
 
