@@ -64,7 +64,7 @@ def test_one_row_per_input_with_errors(inputs: Path, tmp_path: Path) -> None:
     assert set(errors) == {"garbage.jpg", "empty.png", "truncated.jpg", "broken.mp4", "missing.jpg", "nothing.jpg"}
     assert "truncated" in errors["truncated.jpg"] and "empty" in errors["empty.png"]
     assert "no such file" in errors["missing.jpg"] and "cannot be fetched" in errors["nothing.jpg"]
-    good = [r for r in rows if not r["error"]]
+    good = [r for r in rows if not r.get("error")]
     assert all(r["width"] > 0 and r["height"] > 0 for r in good)
     assert sum(len(r["faces"]) for r in good) > 30
     face = next(f for r in good for f in r["faces"])
@@ -99,6 +99,29 @@ def test_a_phone_video_filmed_sideways_is_read_upright(tmp_path: Path) -> None:
     import maskwatch
 
     assert len(rows[0]["faces"]) == len(maskwatch.detect(upright, **FAST)) > 0
+
+
+def test_a_truncated_video_gives_good_rows_then_one_answer_for_the_rest(tmp_path: Path) -> None:
+    """A video cut short (a copy interrupted): the frames before the cut are rows, every sampled frame after it
+    says where the file ends, the same for all (it said 13, then 15)."""
+    pytest.importorskip("av")
+    from maskwatch.video import VideoSink
+
+    img = cv2.resize(cv2.imread(str(_photos(1)[0])), (320, 240))
+    whole = tmp_path / "whole.mp4"
+    with VideoSink(whole, 320, 240, 10.0) as sink:  # H.264, index first (faststart): a cut file still opens
+        for k in range(30):
+            sink.write(np.roll(img, 4 * k, axis=1))
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 4 // 5])
+    run_batch([str(cut)], tmp_path / "out", settings=FAST, workers=1, chunk=64, every_frames=3, fmt="jsonl")
+    rows = sorted((json.loads(line) for p in (tmp_path / "out" / "parts").glob("*.jsonl") for line in p.read_text().splitlines()),
+                  key=lambda r: r["frame"])
+    good = [r for r in rows if not r.get("error")]
+    bad = [r for r in rows if r.get("error")]
+    assert len(rows) == 10 and good and bad and max(r["frame"] for r in good) < min(r["frame"] for r in bad)
+    assert len({r["error"].split("cannot be read")[1] for r in bad}) == 1, [r["error"] for r in bad]
+    assert bad[0]["error"].endswith(f"truncated or damaged from frame {bad[0]['frame']} on")
 
 
 def test_killed_run_resumes_every_input_once(inputs: Path, tmp_path: Path) -> None:
@@ -206,7 +229,7 @@ def test_cli_batch_summary_and_duckdb_reading(inputs: Path, tmp_path: Path) -> N
     res = subprocess.run([sys.executable, "-m", "maskwatch.cli", "batch", str(inputs), "--out", str(out), "--workers", "2",
                           "--det-size", "640", "--flip", "off", "-q"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert "34 item(s) in 1 chunk(s); 4 input(s) failed" in res.stderr
+    assert "34 item(s) in 1 chunk(s); 4 of them failed" in res.stderr
     assert "left out" not in res.stderr  # every file of the folder is an image or a video (the broken ones are rows)
     duckdb = pytest.importorskip("duckdb")
     n = duckdb.sql(f"SELECT count(*) FROM (SELECT unnest(faces) AS f FROM '{out}/parts/*.parquet') WHERE f.label IS NOT NULL").fetchall()[0]

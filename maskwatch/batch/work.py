@@ -64,12 +64,15 @@ class _Videos:
         self.path: str | None = None
         self.cap: Any = None
         self.pos = 0
+        self.end: int | None = None  # where the open file turned out to end (a truncated video): one answer for all
 
     def frame(self, item: Item) -> np.ndarray:
         import cv2
 
         from ..video import open_video_file
 
+        if item.source == self.path and self.end is not None and item.frame >= self.end:
+            raise self._ended(item)
         if item.source != self.path or item.frame < self.pos:
             self.close()
             self.cap = open_video_file(item.source)
@@ -81,18 +84,24 @@ class _Videos:
                 self.pos = int(self.cap.get(cv2.CAP_PROP_POS_FRAMES))
         while self.pos < item.frame:  # grab() skips without decoding the picture
             if not self.cap.grab():
-                raise MaskwatchError(f"{item.source}: frame {item.frame} cannot be read (the file ends at {self.pos})")
+                self.end = self.pos
+                raise self._ended(item)
             self.pos += 1
         ok, img = self.cap.read()
         self.pos += 1
         if not ok or img is None:
-            raise MaskwatchError(f"{item.source}: frame {item.frame} cannot be read (damaged or truncated video)")
+            self.end = item.frame
+            raise self._ended(item)
         return np.ascontiguousarray(img)
+
+    def _ended(self, item: Item) -> MaskwatchError:
+        return MaskwatchError(f"{item.source}: frame {item.frame} cannot be read: the video is truncated or damaged "
+                              f"from frame {self.end} on")
 
     def close(self) -> None:
         if self.cap is not None:
             self.cap.release()
-        self.cap, self.path = None, None
+        self.cap, self.path, self.end = None, None, None
 
 
 def _load(item: Item, videos: _Videos) -> tuple[np.ndarray, int]:

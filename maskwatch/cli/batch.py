@@ -51,7 +51,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         bar.close()
     faces = ", ".join(f"{k} {v}" for k, v in sorted(res.faces.items())) or "none"
     again = " (resumed: earlier chunks kept)" if res.chunks_done_before else ""
-    _err(f"maskwatch: {res.items} item(s) in {res.chunks} chunk(s){again}; {res.errors} input(s) failed (see the 'error' "
+    _err(f"maskwatch: {res.items} item(s) in {res.chunks} chunk(s){again}; {res.errors} of them failed (see the 'error' "
          f"column); faces: {faces}; this run {res.items_run} item(s) in {res.seconds:.1f} s ({res.rate:.1f}/s). "
          f"Output in {res.out}/parts, summary in {res.out}/summary.json")
     for k, why in res.chunks_failed:
