@@ -51,9 +51,11 @@ class VideoSource:
     ever: a door camera that reboots comes back); the first wait is reconnect_wait seconds, doubled after each
     failed attempt up to max_wait. With ``wait_to_open``, a stream (rtsp/http) that cannot be opened at the start
     is retried the same way (a server that boots before its camera; width, height and fps are 0 until it opens);
-    otherwise, and always for a file or a webcam index, a source that cannot be opened is an error at once. on_state(state, detail) is called once per change: "down" when frames stop (or the stream
-    cannot be opened), "up" when they come back, "gave up" at the end. ``stop()`` (from another thread or a signal
-    handler) ends the iteration at the next frame or wait.
+    otherwise, and always for a file or a webcam index, a source that cannot be opened is an error at once.
+    on_state(state, detail) is called once per change: "down" when frames stop (or the stream cannot be opened),
+    "up" when they come back, "gave up" at the end. ``stop()`` (from another thread or a signal handler) ends the
+    iteration at the next frame or wait. fps: the file's own rate (0.01-1000); ``fps_stated`` is False where the
+    file states none and 25 is assumed.
     """
 
     def __init__(self, source: str | int, open_timeout: float = 10.0, read_timeout: float = 10.0, reconnect: int | None = 5,

@@ -68,8 +68,9 @@ def _say_left_out(paths: Sequence[str], reads: tuple[str, ...] | None = None, wh
     left_out = _other_files(folders, reads)
     if left_out:
         videos = set(left_out) & set(VIDEO_SUFFIXES)
+        most = sorted(left_out.items(), key=lambda kv: (-kv[1], kv[0]))  # most first, ties by name: the same every run
         _err(f"maskwatch: left out {sum(left_out.values())} file(s) that are not {what} it reads ("
-             + ", ".join(f"{k} {v}" for k, v in sorted(left_out.items(), key=lambda kv: (-kv[1], kv[0]))[:6]) + (", ..." if len(left_out) > 6 else "") + ")"
+             + ", ".join(f"{k} {v}" for k, v in most[:6]) + (", ..." if len(left_out) > 6 else "") + ")"
              + ("; videos go to `maskwatch video` or `maskwatch batch`" if videos else ""))
 
 
