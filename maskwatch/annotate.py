@@ -59,6 +59,9 @@ class BoxAnnotator:
         return placed
 
     def annotate(self, image_bgr: np.ndarray, detections: Detections, copy: bool = True) -> np.ndarray:
+        """Draws ``detections`` (boxes xyxy in pixels of this image) on a BGR uint8 (h, w, 3) image: a copy, or the
+        image itself with ``copy=False``."""
+        _check_inputs(image_bgr, detections)
         img = image_bgr.copy() if copy else image_bgr
         h, w = img.shape[:2]
         t = self.thickness or max(1, int(round(min(h, w) / 300)))
@@ -99,6 +102,18 @@ def blur_faces(image_bgr: np.ndarray, detections: Detections, copy: bool = True)
     return img
 
 
+def _check_inputs(image: object, detections: object) -> None:
+    from .errors import InputError
+
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        got = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise InputError(f"annotate() draws on a BGR uint8 image array (h, w, 3), got {got}; for a file use "
+                         "maskwatch.load_image(path) first")
+    if not isinstance(detections, Detections):
+        raise InputError(f"annotate() takes the Detections that detect() returned, got {type(detections).__name__}")
+
+
 def annotate(image_bgr: np.ndarray, detections: Detections) -> np.ndarray:
-    """An annotated copy of a BGR image: green/red/orange boxes with "Mask: 99.12%" captions."""
+    """An annotated copy of a BGR uint8 image (h, w, 3): green/red/orange/grey boxes (``detections``, xyxy in pixels
+    of this image) with "Mask: 99.12%" captions."""
     return BoxAnnotator().annotate(image_bgr, detections)

@@ -30,6 +30,9 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
     applied, so the array is upright as a viewer shows it and boxes refer to it. Raises :class:`InputError` for a
     missing, unreadable, truncated, tiny or huge image.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        hint = " (an image array needs no loading: pass it to detect() as it is)" if isinstance(path, np.ndarray) else ""
+        raise InputError(f"load_image() takes the path of an image file, got {type(path).__name__}{hint}")
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file; check the path")
@@ -216,24 +219,38 @@ def _tiff_orientation(tiff: bytes) -> int:
     return 1
 
 
+def check_size(img: np.ndarray, name: str = "<array>", max_pixels: int | None = MAX_PIXELS) -> None:
+    """Refuse an image array too small to hold a face (a side under ``MIN_SIDE`` px, an empty array) or over
+    ``max_pixels`` (None: no limit)."""
+    h, w = img.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise InputError(f"{name}: the image is {w}x{h} px, too small to hold a face (at least {MIN_SIDE}x{MIN_SIDE} px)")
+    if max_pixels is not None and h * w > max_pixels:
+        raise InputError(f"{name}: the image is {w}x{h} px ({h * w / 1e6:.0f} MP), over the {max_pixels / 1e6:.0f} MP limit; downscale it first")
+
+
 def normalize_image(img: np.ndarray, name: str = "<array>", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Any decoded array -> BGR uint8 (h, w, 3), with the same checks as :func:`load_image`.
 
-    Accepts (h, w), (h, w, 1), (h, w, 3) BGR and (h, w, 4) BGRA; uint8, uint16 or float in 0..1.
+    Accepts (h, w), (h, w, 1), (h, w, 3) BGR and (h, w, 4) BGRA; uint8, uint16 (full 16-bit range) or float in
+    0..1 (a float image with values above 1, or NaN, is refused: it is most likely 0..255 and would turn white).
     """
     if not isinstance(img, np.ndarray):
         raise InputError(f"{name}: expected a numpy image array (h, w, 3) BGR uint8, got {type(img).__name__}")
     if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
         raise InputError(f"{name}: expected an image of shape (h, w), (h, w, 3) or (h, w, 4), got {img.shape}")
+    check_size(img, name, max_pixels)
     h, w = img.shape[:2]
-    if min(h, w) < MIN_SIDE:
-        raise InputError(f"{name}: the image is {w}x{h} px, too small to hold a face (at least {MIN_SIDE}x{MIN_SIDE} px)")
-    if h * w > max_pixels:
-        raise InputError(f"{name}: the image is {w}x{h} px ({h * w / 1e6:.0f} MP), over the {max_pixels / 1e6:.0f} MP limit; downscale it first")
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
-    elif img.dtype in (np.float32, np.float64):
-        img = np.clip(img * 255.0, 0, 255).astype(np.uint8)
+    elif img.dtype in (np.float16, np.float32, np.float64):
+        lo, hi = float(np.min(img)), float(np.max(img))
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise InputError(f"{name}: the float image holds NaN or infinite values")
+        if hi > 1.0 + 1e-6 or lo < -1e-6:
+            raise InputError(f"{name}: a float image must hold values 0..1 (this one has {lo:g}..{hi:g}); for 0..255 "
+                             "pixels pass image.astype(np.uint8)")
+        img = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
     elif img.dtype != np.uint8:
         raise InputError(f"{name}: unsupported pixel type {img.dtype}; expected uint8 or uint16")
     if img.ndim == 2 or img.shape[2] == 1:

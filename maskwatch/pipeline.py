@@ -10,7 +10,7 @@ from .classifier import MaskClassifier, flip_value
 from .detections import NOT_FACE, UNCERTAIN, Detections
 from .detectors import DEFAULT_FACE_DETECTOR, FaceDetector, create_face_detector
 from .errors import InputError
-from .images import normalize_image
+from .images import check_size, normalize_image
 
 
 class Detector:
@@ -83,6 +83,8 @@ class Detector:
                              "for a file use maskwatch.load_image(path) first")
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             image = normalize_image(image)
+        else:  # (a decoded array: no bomb to fear, so no pixel limit; but an empty one has no face)
+            check_size(image, max_pixels=None)
         faces = self.face_detector.detect(image)
         if len(faces) == 0:
             return Detections.empty(self.class_names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -81,6 +82,36 @@ def test_detector_accepts_grayscale_array(detector, voc_image):
     grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     d = detector.detect(grey)
     assert len(d) >= 1
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda img: img.astype(np.float32), "a float image must hold values 0..1 (this one has 0..255)"),
+    (lambda img: np.full((64, 64, 3), np.nan, np.float32), "NaN or infinite"),
+    (lambda img: np.zeros((0, 0, 3), np.uint8), "0x0 px, too small"),
+    (lambda img: np.zeros((0, 100, 3), np.uint8), "100x0 px, too small"),
+    (lambda img: img[:5], "x5 px, too small"),
+])
+def test_image_arrays_that_would_give_a_wrong_answer_or_a_raw_error_are_refused(detector, voc_image, make, message):
+    """A float image of 0..255 turned white and gave no face, silently; empty uint8 arrays raised ZeroDivisionError or
+    cv2.error."""
+    img = maskwatch.load_image(voc_image)
+    with pytest.raises(maskwatch.InputError, match=re.escape(message)):
+        detector.detect(make(img))
+    assert detector.detect((img / 255.0).astype(np.float32)).labels == detector.detect(img).labels  # 0..1 floats work
+
+
+def test_annotate_and_load_image_say_what_they_take(detector, voc_image):
+    img = maskwatch.load_image(voc_image)
+    d = detector.detect(img)
+    for image, dets, message in ((None, d, "got NoneType"), (str(voc_image), d, "got str"),
+                                 (img.astype(np.float32) / 255, d, "got float32 array of shape"),
+                                 (img, None, "takes the Detections that detect() returned, got NoneType"),
+                                 (img, d.to_records(), "got list")):
+        with pytest.raises(maskwatch.InputError, match=re.escape(message)):
+            maskwatch.annotate(image, dets)
+    for path, message in ((None, "got NoneType"), (img, "an image array needs no loading"), (b"x.jpg", "got bytes")):
+        with pytest.raises(maskwatch.InputError, match=re.escape(message)):
+            maskwatch.load_image(path)
 
 
 def test_annotate_draws_on_a_copy_where_faces_are(detector, voc_image):
