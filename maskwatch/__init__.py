@@ -36,20 +36,28 @@ __version__ = "0.1.0"
 from .settings import PHOTO, SURE_SETTINGS  # noqa: E402
 
 _detectors: dict[tuple, Detector] = {}
+MAX_CACHED_DETECTORS = 4
+"""detect() keeps the Detectors of its last few settings (each holds both models, about 50 MB); older ones are freed."""
 
 
 def detect(image: np.ndarray, **settings: object) -> Detections:
     """Faces with mask labels in a BGR uint8 image (a photo). The first call loads the models; later calls with
-    the same settings reuse them. Settings are :class:`Detector`'s keyword arguments (defaults: the photo preset
-    ``maskwatch.settings.PHOTO``, as for `maskwatch detect`: the tuned detector at 1024, mirrored faces, the photo thresholds); for video frames, build one ``Detector(**maskwatch.settings.LIVE)`` and call it per frame."""
+    the same settings reuse them (the last ``MAX_CACHED_DETECTORS`` settings are kept; a sweep over many builds a
+    ``Detector`` for each instead). Settings are :class:`Detector`'s keyword arguments (defaults: the photo preset
+    ``maskwatch.settings.PHOTO``, as for `maskwatch detect`: the tuned detector at 1024, faces mirrored where the
+    first look is not sure, the photo thresholds); for video frames, build one ``Detector(**maskwatch.settings.LIVE)`` and call it per frame."""
     for k, v in PHOTO.items():
         if (k == "flip" or k in SURE_SETTINGS) and hasattr(settings.get("classifier"), "predict"):
             continue  # a MaskClassifier object brings its own flip and thresholds
         settings.setdefault(k, v)
     key = tuple(sorted((k, repr(v)) for k, v in settings.items()))
-    if key not in _detectors:
-        _detectors[key] = Detector(**settings)  # type: ignore[arg-type]
-    return _detectors[key].detect(image)
+    det = _detectors.pop(key, None)
+    if det is None:
+        det = Detector(**settings)  # type: ignore[arg-type]
+    _detectors[key] = det  # the most recently used last
+    while len(_detectors) > MAX_CACHED_DETECTORS:
+        del _detectors[next(iter(_detectors))]
+    return det.detect(image)
 
 
 def run_batch(inputs: list[str], out: str, **options: object) -> object:

@@ -64,6 +64,13 @@ def test_detect_with_settings_builds_a_new_detector(voc_image):
     loose = maskwatch.detect(img, score_threshold=0.3)
     assert len(strict) < len(loose)
     assert (strict.face_score >= 0.9).all()
+    kept = maskwatch._detectors
+    first = next(d for k, d in kept.items() if ("score_threshold", "0.3") in k)
+    maskwatch.detect(img, score_threshold=0.3)
+    assert next(d for k, d in kept.items() if ("score_threshold", "0.3") in k) is first  # the same settings: reused
+    for t in (0.31, 0.32, 0.33, 0.34, 0.35):  # a sweep: models of old settings are freed, not kept for ever
+        maskwatch.detect(img, score_threshold=t)
+    assert len(kept) == maskwatch.MAX_CACHED_DETECTORS and not any(("score_threshold", "0.3") in k for k in kept)
 
 
 def test_blank_image_gives_empty_detections(detector, blank):
