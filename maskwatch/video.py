@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .images import normalize_image
 
 
 def parse_source(source: str | int) -> str | int:
@@ -86,6 +87,10 @@ class VideoSource:
             self._state("down", f"{e}; retrying" + (" until it answers" if reconnect is None else f" (up to {reconnect} times)"))
         else:
             self._read_properties()
+            if self.is_file and not (self.width > 0 and self.height > 0):  # FFmpeg "opens" some non-videos at 0 x 0
+                self.cap.release()
+                raise InputError(f"{self.source}: not a video OpenCV can read (no picture in it: a photo or another "
+                                 "kind of file?)")
 
     def _read_properties(self) -> None:
         fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -209,6 +214,9 @@ class VideoSink:
     def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
+        if not (width > 0 and height > 0 and MIN_FPS <= fps <= MAX_FPS):
+            raise InputError(f"{self.path}: cannot write a {width}x{height} video at {fps:g} frames/s; give a size above "
+                             f"0 and {MIN_FPS:g} to {MAX_FPS:g} frames/s")
         if suffix not in VIDEO_OUT_SUFFIXES:
             raise InputError(f"{self.path}: cannot write a video with this name; use .webm (VP9, plays in browsers), .mp4 "
                              "(H.264 with PyAV), .mkv, .mov or .avi (Motion JPEG)")
@@ -254,7 +262,10 @@ class VideoSink:
         return ""
 
     def write(self, frame: np.ndarray) -> None:
-        """One BGR uint8 frame (resized to the sink's size if it differs)."""
+        """One BGR uint8 (h, w, 3) frame, resized to the sink's size if it differs; grey, BGRA, 16-bit and 0..1
+        float frames are converted as :func:`maskwatch.images.normalize_image` does (anything else: InputError)."""
+        if not (isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3):
+            frame = normalize_image(frame, f"{self.path}: a frame")
         if (frame.shape[1], frame.shape[0]) != self.size:
             frame = cv2.resize(frame, self.size)
         if self._av is None:

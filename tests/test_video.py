@@ -458,3 +458,29 @@ def test_webm_output_prints_no_opencv_tag_warning(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "vp9"
     assert "not supported" not in r.stderr and r.stderr.strip() == "", r.stderr
+
+
+def test_video_sink_converts_grey_and_bgra_frames_and_refuses_what_it_cannot_write(tmp_path):
+    """Grey frames were skipped by OpenCV with only its own log line (a video of 0 frames); a float frame raised
+    cv2.error, None an AttributeError, fps 0 'cannot write a video here'."""
+    from maskwatch.video import VideoSink
+
+    out = tmp_path / "grey.avi"
+    with VideoSink(out, 64, 48, 10.0) as sink:
+        for i in range(4):
+            sink.write(np.full((48, 64), 60 * i, np.uint8))
+        sink.write(np.full((48, 64, 4), 200, np.uint8))  # BGRA
+    assert _read_all(out)[0] == 5
+    with VideoSink(tmp_path / "f.avi", 64, 48, 10.0) as sink:
+        for bad, message in ((np.full((48, 64, 3), 200.0, np.float32), "values 0..1"), (None, "got NoneType")):
+            with pytest.raises(InputError, match=message):
+                sink.write(bad)
+    with pytest.raises(InputError, match="at 0 frames/s"):
+        VideoSink(tmp_path / "z.avi", 64, 48, 0.0)
+
+
+def test_a_file_that_is_no_video_is_blamed_on_the_input_not_the_output(tmp_path):
+    bad = tmp_path / "g.jpg"
+    bad.write_bytes(b"GARBAGEGARBAGE")
+    r = _run_cli("video", str(bad), "--out", str(tmp_path / "o.webm"), "-q", "--face-detector", "haar")
+    assert r.returncode == 2 and f"{bad}: not a video OpenCV can read" in r.stderr, r.stderr
