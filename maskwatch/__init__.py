@@ -10,6 +10,7 @@ Three lines::
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 from .settings import PHOTO, SURE_SETTINGS  # noqa: E402
 
 _detectors: dict[tuple, Detector] = {}
+_DETECTOR_ARGS = tuple(inspect.signature(Detector.__init__).parameters)[1:]
 MAX_CACHED_DETECTORS = 4
 """detect() keeps the Detectors of its last few settings (each holds both models, about 50 MB); older ones are freed."""
 
@@ -46,6 +48,13 @@ def detect(image: np.ndarray, **settings: object) -> Detections:
     ``Detector`` for each instead). Settings are :class:`Detector`'s keyword arguments (defaults: the photo preset
     ``maskwatch.settings.PHOTO``, as for `maskwatch detect`: the tuned detector at 1024, faces mirrored where the
     first look is not sure, the photo thresholds); for video frames, build one ``Detector(**maskwatch.settings.LIVE)`` and call it per frame."""
+    unknown = [k for k in settings if k not in _DETECTOR_ARGS]
+    if unknown:
+        import difflib
+
+        near = difflib.get_close_matches(unknown[0], _DETECTOR_ARGS, n=1)
+        raise InputError(f"detect(): unknown setting '{unknown[0]}'" + (f"; did you mean '{near[0]}'?" if near else "")
+                         + f" (settings: {', '.join(_DETECTOR_ARGS)})")
     for k, v in PHOTO.items():
         if (k == "flip" or k in SURE_SETTINGS) and hasattr(settings.get("classifier"), "predict"):
             continue  # a MaskClassifier object brings its own flip and thresholds

@@ -16,12 +16,13 @@ from .images import check_size, normalize_image
 class Detector:
     """Loads the face detector and the mask classifier once; call :meth:`detect` per image or frame.
 
-    face_detector: registry name (``yunet``, ``ssd``, ``haar``) or a FaceDetector object.
+    face_detector: registry name (``yunet_masks``, the bundled default tuned on masked scenes; ``yunet``, ``ssd``,
+    ``haar``), the path of a YuNet ONNX file (``maskwatch train-detector``) or a FaceDetector object.
     classifier: a classifier ONNX path or ``mask_classifier`` (the bundled model).
     score_threshold: minimum face score 0..1. det_size: longer side (px) images are resized to for face
-    detection (800 finds 10-20 px faces in small photos, 320 is fast on 640x480 video, 0 = as is; (800, 1600)
-    runs two passes and merges them: the photo default); upscale:
-    a fixed factor instead. nomask_cost: how much worse a bare face called masked is than the reverse (the
+    detection (1024: the photo preset; 640: the live one; 0 = as is; a tuple such as (800, 1600) runs one pass
+    each and merges them; text as on the command line, "800,1600", is read too); upscale: a fixed factor instead.
+    Every setting is checked as the CLI checks it (``maskwatch.settings``). nomask_cost: how much worse a bare face called masked is than the reverse (the
     label is argmax of probability x cost; default 2). flip: also classify each face mirrored and average (for
     photos; twice the classifier's time); "auto": only the faces the first look is not sure of. threads:
     onnxruntime threads (default all cores). sure_face_score,
@@ -50,6 +51,15 @@ class Detector:
         sure_incorrect: float = 0.0,
         not_face_threshold: float = 0.5,
     ) -> None:
+        from .settings import coerce
+
+        # Checked as the CLI checks them (same ranges and messages; text such as "0.5" or "800,1600" read as there).
+        score_threshold, nms_threshold = coerce("score_threshold", score_threshold), coerce("nms_threshold", nms_threshold)
+        det_size, upscale, threads = coerce("det_size", det_size), coerce("upscale", upscale), coerce("threads", threads)
+        nomask_cost, flip = coerce("nomask_cost", nomask_cost), coerce("flip", flip)
+        sure_face_score, sure_mask = coerce("sure_face_score", sure_face_score), coerce("sure_mask", sure_mask)
+        sure_nomask, sure_incorrect = coerce("sure_nomask", sure_nomask), coerce("sure_incorrect", sure_incorrect)
+        not_face_threshold = coerce("not_face_threshold", not_face_threshold)
         self.keep_not_face = bool(keep_not_face)
         if isinstance(face_detector, FaceDetector):
             self.face_detector = face_detector

@@ -133,6 +133,34 @@ LIVE: dict[str, Any] = {"face_detector": "yunet_masks", "det_size": 640, "flip":
 """The live preset (video, watch, the dashboard's cameras): speed first; the tracker smooths labels over frames."""
 
 
+def coerce(name: str, value: Any) -> Any:
+    """A setting given from Python, as the CLI would read it, then :func:`check`-ed: text through the setting's
+    type ("0.5", "800,1600", "on"), a whole float for an int (512.0), a list of sizes as a tuple. Errors name the
+    setting and what it takes."""
+    s = SETTINGS[name]
+    if value is None or s.type is str:
+        return check(name, value)
+    kind = getattr(s.type, "__name__", "")
+    try:
+        if isinstance(value, str):
+            value = s.type(value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        if isinstance(value, bool) and s.type in (int, float, det_sizes):
+            raise ValueError(value)
+        if s.type in (int, det_sizes) and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if s.type in (int, det_sizes) and not isinstance(value, (int, tuple)) or (
+                isinstance(value, tuple) and not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+            raise ValueError(value)
+        if s.type is float and not isinstance(value, (int, float)):
+            raise ValueError(value)
+    except (TypeError, ValueError):
+        want = {"int": "a whole number", "float": "a number", "size[,size...]": "a size in px or a tuple of sizes"}.get(kind, kind)
+        raise InputError(f"'{name}={value!r}' is invalid: give {want}") from None
+    return check(name, value)
+
+
 def check(name: str, value: Any) -> Any:
     """Validate one setting; errors say the valid range, like "'score_threshold=1.5' is invalid ..."."""
     s = SETTINGS[name]

@@ -386,3 +386,20 @@ def test_crowd_captions_fit_their_faces_stay_inside_and_never_cover_a_face(scale
         assert int(np.argmax(d.width * d.height)) in [i for i, *_ in placed]
     out = maskwatch.annotate(img, d)
     assert out.shape == img.shape
+
+
+def test_python_settings_are_read_and_checked_as_the_cli_reads_them(voc_image):
+    """det_size="1024" used to be read one character at a time ("'det_size=1' is invalid"), 512.0 raised a raw
+    TypeError, threads=0 passed, flip="on" was refused and a misspelt name gave a bare TypeError."""
+    img = maskwatch.load_image(voc_image)
+    base = maskwatch.detect(img)
+    assert maskwatch.detect(img, det_size="1024", flip="auto", score_threshold="0.5").labels == base.labels
+    assert maskwatch.Detector(det_size=1024.0, flip="off").detect(img).xyxy.shape == maskwatch.Detector(det_size=1024).detect(img).xyxy.shape
+    for kw, message in ((dict(scor_threshold=0.5), "unknown setting 'scor_threshold'; did you mean 'score_threshold'?"),
+                        (dict(det_size=512.5), "'det_size=512.5' is invalid: give a size"),
+                        (dict(threads=0), "Valid 'threads' values are between 1 and 256"),
+                        (dict(sure_mask=2), "'sure_mask=2' is invalid. Valid 'sure_mask' values are between 0.0 and 1.0"),
+                        (dict(score_threshold="abc"), "'score_threshold='abc'' is invalid: give a number"),
+                        (dict(flip="maybe"), "give on|off|auto")):
+        with pytest.raises(maskwatch.InputError, match=re.escape(message)):
+            maskwatch.detect(img, **kw)
