@@ -46,7 +46,13 @@ def _open_for_writing(path: str):  # noqa: ANN202
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the example's line breaks and shows every default."""
+    """Keeps the example's line breaks and shows every default, unless the help says its own "(default: ...)" or
+    the default is None ("not given", which tells a user nothing: the help says what happens then)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and ("(default:" in action.help or action.default is None):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _glob_matches(pattern: str) -> list[str] | None:

@@ -32,7 +32,7 @@ def _add_monitor_arguments(sp: argparse.ArgumentParser, events_default: str | No
     g.add_argument("--no-track", action="store_true", help="per-frame labels only: no tracking, smoothing or events")
     g.add_argument("--camera", help="camera name written into events (default: the source)")
     where = ("(default: %(default)s, in the per-user data folder, which MASKWATCH_DATA moves; '' = none)" if events_default
-             else "(default: none%(default).0s; the summary still counts the events)")  # (.0s: no "default: None" added)
+             else "(default: none; the summary still counts the events)")
     g.add_argument("--events", default=events_default, help=f"SQLite event log to write {where}")
     add_arguments(g, ["retention_days", "confirm_frames", "confirm_seconds"])  # the settings table's help and defaults
     g.add_argument("--alert-incorrect", action="store_true", help="a wrongly worn mask raises events too")
@@ -214,8 +214,8 @@ def parser_watch(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     w.add_argument("--timeout", type=number(float, 0, 3600, above=True), default=10.0,
                    help="seconds to wait for a stream to answer or send a frame")
     w.add_argument("--reconnect", type=_reconnect, default=None, metavar="forever|N",
-                   help="when a camera or stream stops sending (a reboot, a network cut): reopen it for ever (default: "
-                        "forever), or give up after N attempts in a row; waits grow from 1 s to 30 s. A stream that does not answer at the "
+                   help="when a camera or stream stops sending (a reboot, a network cut): reopen it for ever "
+                        "(default: forever), or give up after N attempts in a row; waits grow from 1 s to 30 s. A stream that does not answer at the "
                         "start is waited for the same way; a file or webcam index that cannot be opened is an error at once, and a file ends as files do")
     add_arguments(w, DETECT_SETTINGS, VIDEO_DEFAULTS)
     _add_monitor_arguments(w, events_default=DEFAULT_DB)
