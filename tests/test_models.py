@@ -219,6 +219,7 @@ def test_models_command_lists_yunet_found(capsys):
     assert Path(y["found"]).name == "face_detection_yunet.onnx"
     assert y["checksum_ok"] is True
     assert rows["mask_classifier"]["found"]
+    assert rows["haar"]["found"] and Path(rows["haar"]["found"]).is_file()  # the README's table lists it: so does this
 
     assert main(["models"]) == 0
     table = capsys.readouterr().out.splitlines()

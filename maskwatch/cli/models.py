@@ -19,6 +19,14 @@ def cmd_models(args: argparse.Namespace) -> int:
         rows.append({"name": name, "file": m.filename, "found": str(path) if path else None,
                      "checksum_ok": ok, "url": m.url, "about": m.about, "licence": m.licence,
                      "searched": [str(p) for p in search_paths(name)]})
+    from pathlib import Path
+
+    from ..detectors.haar import DEFAULT_CASCADE, cascade_path
+
+    haar = Path(cascade_path())  # not a download: OpenCV 4.x ships it (5.0 does not)
+    rows.append({"name": "haar", "file": DEFAULT_CASCADE, "found": str(haar) if haar.is_file() else None,
+                 "checksum_ok": None, "url": None, "about": "OpenCV's Haar cascade, inside opencv-python 4.x",
+                 "licence": "BSD-3-Clause (OpenCV)", "searched": [str(haar)]})
     if args.json:
         for r in rows:
             print(json.dumps(r))

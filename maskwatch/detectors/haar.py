@@ -10,13 +10,20 @@ import numpy as np
 from ..errors import ModelError
 from .base import FaceDetector
 
+DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
+
+
+def cascade_path(cascade: str = DEFAULT_CASCADE) -> str:
+    """Where OpenCV keeps a Haar cascade it ships (a path with a folder is taken as it is)."""
+    return cascade if "/" in cascade else cv2.data.haarcascades + cascade  # type: ignore[attr-defined]
+
 
 class HaarDetector(FaceDetector):
     name = "haar"
 
-    def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", min_neighbors: int = 5, **kwargs: Any) -> None:
+    def __init__(self, cascade: str = DEFAULT_CASCADE, min_neighbors: int = 5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        path = cascade if "/" in cascade else cv2.data.haarcascades + cascade  # type: ignore[attr-defined]
+        path = cascade_path(cascade)
         self._cc = cv2.CascadeClassifier(path)
         if self._cc.empty():
             raise ModelError(f"{path}: Haar cascade not found or unreadable; OpenCV 5 dropped the cascades, install opencv-python-headless<5")
