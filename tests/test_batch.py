@@ -156,6 +156,12 @@ def test_changed_settings_or_inputs_refuse_to_resume(inputs: Path, tmp_path: Pat
     assert again.resumed and again.chunks_run == 0 and again.chunks_done_before == 3
     with pytest.raises(InputError, match=rf"other settings sure_nomask \({PHOTO['sure_nomask']} then, 0.95 now\).*--force"):
         run_batch([str(inputs)], out, settings={**FAST, "sure_nomask": 0.95}, workers=1, chunk=16)
+    with pytest.raises(InputError, match=r"score_threshold \(0.5 then, 0.6 now\)"):  # said "None then": not given
+        run_batch([str(inputs)], out, settings={**FAST, "score_threshold": 0.6}, workers=1, chunk=16)
+    manifest = json.loads((out / "manifest.json").read_text())  # a run of an earlier release stored fewer settings
+    del manifest["settings"]["score_threshold"], manifest["settings"]["nms_threshold"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert run_batch([str(inputs)], out, settings=FAST, workers=1, chunk=16).chunks_run == 0  # defaults then: resumes
     (inputs / "new.jpg").write_bytes(_photos(31)[-1].read_bytes())
     with pytest.raises(InputError, match=r"the inputs \(34 items then, 35 now\)"):
         run_batch([str(inputs)], out, settings=FAST, workers=1, chunk=16)

@@ -98,7 +98,7 @@ def run_batch(inputs: list[str], out: str | Path, *, settings: dict[str, Any] | 
     (items counted also for chunks done before). Returns a :class:`BatchResult`, also written to ``OUT/summary.json``."""
     import os
 
-    from ..settings import DETECTOR_SETTINGS, PHOTO, check
+    from ..settings import DETECTOR_SETTINGS, PHOTO, SETTINGS, check
 
     known = set(DETECTOR_SETTINGS)
 
@@ -108,7 +108,7 @@ def run_batch(inputs: list[str], out: str | Path, *, settings: dict[str, Any] | 
         raise InputError(f"--chunk {chunk}: give 1 to 100000 items per chunk")
     if workers < 0:
         raise InputError(f"--workers {workers}: give 1 or more (0 = one per core)")
-    conf = {**PHOTO, **(settings or {})}
+    conf = {**{n: SETTINGS[n].default for n in known}, **PHOTO, **(settings or {})}  # every setting: the manifest says all
     unknown = sorted(set(conf) - known - {"keep_not_face"})
     if unknown:
         raise InputError(f"unknown setting(s) {', '.join(unknown)}; batch takes the Detector's settings: {', '.join(sorted(known))}")

@@ -56,10 +56,15 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     for key in ("chunk", "format"):
         if old.get(key) != new[key]:
             why.append(f"--{key} ({old.get(key)} then, {new[key]} now)")
-    changed = sorted(k for k in set(old.get("settings", {})) | set(new["settings"])
-                     if old.get("settings", {}).get(k) != new["settings"].get(k))
+    from ..settings import SETTINGS
+
+    def then(k: str) -> Any:  # a run of an earlier release stored only the settings it was given: the rest were defaults
+        default = SETTINGS[k].default if k in SETTINGS else None
+        return old.get("settings", {}).get(k, list(default) if isinstance(default, tuple) else default)
+
+    changed = sorted(k for k in set(old.get("settings", {})) | set(new["settings"]) if then(k) != new["settings"].get(k))
     if changed:
-        why.append("settings " + ", ".join(f"{k} ({old.get('settings', {}).get(k)} then, {new['settings'].get(k)} now)" for k in changed))
+        why.append("settings " + ", ".join(f"{k} ({then(k)} then, {new['settings'].get(k)} now)" for k in changed))
     return why
 
 
