@@ -37,7 +37,7 @@ REGISTRY: dict[str, ModelFile] = {
     for m in [
         ModelFile(
             "yunet", "face_detection_yunet.onnx",
-            "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx",
+            "https://github.com/opencv/opencv_zoo/raw/82b38c8f98e7b52aa171400f3e4c722352d0669f/models/face_detection_yunet/face_detection_yunet_2023mar.onnx",
             ("8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",  # opencv_zoo 2023mar
              "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"),  # the copy in shared/models
             "YuNet face detector (OpenCV FaceDetectorYN), input BGR, any size", "MIT",

@@ -205,7 +205,8 @@ class VideoSink:
     - ``.webm``: VP9 (OpenCV's own FFmpeg, libvpx): plays in every browser; no extra package.
     - ``.mp4``: H.264 (yuv420p, ``faststart``) through PyAV when it is installed (``pip install 'maskwatch[h264]'``;
       its wheels bundle FFmpeg with x264, which is GPL), which browsers and phones play; without PyAV,
-      MPEG-4 Part 2 (mp4v), which desktop players open but browsers refuse, and ``warning`` says so.
+      MPEG-4 Part 2 (mp4v), which desktop players open but browsers refuse, and ``warning`` says so. H.264 needs
+      even sides: an odd width or height gets one more column or row, a copy of the last.
     - ``.avi``: Motion JPEG.
     - ``.mkv``, ``.mov``: as ``.mp4``.
     Any other name is refused (InputError) before a file is created.
