@@ -88,12 +88,19 @@ def test_train_option_errors(tmp_path, capsys, argv, message):
 
 
 @needs_shared
-def test_explain_output_name_and_folder(tmp_path, capsys):
+def test_explain_output_name_and_folder(tmp_path, capsys, monkeypatch):
     img = str(VOC / "images" / "maksssksksss0.jpg")
     rc, _, err = run(capsys, "explain", img, "--out", str(tmp_path / "x.txt"))
     assert rc == 2 and "image file name" in err
     rc, _, _ = run(capsys, "explain", img, "--out", str(tmp_path / "new" / "dir" / "x.jpg"))
     assert rc == 0 and (tmp_path / "new" / "dir" / "x.jpg").is_file()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(img, photos / "p.jpg")
+    with monkeypatch.context() as m:  # no --out: under runs/explain of the current folder, not among the photos
+        m.chdir(tmp_path)
+        rc, _, err = run(capsys, "explain", str(photos / "p.jpg"))
+    assert rc == 0 and (tmp_path / "runs" / "explain" / "p_explain.jpg").is_file() and sorted(photos.iterdir()) == [photos / "p.jpg"]
 
 
 def test_evaluate_detection_needs_boxes(tmp_path, capsys):

@@ -133,7 +133,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     src = Path(args.input)
     image = src.suffix.lower() in IMAGE_SUFFIXES
-    out = args.out or str(src.with_name(src.stem + ("_explain.jpg" if image else "_explain.mp4")))
+    # Not beside the input: a later `detect` of that folder would read the heatmap sheet as a photo.
+    out = args.out or str(Path("runs") / "explain" / (src.stem + ("_explain.jpg" if image else "_explain.mp4")))
     _check_outputs([Path(out)], [src], args.force)
     det = _detector(args)
     if image:
@@ -209,7 +210,8 @@ def parser_explain(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     x = cmd("explain", "class-activation heatmaps over each face, beside the frame (image or video)",
             "maskwatch explain photo.jpg --out photo_explain.jpg")
     x.add_argument("input", metavar="IMAGE|VIDEO")
-    x.add_argument("--out", help="output image or video (default: next to the input, *_explain.jpg/.mp4)")
+    x.add_argument("--out", help="output image or video (default: runs/explain/NAME_explain.jpg or .mp4 in the current "
+                   "folder; not beside the input, where a later detect would read it as a photo)")
     x.add_argument("--max-frames", type=number(int, 0), default=0, help="video: stop after this many frames (0 = all)")
     x.add_argument("--force", action="store_true", help="overwrite output files of an earlier run (inputs are never overwritten)")
     add_arguments(x, DETECT_SETTINGS, PHOTO_DEFAULTS)
