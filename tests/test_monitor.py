@@ -128,7 +128,10 @@ def test_settings_file_sets_options_and_cli_wins(scene, tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("scor_threshold = 0.6\n", "unknown key 'scor_threshold'; did you mean 'score-threshold'?"),
     ("score-threshold = 1.5\n", "'score_threshold=1.5' is invalid"),
-    ("confirm-frames = 'five'\n", "'confirm-frames' must be a int"),
+    ("confirm-frames = 'five'\n", "'confirm-frames' must be a whole number, got 'five'"),
+    ("confirm-frames = 2.7\n", "'confirm-frames' must be a whole number, got 2.7"),  # int() made it 2, in silence
+    ("max-frames = 2.5\n", "'max-frames' must be a whole number, got 2.5"),
+    ("det-size = [800, 'x']\n", "'det-size' must be a size or a list of sizes"),
     ("sound = 1\n", "'sound' must be true or false"),
     ("flip = 'sometimes'\n", "'flip' must be on or off"),
     ("face-detector = 'retina'\n", "values are: yunet, yunet_masks, ssd, haar, or the path"),
@@ -141,6 +144,28 @@ def test_settings_file_errors_are_clear(tmp_path, content, message):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert message in r.stderr, r.stderr
+
+
+def test_settings_file_lists_one_value_and_required_options(scene, tmp_path):
+    """A single string for a repeatable option is one item (serve started a camera per character of
+    'camera = "door.mp4=door"'); a list of sizes is read; a required option (--out) may come from the file."""
+    from maskwatch.cli import build_parser
+    from maskwatch.cli.options import load_settings_file
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('camera = "0=door"\n')
+    serve = build_parser().get_default("_subparsers")["serve"]
+    assert load_settings_file(str(cfg), serve)["camera"] == ["0=door"]
+    cfg.write_text('camera = ["0=door", "rtsp://cam/x=yard"]\ndet-size = [800, 1600]\n')
+    assert load_settings_file(str(cfg), serve) == {"camera": ["0=door", "rtsp://cam/x=yard"], "det_size": (800, 1600)}
+    _, path = scene
+    cfg.write_text(f'out = "{tmp_path / "from_file.mp4"}"\nevents = ""\n')
+    r = subprocess.run([sys.executable, "-m", "maskwatch.cli", "video", str(path), "--config", str(cfg), "-q",
+                        "--face-detector", "haar"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and (tmp_path / "from_file.mp4").is_file(), r.stderr
+    r = subprocess.run([sys.executable, "-m", "maskwatch.cli", "video", str(path), "-q"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and "the following arguments are required: --out" in r.stderr
 
 
 def test_camera_that_stops_sending_frames(monkeypatch):

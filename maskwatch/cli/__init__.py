@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     def cmd(name: str, help: str, example: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help, epilog="example:\n  " + example, formatter_class=_Formatter)
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-        sp.add_argument("--config", metavar="FILE", help="settings file (TOML or YAML); keys are this command's option names, "
-                        "options given on the command line win")
+        sp.add_argument("--config", metavar="FILE", help="settings file (TOML or YAML); keys are this command's option names "
+                        "(a repeatable one takes a value or a list), paths in it are relative to the current folder as on "
+                        "the command line, and options given on the command line win")
         subparsers[name] = sp
         return sp
 
@@ -58,14 +59,20 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    subparsers = parser.get_default("_subparsers")
+    required = [a for sp in subparsers.values() for a in sp._actions if a.required and a.option_strings]  # --out
+    for a in required:  # a settings file may give them: checked below, once the file is read
+        a.required = False
     args = parser.parse_args(argv)
     try:
+        sp = subparsers[args.command]
         if getattr(args, "config", None):
             from .options import load_settings_file
 
-            sp = args._subparsers[args.command]
             sp.set_defaults(**load_settings_file(args.config, sp))
-            args = parser.parse_args(argv)  # the command line wins over the file
+        for a in required:
+            a.required = a in sp._actions and sp.get_default(a.dest) is None
+        args = parser.parse_args(argv)  # the command line wins over the file; a required option missing from both is an error
         return COMMANDS[args.command](args)
     except MaskwatchError as e:
         _err(f"maskwatch {args.command}: error: {e}")

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..errors import InputError
-from ..settings import DETECTOR_SETTINGS, SETTINGS, check, flip_mode, on_off
+from ..settings import DETECTOR_SETTINGS, SETTINGS, check, det_sizes, flip_mode, on_off
 
 
 def number(kind: type, lo: float, hi: float | None = None, above: bool = False) -> Any:
@@ -86,6 +86,11 @@ def load_settings_file(path: str, parser: argparse.ArgumentParser) -> dict[str, 
             hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(sorted(names))}"
             raise InputError(f"settings file {p}: unknown key '{key}'{hint}")
         action = actions[dest]
+        many = action.nargs in ("+", "*") or isinstance(action, argparse._AppendAction)
+        if many:  # a repeatable option: one value is a list of one (a string used to be split into its characters)
+            items = value if isinstance(value, list) else [value]
+            out[dest] = [_typed(p, key, action, v) for v in items]
+            continue
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             if not isinstance(value, bool):
                 raise InputError(f"settings file {p}: '{key}' must be true or false, got {value!r}")
@@ -95,14 +100,12 @@ def load_settings_file(path: str, parser: argparse.ArgumentParser) -> dict[str, 
             except ValueError:
                 also = " or auto" if action.type is flip_mode else ""
                 raise InputError(f"settings file {p}: '{key}' must be on or off (true or false){also}, got {value!r}") from None
+        elif action.type is det_sizes and isinstance(value, list):  # det-size = [800, 1600]
+            if not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                raise InputError(f"settings file {p}: '{key}' must be a size or a list of sizes, got {value!r}")
+            value = value[0] if len(value) == 1 else tuple(value)
         elif callable(action.type) and value is not None:
-            typ: Any = action.type
-            if isinstance(value, (bool, list, dict)):
-                raise InputError(f"settings file {p}: '{key}' must be a {getattr(typ, '__name__', 'value')}, got {value!r}")
-            try:
-                value = typ(value)
-            except (TypeError, ValueError):
-                raise InputError(f"settings file {p}: '{key}' must be a {getattr(action.type, '__name__', 'value')}, got {value!r}") from None
+            value = _typed(p, key, action, value)
         if action.choices and value not in action.choices:
             raise InputError(f"settings file {p}: '{key}={value}' is invalid; valid values: {', '.join(map(str, action.choices))}")
         if dest in SETTINGS:
@@ -112,3 +115,19 @@ def load_settings_file(path: str, parser: argparse.ArgumentParser) -> dict[str, 
                 raise InputError(f"settings file {p}: {e}") from None
         out[dest] = value
     return out
+
+
+def _typed(path: Any, key: str, action: argparse.Action, value: Any) -> Any:
+    """One settings-file value through its option's type, as the command line would read it: a whole-number option
+    refuses 2.7 (int() would cut it to 2) as the command line does."""
+    typ: Any = action.type
+    name = getattr(typ, "__name__", "value")
+    want = {"int": "a whole number", "float": "a number", "str": "text"}.get(name, f"a {name}")
+    if typ is None:
+        return value if isinstance(value, str) else str(value)
+    if isinstance(value, (bool, list, dict)) or (name == "int" and isinstance(value, float) and not value.is_integer()):
+        raise InputError(f"settings file {path}: '{key}' must be {want}, got {value!r}")
+    try:
+        return typ(int(value) if name == "int" and isinstance(value, float) else value)
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        raise InputError(f"settings file {path}: '{key}' must be {want}, got {value!r}") from None
