@@ -23,13 +23,15 @@ from .errors import InputError
 from .images import HEIF_SUFFIXES, IMAGE_SUFFIXES, load_image
 
 _ALIASES = {
-    "withmask": "with_mask", "mask": "with_mask", "masked": "with_mask", "good": "with_mask", "1": "with_mask",
+    "withmask": "with_mask", "mask": "with_mask", "masked": "with_mask", "good": "with_mask",
     "withoutmask": "without_mask", "nomask": "without_mask", "unmasked": "without_mask", "bare": "without_mask",
     "maskwearedincorrect": "mask_incorrect", "maskwornincorrect": "mask_incorrect", "maskincorrect": "mask_incorrect",
     "incorrectmask": "mask_incorrect", "incorrect": "mask_incorrect", "maskworn_incorrectly": "mask_incorrect",
     "maskwornincorrectly": "mask_incorrect", "improperlyworn": "mask_incorrect", "bad": "mask_incorrect",
     "withincorrectmask": "mask_incorrect", "wrongmask": "mask_incorrect", "rightmask": "with_mask",  # ilc-2021, maskdetect-cn
+    "incorrectlyworn": "mask_incorrect", "wornincorrectly": "mask_incorrect",
 }
+# (No "0" / "1": which of them is masked is a guess; such folders are named in a warning instead.)
 SPLIT_BUCKETS = 8  # a group's bucket is crc32(group) % 8: @test = buckets 0 and 4 (crc32 % 4 == 0, about 25 %),
 VAL_BUCKET = 1  # @val = bucket 1 (about 12.5 %), @train = every other bucket (about 62.5 %)
 SPLITS = ("train", "val", "test")
@@ -140,6 +142,14 @@ def _load_folders(root: Path) -> Dataset:
     if len(parents) > 1:
         ds.warnings.append(f"{root}: class folders found under several sub-folders ({', '.join(parents[:6])}); all are "
                            "merged into one set. To keep splits apart (train/ test/), pass each sub-folder on its own")
+    known = set(class_dirs)
+    for parent in sorted({d.parent for d in class_dirs if d != root}):  # a sibling of a class folder: said, not dropped
+        for other in sorted(x for x in parent.iterdir() if x.is_dir() and x not in known and not x.name.startswith(".")):
+            n = sum(1 for f in other.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if n and not any(k.is_relative_to(other) for k in known):
+                ds.warnings.append(f"{other}: left out {n} image(s): '{other.name}' is not a class maskwatch knows "
+                                   "(with_mask, without_mask, mask_incorrect, or spellings like no_mask, "
+                                   "mask_weared_incorrect); rename the folder to train on it")
     skipped = 0
     for d in class_dirs:
         label = canonical_label(d.name)

@@ -84,6 +84,9 @@ def class_data(tmp_path_factory) -> Path:
         pytest.skip(f"{CHANDRIKA} not found (shared data absent)")
     root = copy_class_images(tmp_path_factory.mktemp("faces") / "data")
     add_junk(root / "with_mask")
+    (root / "0").mkdir()  # a Keras-style folder name: which class it is, is a guess, so it is named and left out
+    for f in sorted((root / "with_mask").glob("*.jpg"))[:2]:
+        shutil.copy(f, root / "0" / f.name)
     return root
 
 
@@ -156,6 +159,7 @@ def test_train_cli_shows_data_warnings(trained):
     """A user of `maskwatch train` should see that files were skipped, not only find it in train.log."""
     err = trained["stderr"]
     assert "not images" in err and "unreadable" in err, f"no data warning on stderr:\n{err}"
+    assert "left out 2 image(s): '0' is not a class maskwatch knows" in err  # it was dropped in silence
 
 
 @needs_shared
@@ -931,3 +935,12 @@ def test_cli_and_trainer_share_the_workers_default(tmp_path):
 
     args = cli.build_parser().parse_args(["train", "x", "--out", str(tmp_path)])
     assert args.workers == TrainConfig(data=["x"], out=str(tmp_path)).workers == train_workers()
+
+
+def test_a_validation_set_that_is_training_data_is_warned_of():
+    from maskwatch.train.trainer import _val_overlap
+
+    assert len(_val_overlap(["d"], ["d"])) == 1 and len(_val_overlap(["d@test"], ["d@test"])) == 1
+    assert len(_val_overlap(["d"], ["./d@val"])) == 1  # the whole folder holds its @val split
+    assert "holds training images (d@train)" in _val_overlap(["d@train"], ["d"])[0]
+    assert _val_overlap(["d@train", "e"], ["d@val", "f"]) == []

@@ -173,6 +173,24 @@ def train(cfg: TrainConfig, progress: bool = False, on_epoch: Callable[[dict[str
         handler.close()
 
 
+def _val_overlap(data: list[str], val: list[str]) -> list[str]:
+    """Warnings for validation sets that are (part of) the training data: the same folder with no split on one side,
+    or the same split on both (``ds --val ds``, ``ds@test --val ds@test``)."""
+    def parts(spec: str) -> tuple[Path, str]:
+        path, _, fold = spec.partition("@") if "@" in Path(spec).name else (spec, "", "")
+        return Path(path).resolve(), fold
+
+    out = []
+    for v in val:
+        vp, vf = parts(v)
+        for d in data:
+            dp, df = parts(d)
+            if vp == dp and (not vf or not df or vf == df):
+                out.append(f"--val {v} holds training images ({d}): the report, the epoch choice and the calibration "
+                           "then measure faces the model learnt, not new ones; give another split (PATH@val) or set")
+    return out
+
+
 def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | None) -> dict[str, Any]:
     from tqdm import tqdm
 
@@ -190,6 +208,8 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
     remap = {old: new for new, old in enumerate(present)}
     cs.labels = np.array([remap[v] for v in cs.labels], np.int64)
     if cfg.val:
+        for w in _val_overlap(cfg.data, cfg.val):
+            log.warning(w)
         vs, _ = prepare_crops(cfg, cfg.val, cache_dir, progress)
         vs = _not_face_rule(vs, cfg)
         keep = np.isin(vs.labels, present)
