@@ -160,6 +160,7 @@ def test_train_cli_shows_data_warnings(trained):
     err = trained["stderr"]
     assert "not images" in err and "unreadable" in err, f"no data warning on stderr:\n{err}"
     assert "left out 2 image(s): '0' is not a class maskwatch knows" in err  # it was dropped in silence
+    assert "calibration: the temperature" in err and "give a larger --val" in err  # a handful of validation crops
 
 
 @needs_shared

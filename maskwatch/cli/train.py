@@ -111,7 +111,7 @@ def cmd_soup(args: argparse.Namespace) -> int:
 def parser_train(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     t = cmd("train", "train a mask classifier on class folders and/or VOC/YOLO scene sets (needs the 'train' extra)",
             "maskwatch train data/faces data/scenes@train --out runs/mine --epochs 20")
-    t.add_argument("data", nargs="+", metavar="DATA", help="class folders (with_mask/, without_mask/, mask_incorrect/) or VOC/YOLO scene sets; PATH@train / PATH@test pick a fixed 75/25 split")
+    t.add_argument("data", nargs="+", metavar="DATA", help="class folders (with_mask/, without_mask/, mask_incorrect/) or VOC/YOLO scene sets; PATH@train / PATH@val / PATH@test pick a fixed split (about 5/8, 1/8 and 1/4 of the images, near-duplicates kept together)")
     t.add_argument("--out", required=True, help="output folder (model, report, plots, log)")
     t.add_argument("--val", nargs="*", help="explicit validation sources (default: a stratified 80/20 split of DATA)")
     t.add_argument("--input-size", type=int, default=default(TrainConfig, "input_size"), help="classifier input, pixels")

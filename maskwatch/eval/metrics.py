@@ -89,5 +89,5 @@ def confusion_png(r: dict[str, Any], path: str) -> None:
             cv2.putText(img, f"{rows[i, j]:.1%}", (x + 10, y + 80), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
         cv2.putText(img, names[i][:14], (5, top + i * cell + 60), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
         cv2.putText(img, names[i][:14], (left + i * cell + 5, top - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
-    cv2.putText(img, "true (rows) vs predicted (columns)", (left, img.shape[0] - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    cv2.putText(img, "true (rows) vs predicted (columns)", (5, img.shape[0] - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
     cv2.imwrite(path, img)

@@ -34,6 +34,8 @@ from .cropset import CropSet, build_cropset, context_size, scene_face_detector
 from .model import MaskNet, load_imagenet_trunk, load_maskwatch_onnx
 
 log = logging.getLogger("maskwatch.train")
+MIN_CALIBRATION_CROPS = 100
+"""Fewer validation crops than this (or a temperature at its limits) and train warns that calibration is weak."""
 MODEL_FILE = "mask_classifier.onnx"
 
 
@@ -332,6 +334,11 @@ def _train(cfg: TrainConfig, out: Path, progress: bool, on_epoch: Callable | Non
     v_loss, v_pred, v_true, v_logits = _evaluate(net, val_dl, loss_fn, device)
     temperature = fit_temperature(v_logits, v_true)
     log.info("calibration: temperature %.3f on %d validation crops", temperature, len(v_true))
+    if len(v_true) < MIN_CALIBRATION_CROPS or not 0.26 < temperature < 9.9:
+        log.warning("calibration: the temperature (%.3f) was fitted on %d validation crops%s; the model's "
+                    "probabilities, and thresholds chosen on them, may not mean what they say: give a larger --val "
+                    "(%d faces or more)", temperature, len(v_true),
+                    ", at the limit of its range (0.25-10)" if not 0.26 < temperature < 9.9 else "", MIN_CALIBRATION_CROPS)
     rep = metrics.report(v_true, v_pred, class_names)
     by_size = metrics.report_by_size(v_true, v_pred, vs.face_px, class_names)
     text = metrics.format_report(rep, by_size)
