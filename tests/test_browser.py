@@ -29,9 +29,21 @@ pytestmark = [
 
 @pytest.fixture
 def server(tmp_path):
+    yield from _serve(tmp_path)
+
+
+TOKEN = "a-token-of-twenty-chars"
+
+
+@pytest.fixture
+def token_server(tmp_path):
+    yield from _serve(tmp_path, "--token", TOKEN)
+
+
+def _serve(tmp_path, *extra: str):
     port = free_port()
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115  (closed in the finally below, after the server ends)
-    proc = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "serve", "--port", str(port), "--events", str(tmp_path / "ev.db")],
+    proc = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "serve", "--port", str(port), "--events", str(tmp_path / "ev.db"), *extra],
                             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env={**os.environ, "MASKWATCH_SHARED": str(ROOT.parent / "shared")})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -95,12 +107,37 @@ def test_dashboard_live_image_events_and_phone_layout(server, browser):
     event = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#events .event"), 60, "an event in the events panel")[0]
     assert "without_mask" in event.text or "no mask" in event.text.lower(), event.text
     assert browser.find_elements(By.CSS_SELECTOR, "#chart") and browser.find_elements(By.CSS_SELECTOR, "#upload-file")
+    chips = browser.execute_script("return [...document.querySelectorAll('#cameras .chip')].map("
+                                   "c => [c.textContent, getComputedStyle(c).backgroundColor])")
+    assert any(text.startswith("Not sure") for text, _ in chips), chips  # the grey faces are counted in view too
+    assert all(bg not in ("rgba(0, 0, 0, 0)", "transparent") for _, bg in chips), chips  # "uncertain" was white on white
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#chart svg text"), 30, "the chart")
+    sizes = browser.execute_script("return [...document.querySelectorAll('#chart svg text')].map(t => t.getBoundingClientRect().height)")
+    assert min(sizes) >= 9, sizes  # the axis labels were about 7 px tall
     browser.save_screenshot(str(OUT / "dashboard.png"))
     browser.set_window_size(390, 844)  # a phone
     time.sleep(1.0)
     overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"the page is {overflow} px wider than a phone screen"
     browser.save_screenshot(str(OUT / "dashboard-phone.png"))
+
+
+def test_dashboard_without_its_token_says_so_instead_of_showing_an_empty_site(token_server, browser):
+    """Opened without the token (or with a wrong one), the page said "No event yet" over a log of events and showed
+    nothing where the cameras are; now each panel says the token is needed, and a refused token is named."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(token_server + "/")
+    _wait(lambda: browser.find_element(By.ID, "token-box").is_displayed(), 30, "the token box")
+    _wait(lambda: "once the API token is given" in browser.find_element(By.ID, "events").text, 30, "the events panel's note")
+    assert "once the API token is given" in browser.find_element(By.ID, "cameras").text
+    assert "No event yet" not in browser.find_element(By.ID, "events").text
+    assert "refused" not in browser.find_element(By.ID, "token-box").text
+    browser.get(token_server + "/?token=wrong-token-of-twenty-chars")
+    _wait(lambda: "was refused" in browser.find_element(By.ID, "token-box").text, 30, "the refused-token message")
+    browser.get(token_server + f"/?token={TOKEN}")
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#cameras .camera img.stream"), 30, "the camera with the right token")
+    assert not browser.find_element(By.ID, "token-box").is_displayed()
 
 
 @pytest.mark.parametrize("name", ["annotated.webm", "annotated.mp4"])
