@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import threading
 
 # OpenCV's own decoder limit, for formats whose header maskwatch does not read (TIFF ...): 50 MP, as MAX_PIXELS.
 # It only takes effect if cv2 was not imported before maskwatch.
@@ -37,6 +38,7 @@ __version__ = "0.1.0"
 from .settings import PHOTO, SURE_SETTINGS  # noqa: E402
 
 _detectors: dict[tuple, Detector] = {}
+_detectors_lock = threading.Lock()
 _DETECTOR_ARGS = tuple(inspect.signature(Detector.__init__).parameters)[1:]
 MAX_CACHED_DETECTORS = 4
 """detect() keeps the Detectors of its last few settings (each holds both models, about 50 MB); older ones are freed."""
@@ -60,12 +62,13 @@ def detect(image: np.ndarray, **settings: object) -> Detections:
             continue  # a MaskClassifier object brings its own flip and thresholds
         settings.setdefault(k, v)
     key = tuple(sorted((k, repr(v)) for k, v in settings.items()))
-    det = _detectors.pop(key, None)
-    if det is None:
-        det = Detector(**settings)  # type: ignore[arg-type]
-    _detectors[key] = det  # the most recently used last
-    while len(_detectors) > MAX_CACHED_DETECTORS:
-        del _detectors[next(iter(_detectors))]
+    with _detectors_lock:  # request threads of a web app may call detect() at once
+        det = _detectors.pop(key, None)
+        if det is None:
+            det = Detector(**settings)  # type: ignore[arg-type]
+        _detectors[key] = det  # the most recently used last
+        while len(_detectors) > MAX_CACHED_DETECTORS:
+            del _detectors[next(iter(_detectors))]
     return det.detect(image)
 
 

@@ -3,6 +3,7 @@ keyword arguments (``face_detector=``) and, later, settings files. Checked in on
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -133,6 +134,17 @@ LIVE: dict[str, Any] = {"face_detector": "yunet_masks", "det_size": 640, "flip":
 """The live preset (video, watch, the dashboard's cameras): speed first; the tracker smooths labels over frames."""
 
 
+def _plain(value: Any) -> Any:
+    """numpy and other numbers as Python's (np.float32(0.5) -> 0.5, np.int64(640) -> 640); anything else as it is."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Number):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
+
+
 def coerce(name: str, value: Any) -> Any:
     """A setting given from Python, as the CLI would read it, then :func:`check`-ed: text through the setting's
     type ("0.5", "800,1600", "on"), a whole float for an int (512.0), a list of sizes as a tuple. Errors name the
@@ -144,12 +156,16 @@ def coerce(name: str, value: Any) -> Any:
     try:
         if isinstance(value, str):
             value = s.type(value)
-        elif isinstance(value, list):
-            value = tuple(value)
+        elif isinstance(value, (list, tuple)):
+            value = tuple(_plain(v) for v in value)
+        else:
+            value = _plain(value)
         if isinstance(value, bool) and s.type in (int, float, det_sizes):
             raise ValueError(value)
         if s.type in (int, det_sizes) and isinstance(value, float) and value.is_integer():
             value = int(value)
+        if isinstance(value, tuple):  # det_size=(800, 1600.0)
+            value = tuple(int(v) if isinstance(v, float) and v.is_integer() else v for v in value)
         if s.type in (int, det_sizes) and not isinstance(value, (int, tuple)) or (
                 isinstance(value, tuple) and not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
             raise ValueError(value)

@@ -101,6 +101,10 @@ def test_explain_output_name_and_folder(tmp_path, capsys, monkeypatch):
         m.chdir(tmp_path)
         rc, _, err = run(capsys, "explain", str(photos / "p.jpg"))
     assert rc == 0 and (tmp_path / "runs" / "explain" / "p_explain.jpg").is_file() and sorted(photos.iterdir()) == [photos / "p.jpg"]
+    with monkeypatch.context() as m:  # run from among the photos: runs/explain/ would be inside their folder
+        m.chdir(photos)
+        rc, _, err = run(capsys, "explain", "p.jpg")
+    assert rc == 2 and "would lie among the photos" in err and sorted(photos.iterdir()) == [photos / "p.jpg"]
 
 
 def test_evaluate_detection_needs_boxes(tmp_path, capsys):

@@ -132,6 +132,8 @@ def test_settings_file_sets_options_and_cli_wins(scene, tmp_path):
     ("confirm-frames = 2.7\n", "'confirm-frames' must be a whole number, got 2.7"),  # int() made it 2, in silence
     ("max-frames = 2.5\n", "'max-frames' must be a whole number, got 2.5"),
     ("det-size = [800, 'x']\n", "'det-size' must be a size or a list of sizes"),
+    ("reconnect = 'often'\n", "'reconnect' must be forever or a number of attempts, got 'often'"),
+    ("timeout = -3\n", "'timeout' = '-3': '-3': give a number above 0 and at most 3600"),  # the range, not "must be a number"
     ("sound = 1\n", "'sound' must be true or false"),
     ("flip = 'sometimes'\n", "'flip' must be on or off"),
     ("face-detector = 'retina'\n", "values are: yunet, yunet_masks, ssd, haar, or the path"),
@@ -158,6 +160,10 @@ def test_settings_file_lists_one_value_and_required_options(scene, tmp_path):
     assert load_settings_file(str(cfg), serve)["camera"] == ["0=door"]
     cfg.write_text('camera = ["0=door", "rtsp://cam/x=yard"]\ndet-size = [800, 1600]\n')
     assert load_settings_file(str(cfg), serve) == {"camera": ["0=door", "rtsp://cam/x=yard"], "det_size": (800, 1600)}
+    parser = build_parser()
+    watch = parser.get_default("_subparsers")["watch"]
+    cfg.write_text("reconnect = 3\n")  # a number where the option's parser reads text: was a traceback
+    assert load_settings_file(str(cfg), watch) == {"reconnect": 3}
     _, path = scene
     cfg.write_text(f'out = "{tmp_path / "from_file.mp4"}"\nevents = ""\n')
     r = subprocess.run([sys.executable, "-m", "maskwatch.cli", "video", str(path), "--config", str(cfg), "-q",
@@ -166,6 +172,21 @@ def test_settings_file_lists_one_value_and_required_options(scene, tmp_path):
     r = subprocess.run([sys.executable, "-m", "maskwatch.cli", "video", str(path), "-q"], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and "the following arguments are required: --out" in r.stderr
+    assert "[--out OUT]" not in r.stderr and "--out OUT" in r.stderr  # the usage line still shows it required
+
+
+def test_a_repeatable_option_on_the_command_line_replaces_the_files_list(tmp_path, monkeypatch):
+    """'Options given on the command line win': argparse appended --camera to the cameras of the file."""
+    import maskwatch.cli as cli
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('camera = ["rtsp://a/1", "rtsp://b/2"]\n')
+    seen = {}
+    monkeypatch.setitem(cli.COMMANDS, "serve", lambda args: seen.setdefault("camera", args.camera) and 0)
+    cli.main(["serve", "--config", str(cfg), "--camera", "rtsp://c/3"])
+    assert seen.pop("camera") == ["rtsp://c/3"]
+    cli.main(["serve", "--config", str(cfg)])
+    assert seen.pop("camera") == ["rtsp://a/1", "rtsp://b/2"]
 
 
 def test_camera_that_stops_sending_frames(monkeypatch):

@@ -73,6 +73,18 @@ def test_detect_with_settings_builds_a_new_detector(voc_image):
     assert len(kept) == maskwatch.MAX_CACHED_DETECTORS and not any(("score_threshold", "0.3") in k for k in kept)
 
 
+def test_detect_from_many_threads_with_many_settings(blank):
+    """A web app's request threads: the bounded cache must not raise 'dictionary changed size' or KeyError."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> int:
+        return len(maskwatch.detect(blank, score_threshold=0.5 + 0.01 * (i % 6), det_size=320))
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(one, range(48))) == [0] * 48
+    assert len(maskwatch._detectors) <= maskwatch.MAX_CACHED_DETECTORS
+
+
 def test_blank_image_gives_empty_detections(detector, blank):
     d = detector.detect(blank)
     assert d is not None

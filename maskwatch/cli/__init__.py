@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ..errors import MaskwatchError
 from . import batch, evaluate, live, models, photos, serve, train
@@ -60,19 +61,28 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     subparsers = parser.get_default("_subparsers")
+    words = list(sys.argv[1:] if argv is None else argv)
     required = [a for sp in subparsers.values() for a in sp._actions if a.required and a.option_strings]  # --out
-    for a in required:  # a settings file may give them: checked below, once the file is read
-        a.required = False
-    args = parser.parse_args(argv)
+    if any(w == "--config" or w.startswith("--config=") for w in words):
+        for a in required:  # the settings file may give them: checked below, once it is read
+            a.required = False
+    args = parser.parse_args(words)
     try:
         sp = subparsers[args.command]
+        lists: dict[str, Any] = {}
         if getattr(args, "config", None):
             from .options import load_settings_file
 
-            sp.set_defaults(**load_settings_file(args.config, sp))
-        for a in required:
-            a.required = a in sp._actions and sp.get_default(a.dest) is None
-        args = parser.parse_args(argv)  # the command line wins over the file; a required option missing from both is an error
+            given = load_settings_file(args.config, sp)
+            appended = {a.dest for a in sp._actions if isinstance(a, argparse._AppendAction)}
+            lists = {k: v for k, v in given.items() if k in appended}  # argparse would add the command line's to them
+            sp.set_defaults(**{k: v for k, v in given.items() if k not in lists})
+            for a in required:
+                a.required = a in sp._actions and sp.get_default(a.dest) is None
+            args = parser.parse_args(words)  # the command line wins over the file; a required option missing from both is an error
+        for dest, value in lists.items():
+            if getattr(args, dest) is None:  # not on the command line: the file's list
+                setattr(args, dest, value)
         return COMMANDS[args.command](args)
     except MaskwatchError as e:
         _err(f"maskwatch {args.command}: error: {e}")

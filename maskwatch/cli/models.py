@@ -23,10 +23,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     from ..detectors.haar import DEFAULT_CASCADE, cascade_path
 
-    haar = Path(cascade_path())  # not a download: OpenCV 4.x ships it (5.0 does not)
-    rows.append({"name": "haar", "file": DEFAULT_CASCADE, "found": str(haar) if haar.is_file() else None,
+    where = cascade_path()  # not a download: opencv-python 4.x ships it (5.0 and some builds do not)
+    haar = Path(where) if where else None
+    rows.append({"name": "haar", "file": DEFAULT_CASCADE, "found": str(haar) if haar and haar.is_file() else None,
                  "checksum_ok": None, "url": None, "about": "OpenCV's Haar cascade, inside opencv-python 4.x",
-                 "licence": "BSD-3-Clause (OpenCV)", "searched": [str(haar)]})
+                 "licence": "BSD-3-Clause (OpenCV)", "searched": [str(haar)] if haar else []})
     if args.json:
         for r in rows:
             print(json.dumps(r))

@@ -61,13 +61,13 @@ def load_settings_file(path: str, parser: argparse.ArgumentParser) -> dict[str, 
         if p.suffix.lower() == ".toml":
             import tomllib
 
-            raw = tomllib.loads(p.read_text())
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))  # TOML is UTF-8 by its spec, whatever the locale
         elif p.suffix.lower() in (".yaml", ".yml"):
             try:
                 import yaml  # type: ignore[import-untyped]
             except ImportError:
                 raise InputError(f"settings file {p}: YAML needs PyYAML (pip install pyyaml); or write it as TOML") from None
-            raw = yaml.safe_load(p.read_text()) or {}
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         else:
             raise InputError(f"settings file {p}: use a .toml or .yaml file")
     except InputError:
@@ -122,12 +122,16 @@ def _typed(path: Any, key: str, action: argparse.Action, value: Any) -> Any:
     refuses 2.7 (int() would cut it to 2) as the command line does."""
     typ: Any = action.type
     name = getattr(typ, "__name__", "value")
-    want = {"int": "a whole number", "float": "a number", "str": "text"}.get(name, f"a {name}")
+    want = {"int": "a whole number", "float": "a number", "str": "text"}.get(name, name if " " in name else f"a {name}")
     if typ is None:
         return value if isinstance(value, str) else str(value)
     if isinstance(value, (bool, list, dict)) or (name == "int" and isinstance(value, float) and not value.is_integer()):
         raise InputError(f"settings file {path}: '{key}' must be {want}, got {value!r}")
+    if typ not in (int, float, str) and isinstance(value, (int, float)):
+        value = str(value)  # the option's own parser reads text, as from the command line (reconnect = 3)
     try:
         return typ(int(value) if name == "int" and isinstance(value, float) else value)
-    except (TypeError, ValueError, argparse.ArgumentTypeError):
+    except argparse.ArgumentTypeError as e:  # number(): its message says the range
+        raise InputError(f"settings file {path}: '{key}' = {value!r}: {e}") from None
+    except (TypeError, ValueError, AttributeError):
         raise InputError(f"settings file {path}: '{key}' must be {want}, got {value!r}") from None

@@ -135,6 +135,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     image = src.suffix.lower() in IMAGE_SUFFIXES
     # Not beside the input: a later `detect` of that folder would read the heatmap sheet as a photo.
     out = args.out or str(Path("runs") / "explain" / (src.stem + ("_explain.jpg" if image else "_explain.mp4")))
+    if not args.out:
+        try:
+            _check_output_folder(Path(out).parent, [str(src.parent)])
+        except InputError:
+            raise InputError(f"the default output {out} would lie among the photos of {src.parent} (a later detect of "
+                             f"that folder would read it as a photo); give --out a file outside it, e.g. --out "
+                             f"../{Path(out).name}") from None
     _check_outputs([Path(out)], [src], args.force)
     det = _detector(args)
     if image:

@@ -13,9 +13,13 @@ from .base import FaceDetector
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
 
 
-def cascade_path(cascade: str = DEFAULT_CASCADE) -> str:
-    """Where OpenCV keeps a Haar cascade it ships (a path with a folder is taken as it is)."""
-    return cascade if "/" in cascade else cv2.data.haarcascades + cascade  # type: ignore[attr-defined]
+def cascade_path(cascade: str = DEFAULT_CASCADE) -> str | None:
+    """Where OpenCV keeps a Haar cascade it ships (a path with a folder is taken as it is); None for an OpenCV
+    build without them (source and distribution builds may lack ``cv2.data``; OpenCV 5 dropped them)."""
+    if "/" in cascade:
+        return cascade
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    return folder + cascade if folder else None
 
 
 class HaarDetector(FaceDetector):
@@ -24,6 +28,8 @@ class HaarDetector(FaceDetector):
     def __init__(self, cascade: str = DEFAULT_CASCADE, min_neighbors: int = 5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         path = cascade_path(cascade)
+        if path is None:
+            raise ModelError("this OpenCV build ships no Haar cascades (no cv2.data); install opencv-python-headless<5")
         self._cc = cv2.CascadeClassifier(path)
         if self._cc.empty():
             raise ModelError(f"{path}: Haar cascade not found or unreadable; OpenCV 5 dropped the cascades, install opencv-python-headless<5")
