@@ -150,6 +150,13 @@ def _load_folders(root: Path) -> Dataset:
                 ds.warnings.append(f"{other}: left out {n} image(s): '{other.name}' is not a class maskwatch knows "
                                    "(with_mask, without_mask, mask_incorrect, or spellings like no_mask, "
                                    "mask_weared_incorrect); rename the folder to train on it")
+    for d in class_dirs:  # images a level deeper than a class folder (with_mask/2021/): said, not dropped in silence
+        deeper = [x for x in sorted(d.iterdir()) if x.is_dir() and x not in known and not x.name.startswith(".")]
+        n = sum(1 for x in deeper for f in x.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                and not any(k.is_relative_to(x) for k in known))
+        if n:
+            ds.warnings.append(f"{d}: left out {n} image(s) in its sub-folder(s) {', '.join(x.name + '/' for x in deeper[:4])}: "
+                               "a class folder's images are read from the folder itself; move them up to train on them")
     skipped = 0
     for d in class_dirs:
         label = canonical_label(d.name)

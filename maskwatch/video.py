@@ -33,6 +33,9 @@ def open_video_file(path: str | os.PathLike) -> cv2.VideoCapture:
     """A video file opened with FFmpeg, a phone's rotation tag applied: frames (BGR), width and height are upright,
     as a player shows them. (Check ``isOpened()``.)"""
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not cap.isOpened():  # a build without FFmpeg (or whose FFmpeg plugin does not load): OpenCV's own choice
+        cap.release()
+        cap = cv2.VideoCapture(str(path))
     cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # OpenCV's default today; set so that no build or release changes it
     return cap
 
@@ -215,19 +218,20 @@ class VideoSink:
     def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
-        if not (width > 0 and height > 0 and MIN_FPS <= fps <= MAX_FPS):
-            raise InputError(f"{self.path}: cannot write a {width}x{height} video at {fps:g} frames/s; give a size above "
-                             f"0 and {MIN_FPS:g} to {MAX_FPS:g} frames/s")
+        sizes_ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in (width, height))
+        if not (sizes_ok and isinstance(fps, (int, float, np.integer, np.floating)) and MIN_FPS <= fps <= MAX_FPS):
+            raise InputError(f"{self.path}: cannot write a {width!r} x {height!r} video at {fps!r} frames/s; give whole "
+                             f"sizes above 0 and {MIN_FPS:g} to {MAX_FPS:g} frames/s")
         if suffix not in VIDEO_OUT_SUFFIXES:
             raise InputError(f"{self.path}: cannot write a video with this name; use .webm (VP9, plays in browsers), .mp4 "
                              "(H.264 with PyAV), .mkv, .mov or .avi (Motion JPEG)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.size = (width, height)
+        self.size: tuple[int, int] = (int(width), int(height))  # (np.int64 sizes)
         self.warning: str | None = None
         self._av: tuple | None = None
         pyav = ""
         if suffix in (".mp4", ".mkv", ".mov"):
-            pyav = self._open_h264(width, height, fps)
+            pyav = self._open_h264(*self.size, float(fps))
             if not pyav:
                 self.codec = "h264"
                 return
@@ -235,7 +239,7 @@ class VideoSink:
         # WebM has no codec tags: OpenCV prints "tag 'VP90' is not supported ... format 'webm'" to the C stderr and
         # then writes VP9 as asked. Keep that line off the user's terminal.
         with _quiet_c_stderr(suffix == ".webm"):
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))  # type: ignore[attr-defined]
+            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)  # type: ignore[attr-defined]
         if not self.writer.isOpened():
             raise InputError(f"{self.path}: cannot write a video here; use a .webm, .mp4 or .avi name in a writable folder")
         if self.codec == "mpeg4":

@@ -85,8 +85,10 @@ def class_data(tmp_path_factory) -> Path:
     root = copy_class_images(tmp_path_factory.mktemp("faces") / "data")
     add_junk(root / "with_mask")
     (root / "0").mkdir()  # a Keras-style folder name: which class it is, is a guess, so it is named and left out
+    (root / "without_mask" / "2021").mkdir()  # a level too deep: named too
     for f in sorted((root / "with_mask").glob("*.jpg"))[:2]:
         shutil.copy(f, root / "0" / f.name)
+        shutil.copy(f, root / "without_mask" / "2021" / f.name)
     return root
 
 
@@ -160,6 +162,7 @@ def test_train_cli_shows_data_warnings(trained):
     err = trained["stderr"]
     assert "not images" in err and "unreadable" in err, f"no data warning on stderr:\n{err}"
     assert "left out 2 image(s): '0' is not a class maskwatch knows" in err  # it was dropped in silence
+    assert "left out 2 image(s) in its sub-folder(s) 2021/" in err
     assert "calibration: the temperature" in err and "give a larger --val" in err  # a handful of validation crops
 
 

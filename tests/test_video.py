@@ -475,8 +475,9 @@ def test_video_sink_converts_grey_and_bgra_frames_and_refuses_what_it_cannot_wri
         for bad, message in ((np.full((48, 64, 3), 200.0, np.float32), "values 0..1"), (None, "got NoneType")):
             with pytest.raises(InputError, match=message):
                 sink.write(bad)
-    with pytest.raises(InputError, match="at 0 frames/s"):
-        VideoSink(tmp_path / "z.avi", 64, 48, 0.0)
+    for size, fps in (((64, 48), 0.0), ((64, 48), None), ((64.0, 48), 25.0), ((0, 48), 25.0)):
+        with pytest.raises(InputError, match="cannot write a .* video at .* frames/s"):
+            VideoSink(tmp_path / "z.avi", *size, fps)
 
 
 def test_a_file_that_is_no_video_is_blamed_on_the_input_not_the_output(tmp_path):

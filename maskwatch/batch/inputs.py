@@ -7,7 +7,6 @@ fixed before any work starts, so that chunk ``k`` of a run is the same items eve
 from __future__ import annotations
 
 import glob
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +61,7 @@ def _video_frames(path: Path, every_seconds: float | None, every_frames: int | N
     """The sampled frames of a video file: every ``every_frames``-th frame, or one every ``every_seconds``."""
     import cv2
 
-    from ..video import open_video_file
+    from ..video import ASSUMED_FPS, MAX_FPS, MIN_FPS, open_video_file
 
     cap = open_video_file(path)
     try:
@@ -74,8 +73,8 @@ def _video_frames(path: Path, every_seconds: float | None, every_frames: int | N
         cap.release()
     if n <= 0:
         raise InputError(f"{path}: the video reports no frames; re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4)")
-    if fps <= 0 or not math.isfinite(fps):
-        fps = 25.0
+    if not MIN_FPS <= fps <= MAX_FPS:  # NaN too: the rule of `video` and `watch`
+        fps = ASSUMED_FPS
     step = every_frames if every_frames else max(1, int(round((every_seconds or 1.0) * fps)))
     return [Item(str(path), f, round(f / fps, 3)) for f in range(0, n, step)]
 

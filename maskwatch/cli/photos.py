@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -37,13 +38,16 @@ def cmd_detect(args: argparse.Namespace) -> int:
             raise InputError(f"{p}: the folder holds no image ({', '.join(s for s in ('.jpg', '.png', '.bmp', '.webp'))} ...)")
         files += found
     first: dict[Path, Path] = {}
+    times: Counter[Path] = Counter()
     for f in files:  # each file once, under the name and in the place it was first given
-        first.setdefault(f.resolve(), f)
-    unique = list(first.values())
-    if len(unique) < len(files):
-        _err(f"maskwatch: {len(files) - len(unique)} photo(s) were given more than once (a folder and a photo in it, or "
-             "two names of one folder); each is read once")
-        files = unique
+        r = f.resolve()
+        first.setdefault(r, f)
+        times[r] += 1
+    if len(first) < len(files):
+        twice = sum(1 for n in times.values() if n > 1)
+        _err(f"maskwatch: {twice} photo(s) were given more than once (a folder and a photo in it, or two names of one "
+             "folder); each is read once")
+        files = list(first.values())
     _say_left_out(args.paths)
     out = Path(args.out) if args.out else None
     one_file = out is not None and out.suffix.lower() in OUT_IMAGE_SUFFIXES and not out.is_dir()  # --out result.jpg

@@ -13,6 +13,7 @@ from ..train.config import DetectorTrainConfig, TrainConfig, default
 from .common import (
     _err,
 )
+from .options import number
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -166,22 +167,22 @@ def parser_train_detector(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     td.add_argument("--out", required=True, help="output folder (face_detector.onnx, last.onnx, last.pt, history.json)")
     td.add_argument("--val", nargs="*", help="scene sets that choose the epoch kept (face AP@0.5, one pass at --val-det-size)")
     td.add_argument("--base", default=default(DetectorTrainConfig, "base"), help="YuNet ONNX to start from: registry name or path")
-    td.add_argument("--epochs", type=int, default=default(DetectorTrainConfig, "epochs"), help="passes over the training photos (about 90 s each for 1,500 photos on 2 cores)")
-    td.add_argument("--batch", type=int, default=default(DetectorTrainConfig, "batch"), help="views per step")
-    td.add_argument("--lr", type=float, default=default(DetectorTrainConfig, "lr"), help="AdamW peak learning rate (warm-up, then cosine decay)")
-    td.add_argument("--crop", type=int, default=default(DetectorTrainConfig, "crop"), help="side of the square training view, pixels (multiple of 32)")
-    td.add_argument("--min-side", type=int, default=default(DetectorTrainConfig, "min_side"), help="smallest longer side a photo is rescaled to before cropping, pixels")
-    td.add_argument("--max-side", type=int, default=default(DetectorTrainConfig, "max_side"), help="largest longer side a photo is rescaled to before cropping, pixels")
-    td.add_argument("--ignore-score", type=float, default=default(DetectorTrainConfig, "ignore_score"),
+    td.add_argument("--epochs", type=number(int, 1), default=default(DetectorTrainConfig, "epochs"), help="passes over the training photos (about 90 s each for 1,500 photos on 2 cores)")
+    td.add_argument("--batch", type=number(int, 1), default=default(DetectorTrainConfig, "batch"), help="views per step")
+    td.add_argument("--lr", type=number(float, 0, 1, above=True), default=default(DetectorTrainConfig, "lr"), help="AdamW peak learning rate (warm-up, then cosine decay)")
+    td.add_argument("--crop", type=number(int, 32, 4096), default=default(DetectorTrainConfig, "crop"), help="side of the square training view, pixels (multiple of 32)")
+    td.add_argument("--min-side", type=number(int, 32, 8192), default=default(DetectorTrainConfig, "min_side"), help="smallest longer side a photo is rescaled to before cropping, pixels")
+    td.add_argument("--max-side", type=number(int, 32, 8192), default=default(DetectorTrainConfig, "max_side"), help="largest longer side a photo is rescaled to before cropping, pixels")
+    td.add_argument("--ignore-score", type=number(float, 0, 1), default=default(DetectorTrainConfig, "ignore_score"),
                     help="boxes the original detector finds at this score on no annotated face are ignored, not taught as "
                          "background (annotators leave many real faces unboxed)")
-    td.add_argument("--bare-weight", type=float, default=default(DetectorTrainConfig, "bare_weight"),
+    td.add_argument("--bare-weight", type=number(float, 0, 100, above=True), default=default(DetectorTrainConfig, "bare_weight"),
                     help="loss weight of bare faces (without_mask) against 1 for masked ones: more finds more bare faces, "
                          "whose misses are missed alerts")
-    td.add_argument("--val-det-size", type=int, default=default(DetectorTrainConfig, "val_det_size"), help="detection size for the validation pass")
+    td.add_argument("--val-det-size", type=number(int, 64, 4096), default=default(DetectorTrainConfig, "val_det_size"), help="detection size for the validation pass")
     td.add_argument("--seed", type=int, default=default(DetectorTrainConfig, "seed"), help="random seed (views, order)")
-    td.add_argument("--threads", type=int, default=default(DetectorTrainConfig, "threads"), help="PyTorch threads (0 = one per core)")
-    td.add_argument("--max-images", type=int, default=default(DetectorTrainConfig, "limit"), help="use only the first N training photos (0 = all)")
+    td.add_argument("--threads", type=number(int, 0, 256), default=default(DetectorTrainConfig, "threads"), help="PyTorch threads (0 = one per core)")
+    td.add_argument("--max-images", type=number(int, 0), default=default(DetectorTrainConfig, "limit"), help="use only the first N training photos (0 = all)")
     td.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
     td.add_argument("--force", action="store_true", help="start over in an --out folder that holds an earlier run")
 
