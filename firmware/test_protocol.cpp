@@ -152,6 +152,23 @@ static void test_overlong() {
   CHECK(p.x() == 33 && p.y() == 44);
 }
 
+static void test_turret() {
+  maskwatch::Turret t;
+  CHECK(t.pan() == 90 && t.tilt() == 90 && !t.led());  // power-up: straight ahead, dark
+  t.line(120, 40, 1000);
+  CHECK(t.pan() == 120 && t.tilt() == 40 && t.led());
+  CHECK(!t.tick(2000) && t.led());  // 1.0 s of silence: still aimed and lit
+  t.line(0, 0, 2100);  // everyone masked: dark, but the servos do not swing to a corner
+  CHECK(!t.led() && t.pan() == 120 && t.tilt() == 40);
+  t.line(60, 100, 2300);
+  CHECK(t.led() && !t.tick(3799));
+  CHECK(t.tick(3800) && !t.led() && t.pan() == 60);  // 1.5 s without a valid line: the host is gone, LED out
+  CHECK(!t.tick(9000));  // said once
+  t.line(70, 80, 0xFFFFFE00UL);  // millis() about to wrap (after 49.7 days)
+  CHECK(!t.tick(0x00000100UL) && t.led());  // 768 ms later, across the wrap: still lit
+  CHECK(t.tick(0x00000400UL) && !t.led());  // 1536 ms later: out
+}
+
 int main() {
   test_valid_lines();
   test_feed_returns_true_only_on_the_newline();
@@ -161,6 +178,7 @@ int main() {
   test_missing_parts();
   test_out_of_range();
   test_overlong();
+  test_turret();
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

@@ -23,6 +23,7 @@ pyserial (``pip install 'maskwatch[serial]'``) is needed only for a real port, n
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import threading
 import time
@@ -44,6 +45,9 @@ URGENCY: tuple[str, ...] = ("without_mask", "mask_incorrect")
 SENT_KEEP = 1000
 """How many of the last messages :attr:`SerialSignal.sent` keeps."""
 
+
+log = logging.getLogger("maskwatch.serial")
+"""The port's changes of state, once each (could not be opened, unplugged, connected): `watch` shows them."""
 
 def target_angles(detections: Detections, width: int, height: int) -> tuple[int, int]:
     """Servo angles (integer degrees, 0..180) for the most urgent unmasked face of one frame.
@@ -154,6 +158,9 @@ class SerialSignal:
         self.messages_sent = 0
         self.last_error: str | None = None
         self._latest: bytes | None = None
+        self._updated = 0.0  # time.monotonic() of the last update()
+        self.stale_s = max(1.0, 5 * interval_ms / 1000.0)  # no update() this long (a camera down): X0Y0, not the old aim
+        self._trouble = False  # the port's state last logged: each change once (logger "maskwatch.serial")
         self._conn: Any = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -169,7 +176,7 @@ class SerialSignal:
         never waits on the port and never raises because of it."""
         message = encode(*target_angles(detections, width, height))
         with self._lock:
-            self._latest = message
+            self._latest, self._updated = message, time.monotonic()
         return message
 
     @property
@@ -220,6 +227,8 @@ class SerialSignal:
                     next_open = time.monotonic() + self.reconnect_s
                 with self._lock:
                     message = self._latest
+                    if message is not None and time.monotonic() - self._updated > self.stale_s:
+                        message = FINAL_MESSAGE  # the video stopped (a camera outage): do not keep aiming at the past
                 sendable = message is not None and (self.dry_run or self._conn is not None)
                 if sendable and message is not None and not self._send(message) and not self.dry_run:
                     next_open = time.monotonic() + self.reconnect_s
@@ -236,9 +245,20 @@ class SerialSignal:
             self.last_error = (f"serial port {self.port!r} could not be opened: {exc} "
                                f"(is the Arduino plugged in, and is no other program using the port? "
                                f"retrying every {self.reconnect_s:g} s)")
+            self._tell(True)
             return False
         self._conn = conn
+        self._tell(False)
         return True
+
+    def _tell(self, trouble: bool) -> None:
+        """Log each change of the port's state once: trouble (with the reason), then "connected" when it is over."""
+        if trouble != self._trouble:
+            self._trouble = trouble
+            if trouble:
+                log.warning("%s", self.last_error)
+            else:
+                log.warning("serial port %r connected", self.port)
 
     def _send(self, message: bytes) -> bool:
         try:
@@ -253,6 +273,7 @@ class SerialSignal:
                                + ("" if self.dry_run else f" (unplugged? closed it; retrying every {self.reconnect_s:g} s)"))
             if not self.dry_run:
                 self._drop()
+                self._tell(True)
             return False
         self.sent.append(message)
         self.messages_sent += 1

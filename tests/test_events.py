@@ -391,6 +391,24 @@ def test_webhook_http_error_is_retried(tmp_path: Path, hook: _Hook):
     sink.close()
 
 
+def test_webhook_trouble_is_said_once_while_running_and_not_at_the_end_once_over(tmp_path: Path, hook: _Hook, caplog):
+    """All events were delivered after the receiver came back, yet the exit said 'answered HTTP 500'; and a down
+    receiver was heard of only at the exit."""
+    import logging
+
+    hook.status = 500
+    with caplog.at_level(logging.WARNING, logger="maskwatch.webhook"):
+        sink = WebhookSink(hook.url, Outbox(":memory:"), timeout_s=1.0, backoff_s=0.05)
+        sink.send(_event())
+        assert wait_for(lambda: sink.failures >= 2)
+        hook.status = 200
+        assert sink.flush(5.0)
+        sink.close()
+    said = [r.getMessage() for r in caplog.records if r.name == "maskwatch.webhook"]
+    assert len(said) == 2 and "HTTP 500" in said[0] and said[1].endswith("delivering again"), said
+    assert sink.close_note() is None  # nothing is wrong any more
+
+
 def test_webhook_outbox_survives_a_restart(tmp_path: Path, hook: _Hook):
     path = tmp_path / "outbox.db"
     outbox = Outbox(path)
@@ -483,6 +501,7 @@ def test_a_webhook_down_for_weeks_is_not_flooded_with_alerts_older_than_the_rete
         time.sleep(0.02)
     sink.close()
     assert sink.expired == 1 and [i for i, _, _ in outbox.due(name, time.time() + 1e6)] == [new]
+    assert "dropped 1 undelivered event(s) older than 30 days" in sink.close_note()
     outbox.close()
 
 

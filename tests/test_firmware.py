@@ -68,6 +68,7 @@ ARDUINO_H = r"""
 const int LOW = 0, HIGH = 1, INPUT = 0, OUTPUT = 1;
 void pinMode(int pin, int mode);
 void digitalWrite(int pin, int value);
+unsigned long millis();
 struct FakeSerial {
   std::string input; std::size_t pos = 0; long baud = 0;
   void begin(long b) { baud = b; }
@@ -95,6 +96,8 @@ FakeSerial Serial;
 int pin_mode[32], pin_level[32];
 void pinMode(int pin, int mode) { pin_mode[pin] = mode; }
 void digitalWrite(int pin, int value) { pin_level[pin] = value; }
+static unsigned long now_ms = 0;
+unsigned long millis() { return now_ms; }
 extern Servo servoX, servoY;
 void setup();
 void loop();
@@ -107,6 +110,7 @@ int main() {
   CHECK(Serial.baud == 9600);
   CHECK(servoX.pin == 11 && servoY.pin == 10);
   CHECK(pin_mode[12] == OUTPUT && pin_level[12] == LOW);
+  CHECK(servoX.angle == 90 && servoY.angle == 90);  // power-up: straight ahead
   send("X90Y45\n");
   CHECK(servoX.angle == 90 && servoY.angle == 45 && pin_level[12] == HIGH);
   send("X10Y");
@@ -116,12 +120,18 @@ int main() {
   int writes = servoX.writes;
   send("garbage\nX181Y5\nX5Y\n");
   CHECK(servoX.writes == writes && servoX.angle == 10 && servoY.angle == 20 && pin_level[12] == HIGH);
-  send("X0Y0\n");
-  CHECK(servoX.angle == 0 && servoY.angle == 0 && pin_level[12] == LOW);
+  send("X0Y0\n");  // everyone masked: LED off, the servos stay (no swing to a corner between two people)
+  CHECK(servoX.angle == 10 && servoY.angle == 20 && pin_level[12] == LOW);
   send("X0Y90\n");  // x == 0 means no target: LED off whatever y is
-  CHECK(servoY.angle == 90 && pin_level[12] == LOW);
+  CHECK(servoY.angle == 20 && pin_level[12] == LOW);
   send("X1Y90\n");
+  CHECK(pin_level[12] == HIGH && servoX.angle == 1 && servoY.angle == 90);
+  now_ms += 1000; loop();
   CHECK(pin_level[12] == HIGH);
+  now_ms += 600; loop();  // 1.6 s without a line: the computer is gone; the LED must not stay lit for ever
+  CHECK(pin_level[12] == LOW && servoX.angle == 1);
+  send("X100Y60\n");
+  CHECK(pin_level[12] == HIGH && servoX.angle == 100);
   std::printf("sketch %s\n", failed ? "FAILED" : "ok");
   return failed ? 1 : 0;
 }

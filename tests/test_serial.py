@@ -394,3 +394,33 @@ def test_unplugged_mid_run_then_reconnects():
     assert cable.data.endswith(MSG_B + FINAL_MESSAGE)
     assert re.fullmatch(rb"(X138Y30\n){3}(X56Y90\n)+X0Y0\n", bytes(cable.data)), bytes(cable.data)
     assert cable.ports[1].closed
+
+
+def test_a_target_not_refreshed_by_the_video_is_dropped_for_idle():
+    """A camera outage stops the video loop: the writer must not keep aiming the turret at who was there."""
+    out = io.StringIO()
+    with SerialSignal("dry", interval_ms=10, dry_run=True, out=out) as sig:
+        sig.stale_s = 0.3
+        sig.update(UNMASKED_A, W, H)
+        assert wait_for(lambda: out.getvalue().endswith("X0Y0\n"), timeout=3.0)  # no update for 0.3 s: idle
+        sig.update(UNMASKED_B, W, H)  # the video is back
+        assert wait_for(lambda: out.getvalue().endswith("X56Y90\n"))
+    assert re.fullmatch(r"(X138Y30\n)+(X0Y0\n)+(X56Y90\n)+(X0Y0\n)+", out.getvalue()), out.getvalue()
+
+
+def test_port_trouble_is_logged_once_when_it_starts_and_once_when_it_ends(caplog):
+    """A wrong port or an unplugged Arduino was reported only when watch ended (hours later, for a service)."""
+    import logging
+
+    pytest.importorskip("serial")
+    cable = Cable(fail_after=2)
+    with (caplog.at_level(logging.WARNING, logger="maskwatch.serial"),
+          SerialSignal("/dev/ttyACM0", interval_ms=10, reconnect_s=0.05, port_factory=cable.factory) as sig):
+        sig.update(UNMASKED_A, W, H)
+        assert wait_for(lambda: not cable.plugged)
+        time.sleep(0.3)  # several failed reopen attempts: still one line
+        cable.fail_after, cable.plugged = 10**9, True
+        assert wait_for(lambda: cable.opens == 2)
+        assert wait_for(lambda: any("connected" in r.getMessage() for r in caplog.records))
+    messages = [r.getMessage() for r in caplog.records if r.name == "maskwatch.serial"]
+    assert len(messages) == 2 and "failed" in messages[0] and messages[1] == "serial port '/dev/ttyACM0' connected", messages

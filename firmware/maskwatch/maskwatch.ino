@@ -11,9 +11,11 @@
 // With an external servo supply, join its GND to the Arduino's GND.
 //
 // Protocol (see protocol.h): one line per message, "X<x>Y<y>\n" (or "\r\n"), angles in integer degrees
-// 0..180, about every 200 ms. "X0Y0\n" means everyone is masked or nobody is there: the LED goes off.
-// After each valid line both servos move to the angles, and the LED is on when x != 0, off when x == 0.
-// Garbage, partial lines and out-of-range values are ignored: the servos keep their last good position.
+// 0..180, about every 200 ms. After a line with x != 0 both servos move to the angles and the LED is on.
+// "X0Y0\n" means everyone is masked or nobody is there: the LED goes off and the servos stay where they are.
+// No valid line for 1.5 s (the computer died, hung or was unplugged): the LED goes off too, so it never stays
+// lit for ever. Garbage, partial lines and out-of-range values are ignored. At power-up the servos point straight
+// ahead (90, 90) and the LED is off.
 //
 // Build: Arduino IDE or `arduino-cli compile --fqbn arduino:avr:uno firmware/maskwatch`. The parser is
 // tested on the host with g++ (firmware/test_protocol.cpp, run by tests/test_firmware.py).
@@ -30,19 +32,20 @@ const long BAUD = 9600;
 Servo servoX;
 Servo servoY;
 maskwatch::Parser parser;
+maskwatch::Turret turret;
 
-// Move the servos to (x, y) degrees and set the LED: on while there is a target (x != 0).
-void applyTarget(int x, int y) {
-  servoX.write(x);
-  servoY.write(y);
-  digitalWrite(PIN_LED, x != 0 ? HIGH : LOW);
+// Move the servos and set the LED as the turret says.
+void apply() {
+  servoX.write(turret.pan());
+  servoY.write(turret.tilt());
+  digitalWrite(PIN_LED, turret.led() ? HIGH : LOW);
 }
 
 void setup() {
   pinMode(PIN_LED, OUTPUT);
   servoX.attach(PIN_SERVO_X);
   servoY.attach(PIN_SERVO_Y);
-  applyTarget(parser.x(), parser.y());  // start idle: (0, 0), LED off
+  apply();  // straight ahead, LED off
   Serial.begin(BAUD);
 }
 
@@ -51,7 +54,9 @@ void loop() {
     int c = Serial.read();
     if (c < 0) break;
     if (parser.feed(static_cast<char>(c))) {
-      applyTarget(parser.x(), parser.y());
+      turret.line(parser.x(), parser.y(), millis());
+      apply();
     }
   }
+  if (turret.tick(millis())) apply();  // silence: the LED goes out
 }

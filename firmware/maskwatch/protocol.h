@@ -113,6 +113,54 @@ class Parser {
   unsigned long accepted_, rejected_;
 };
 
+// What the turret does with the parsed lines: the LED and the two servo angles. Kept here, beside the parser and
+// free of Arduino headers, so the host test covers it too.
+//
+//   - A line with x != 0 aims both servos at (x, y) and lights the LED.
+//   - "X0Y0" (everyone masked, nobody there) puts the LED out; the servos stay where they are (no swing to a
+//     corner between two people).
+//   - No valid line for kSilenceMs (the host died, hung or was unplugged; it sends about every 200 ms): the LED goes
+//     out, so it never stays lit for ever. The servos stay.
+//   - At power-up the servos point straight ahead (kParkAngle, kParkAngle) and the LED is off.
+// Times are millis() values; the unsigned difference handles their wrap after about 49.7 days.
+const unsigned long kSilenceMs = 1500;
+const int kParkAngle = 90;
+
+class Turret {
+ public:
+  Turret() : pan_(kParkAngle), tilt_(kParkAngle), led_(false), last_ms_(0) {}
+
+  // A valid line (x, y) received at now_ms.
+  void line(int x, int y, unsigned long now_ms) {
+    last_ms_ = now_ms;
+    if (x != 0) {
+      pan_ = x;
+      tilt_ = y;
+      led_ = true;
+    } else {
+      led_ = false;
+    }
+  }
+
+  // Call on every pass of loop(). Returns true when the LED has just gone out for silence.
+  bool tick(unsigned long now_ms) {
+    if (led_ && ((now_ms - last_ms_) & 0xFFFFFFFFUL) >= kSilenceMs) {  // (the mask: millis() is 32-bit, as on AVR)
+      led_ = false;
+      return true;
+    }
+    return false;
+  }
+
+  int pan() const { return pan_; }    // degrees, 0..180
+  int tilt() const { return tilt_; }  // degrees, 0..180
+  bool led() const { return led_; }
+
+ private:
+  int pan_, tilt_;
+  bool led_;
+  unsigned long last_ms_;
+};
+
 }  // namespace maskwatch
 
 #endif  // MASKWATCH_PROTOCOL_H

@@ -24,6 +24,20 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _log_to_stderr(prefix: str, *names: str) -> None:
+    """Show the warnings of these library loggers (a camera, the serial port, the webhook changing state) on
+    stderr as "PREFIX: message", once per logger however often a command runs in one process."""
+    import logging
+
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(getattr(h, "maskwatch_cli", False) for h in logger.handlers):
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
+            handler.maskwatch_cli = True  # type: ignore[attr-defined]
+            logger.addHandler(handler)
+
+
 def _detector(args: argparse.Namespace):  # noqa: ANN202
     from ..pipeline import Detector
 

@@ -21,6 +21,7 @@ from .common import (
     _check_outputs,
     _detector,
     _err,
+    _log_to_stderr,
     _open_for_writing,
     _stop_on_signals,
 )
@@ -46,9 +47,11 @@ def _add_monitor_arguments(sp: argparse.ArgumentParser, events_default: str | No
 
 
 def _build_monitor(args: argparse.Namespace, det: Any, source: str):  # noqa: ANN202
-    """The monitor the options ask for (``monitor.build_monitor``), and the objects to close at the end."""
+    """The monitor the options ask for (``monitor.build_monitor``), and the objects to close at the end. The serial
+    port's and the webhook's changes of state are shown on stderr while it runs, not only at the end."""
     from ..monitor import build_monitor
 
+    _log_to_stderr(f"maskwatch {getattr(args, 'command', 'watch')}", "maskwatch.serial", "maskwatch.webhook")
     return build_monitor(det, _monitor_settings(args, source))
 
 

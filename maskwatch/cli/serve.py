@@ -15,6 +15,7 @@ from .common import (
     PHOTO_DET_SIZE,
     VIDEO_DEFAULTS,
     _err,
+    _log_to_stderr,
     _stop_on_signals,
 )
 from .options import add_arguments, detector_kwargs
@@ -49,11 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                               detector=detector_kwargs(args), photo_det_size=args.photo_det_size, photo_flip=args.photo_flip,
                               confirm_frames=args.confirm_frames, blur_faces=args.blur_faces, shared=args.demo_data)
     _fewer_malloc_arenas()
-    import logging
-
-    handler = logging.StreamHandler(sys.stderr)  # each camera's state changes (down, reconnecting, frames again)
-    handler.setFormatter(logging.Formatter("maskwatch serve: %(message)s"))
-    logging.getLogger("maskwatch.server").addHandler(handler)
+    _log_to_stderr("maskwatch serve", "maskwatch.server", "maskwatch.webhook")  # each change of state, once
     app = create_app(settings)
     sock = bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]

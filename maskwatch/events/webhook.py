@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import ipaddress
 import json
+import logging
 import socket
 import threading
 import time as _time
@@ -19,6 +20,7 @@ from .event import Event
 from .outbox import Outbox
 from .sinks import Sink
 
+log = logging.getLogger("maskwatch.webhook")
 
 def is_loopback(host: str | None) -> bool:
     if not host:
@@ -83,6 +85,7 @@ class WebhookSink(Sink):
         self.failures = 0
         self.max_age_s = None if max_age_s is None else float(max_age_s)
         self.expired = 0
+        self._trouble = False  # delivery failing: said once, and once when it recovers (logger maskwatch.webhook)
         self._next_expiry = 0.0
         # Display form without query or credentials (a webhook URL may carry a token).
         self._shown = urllib.parse.urlunsplit((parts.scheme, parts.hostname + (f":{parts.port}" if parts.port else ""),
@@ -170,8 +173,8 @@ class WebhookSink(Sink):
         n = self.outbox.expire(self.name, now - self.max_age_s)
         if n:
             self.expired += n
-            self.last_error = (f"webhook {self._shown}: dropped {self.expired} undelivered event(s) older than "
-                               f"{self.max_age_s / 86400:g} days")
+            log.warning("webhook %s: dropped %d undelivered event(s) older than %g days", self._shown, n,
+                        self.max_age_s / 86400)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -201,8 +204,14 @@ class WebhookSink(Sink):
                 if err is None:
                     self.outbox.done(rid)
                     self.delivered += 1
+                    if self._trouble:  # recovered: said once, and no stale warning at exit
+                        self._trouble, self.last_error = False, None
+                        log.warning("webhook %s: delivering again", self._shown)
                     continue
                 self.last_error = err
+                if not self._trouble:
+                    self._trouble = True
+                    log.warning("%s; events wait in the outbox and are retried", err)
                 self.failures += 1
                 delay = self._delay(attempts + 1)
                 self.outbox.retry_later(rid, delay)
@@ -210,6 +219,14 @@ class WebhookSink(Sink):
                 # cut the wait short, close() does.
                 self._stop.wait(delay)
                 break
+
+    def close_note(self) -> str | None:
+        """What is still wrong at the end (not trouble it recovered from), and how many events expired undelivered."""
+        notes = [self.last_error] if self.last_error else []
+        if self.expired and self.max_age_s is not None:
+            notes.append(f"webhook {self._shown}: dropped {self.expired} undelivered event(s) older than "
+                         f"{self.max_age_s / 86400:g} days")
+        return f"{type(self).__name__}: " + "; ".join(notes) if notes else None
 
     def __repr__(self) -> str:
         return f"WebhookSink({self._shown!r}, name={self.name!r}, delivered={self.delivered})"
