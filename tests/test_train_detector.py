@@ -92,8 +92,13 @@ def test_one_tiny_epoch_trains_exports_detects_and_resumes(tmp_path: Path) -> No
     fd = create_face_detector(str(model), det_size=800)
     faces = fd.detect(load_image(VOC / "images" / "maksssksksss0.jpg"))
     assert len(faces) >= 2  # a lightly tuned YuNet still finds the faces of a real photo
-    with pytest.raises(Exception, match="other settings"):
+    with pytest.raises(Exception, match="other settings \\(epochs 2 then, 3 now\\)"):  # it named none
         train_detector(DetectorTrainConfig(**{**cfg.__dict__, "epochs": 3}), resume=True)
+    import os  # the same run, its folder spelt another way and other threads: resumes (it was refused)
+
+    again = train_detector(DetectorTrainConfig(**{**cfg.__dict__, "out": os.path.relpath(tmp_path / "run"), "threads": 1}),
+                           resume=True)
+    assert [h["epoch"] for h in again["history"]] == [0, 1, 2]
     cli = [sys.executable, "-m", "maskwatch.cli", "train-detector", str(data), "--out", str(tmp_path / "run"), "-q"]
     r = subprocess.run(cli, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--resume" in r.stderr and "--force" in r.stderr

@@ -76,8 +76,14 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
         loss = f" loss {row['train_loss']:.3f} ({row['seconds']:.0f} s)" if "train_loss" in row else " (before training)"
         _err(f"maskwatch train-detector: epoch {row['epoch']}{loss}{ap}{' *best*' if row.get('best') else ''}")
 
-    res = train_detector(cfg, resume=args.resume, progress=not args.quiet, on_epoch=report)
-    _err(f"maskwatch: detector written to {out / 'face_detector.onnx'} (best validation face AP {res['best_val_face_ap']:.3f}); "
+    try:
+        res = train_detector(cfg, resume=args.resume, progress=not args.quiet, on_epoch=report)
+    except KeyboardInterrupt:
+        _err("maskwatch train-detector: stopped; the same command with --resume continues from the last finished epoch")
+        raise
+    chosen = (f"best validation face AP {res['best_val_face_ap']:.3f}" if args.val
+              else "no validation set (--val): the last epoch is kept")
+    _err(f"maskwatch: detector written to {out / 'face_detector.onnx'} ({chosen}); "
          f"use it with --face-detector {out / 'face_detector.onnx'}; history.json beside it")
     return 0
 

@@ -42,9 +42,12 @@ from .onnx_net import OnnxNet, write_weights
 
 STRIDES = (8, 16, 32)
 VAL_SCORE = 0.1  # face-score floor of the validation pass (AP counts every box above it)
+RESUME_MAY_CHANGE = ("out", "threads")
+"""Settings a resumed run may give differently: where the run is (spelt another way) and how many threads train it."""
 
 
 # ----------------------------------------------------------------------------------------------- data
+
 def _faces(im: LabelledImage) -> np.ndarray:
     return np.array([b for b in im.boxes if b is not None], np.float32).reshape(-1, 4)
 
@@ -283,8 +286,12 @@ def train_detector(cfg: DetectorTrainConfig, resume: bool = False, progress: boo
     ckpt = out / "last.pt"
     if resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
-        if state["config"] != asdict(cfg):
-            raise InputError(f"{ckpt}: written with other settings; start in a new --out folder or drop --resume")
+        then, now = state["config"], asdict(cfg)
+        changed = sorted(k for k in set(then) | set(now) if k not in RESUME_MAY_CHANGE and then.get(k) != now.get(k))
+        if changed:
+            raise InputError(f"{ckpt}: written with other settings ("
+                             + ", ".join(f"{k} {then.get(k)!r} then, {now.get(k)!r} now" for k in changed)
+                             + "); give the same settings, start in a new --out folder, or --force to start over")
         student.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         start, best, history = state["epoch"], state["best"], state["history"]
