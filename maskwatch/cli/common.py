@@ -139,7 +139,14 @@ def _stop_on_signals(stop: Callable[[], None]) -> Callable[[], None]:
 
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    old = {sig: signal.signal(sig, lambda *_: stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def handler(*_: object) -> None:
+        # Not stop() here: a handler runs in the main thread between two bytecodes, possibly while that thread holds
+        # the very lock stop() needs (threading.Event.set inside Event.wait): a deadlock that ignored SIGTERM.
+        threading.Thread(target=stop, name="maskwatch-stop", daemon=True).start()
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
     def restore() -> None:
         for sig, handler in old.items():
             signal.signal(sig, handler)
