@@ -49,6 +49,7 @@ SENT_KEEP = 1000
 log = logging.getLogger("maskwatch.serial")
 """The port's changes of state, once each (could not be opened, unplugged, connected): `watch` shows them."""
 
+
 def target_angles(detections: Detections, width: int, height: int) -> tuple[int, int]:
     """Servo angles (integer degrees, 0..180) for the most urgent unmasked face of one frame.
 
@@ -207,8 +208,8 @@ class SerialSignal:
             self._thread.join(timeout=2.0)
 
     def close_note(self) -> str | None:
-        """After :meth:`close`: the last trouble with the port, or None."""
-        return f"serial link: {self.last_error}" if self.last_error else None
+        """After :meth:`close`: the trouble with the port if it was still there at the end, or None."""
+        return f"serial link: {self.last_error}" if self.last_error and self._trouble else None  # not trouble that ended
 
     def __enter__(self) -> SerialSignal:
         return self

@@ -424,3 +424,4 @@ def test_port_trouble_is_logged_once_when_it_starts_and_once_when_it_ends(caplog
         assert wait_for(lambda: any("connected" in r.getMessage() for r in caplog.records))
     messages = [r.getMessage() for r in caplog.records if r.name == "maskwatch.serial"]
     assert len(messages) == 2 and "failed" in messages[0] and messages[1] == "serial port '/dev/ttyACM0' connected", messages
+    assert sig.last_error and sig.close_note() is None  # over by the end: no stale "write failed" at exit

@@ -22,6 +22,7 @@ from .sinks import Sink
 
 log = logging.getLogger("maskwatch.webhook")
 
+
 def is_loopback(host: str | None) -> bool:
     if not host:
         return False
