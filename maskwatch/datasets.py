@@ -143,17 +143,24 @@ def _load_folders(root: Path) -> Dataset:
         ds.warnings.append(f"{root}: class folders found under several sub-folders ({', '.join(parents[:6])}); all are "
                            "merged into one set. To keep splits apart (train/ test/), pass each sub-folder on its own")
     known = set(class_dirs)
+
+    def others(folder: Path) -> list[Path]:  # sub-folders of ``folder`` that are no class folder and hold none
+        return [x for x in sorted(folder.iterdir()) if x.is_dir() and x not in known and not x.name.startswith(".")
+                and not any(k.is_relative_to(x) for k in known)]
+
+    def images(folder: Path) -> int:
+        return sum(1 for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+
     for parent in sorted({d.parent for d in class_dirs if d != root}):  # a sibling of a class folder: said, not dropped
-        for other in sorted(x for x in parent.iterdir() if x.is_dir() and x not in known and not x.name.startswith(".")):
-            n = sum(1 for f in other.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-            if n and not any(k.is_relative_to(other) for k in known):
+        for other in others(parent):
+            n = images(other)
+            if n:
                 ds.warnings.append(f"{other}: left out {n} image(s): '{other.name}' is not a class maskwatch knows "
                                    "(with_mask, without_mask, mask_incorrect, or spellings like no_mask, "
                                    "mask_weared_incorrect); rename the folder to train on it")
     for d in class_dirs:  # images a level deeper than a class folder (with_mask/2021/): said, not dropped in silence
-        deeper = [x for x in sorted(d.iterdir()) if x.is_dir() and x not in known and not x.name.startswith(".")]
-        n = sum(1 for x in deeper for f in x.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                and not any(k.is_relative_to(x) for k in known))
+        deeper = others(d)
+        n = sum(images(x) for x in deeper)
         if n:
             ds.warnings.append(f"{d}: left out {n} image(s) in its sub-folder(s) {', '.join(x.name + '/' for x in deeper[:4])}: "
                                "a class folder's images are read from the folder itself; move them up to train on them")

@@ -147,31 +147,30 @@ def _plain(value: Any) -> Any:
 
 def coerce(name: str, value: Any) -> Any:
     """A setting given from Python, as the CLI would read it, then :func:`check`-ed: text through the setting's
-    type ("0.5", "800,1600", "on"), a whole float for an int (512.0), a list of sizes as a tuple. Errors name the
-    setting and what it takes."""
+    type ("0.5", "800,1600", "on"), numpy numbers as Python's, a whole float for an int (512.0), a list of sizes as
+    a tuple. Errors name the setting and what it takes."""
     s = SETTINGS[name]
     if value is None or s.type is str:
         return check(name, value)
-    kind = getattr(s.type, "__name__", "")
+    whole = s.type in (int, det_sizes)
+
+    def number(v: Any) -> Any:
+        v = _plain(v)
+        if whole and isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int if whole else (int, float)):
+            raise ValueError(v)
+        return v
+
     try:
         if isinstance(value, str):
             value = s.type(value)
-        elif isinstance(value, (list, tuple)):
-            value = tuple(_plain(v) for v in value)
-        else:
-            value = _plain(value)
-        if isinstance(value, bool) and s.type in (int, float, det_sizes):
-            raise ValueError(value)
-        if s.type in (int, det_sizes) and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, tuple):  # det_size=(800, 1600.0)
-            value = tuple(int(v) if isinstance(v, float) and v.is_integer() else v for v in value)
-        if s.type in (int, det_sizes) and not isinstance(value, (int, tuple)) or (
-                isinstance(value, tuple) and not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
-            raise ValueError(value)
-        if s.type is float and not isinstance(value, (int, float)):
-            raise ValueError(value)
+        elif s.type is det_sizes and isinstance(value, (list, tuple)):
+            value = tuple(number(v) for v in value)
+        elif s.type in (int, float, det_sizes):
+            value = number(value)
     except (TypeError, ValueError):
+        kind = getattr(s.type, "__name__", "")
         want = {"int": "a whole number", "float": "a number", "size[,size...]": "a size in px or a tuple of sizes"}.get(kind, kind)
         raise InputError(f"'{name}={value!r}' is invalid: give {want}") from None
     return check(name, value)

@@ -46,13 +46,13 @@ def _add_monitor_arguments(sp: argparse.ArgumentParser, events_default: str | No
     add_arguments(g, ["serial_interval"])
 
 
-def _build_monitor(args: argparse.Namespace, det: Any, source: str):  # noqa: ANN202
-    """The monitor the options ask for (``monitor.build_monitor``), and the objects to close at the end. The serial
+def _build_monitor(args: argparse.Namespace, det: Any, settings: Any):  # noqa: ANN202
+    """The monitor of ``settings`` (``monitor.build_monitor``), and the objects to close at the end. The serial
     port's and the webhook's changes of state are shown on stderr while it runs, not only at the end."""
     from ..monitor import build_monitor
 
     _log_to_stderr(f"maskwatch {getattr(args, 'command', 'watch')}", "maskwatch.serial", "maskwatch.webhook")
-    return build_monitor(det, _monitor_settings(args, source))
+    return build_monitor(det, settings)
 
 
 def _monitor_settings(args: argparse.Namespace, source: str):  # noqa: ANN202
@@ -91,7 +91,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     det = _detector(args)
     annot = BoxAnnotator()
     jfile = None
-    mon, closers = (None, []) if args.no_track else _build_monitor(args, det, str(args.input))
+    mon, closers = (None, []) if args.no_track else _build_monitor(args, det, _monitor_settings(args, str(args.input)))
     frames = faces = 0
     labels: Counter[str] = Counter()
     t0 = time.perf_counter()
@@ -138,13 +138,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from ..video import FPSMonitor, VideoSource
 
     det = _detector(args)
-    if not args.no_track:
-        _monitor_settings(args, str(args.source))  # checked before the camera is opened
+    settings = None if args.no_track else _monitor_settings(args, str(args.source))  # checked before the camera opens
     annot, fps = BoxAnnotator(), FPSMonitor()
     window = "maskwatch (q or Esc quits)"
     with VideoSource(args.source, open_timeout=args.timeout, read_timeout=args.timeout, reconnect=args.reconnect, wait_to_open=True,
                      on_state=lambda state, detail: _err(f"maskwatch watch: {detail}")) as src:
-        mon, closers = (None, []) if args.no_track else _build_monitor(args, det, str(args.source))
+        mon, closers = (None, []) if settings is None else _build_monitor(args, det, settings)
         restore = _stop_on_signals(src.stop)
         try:
             for frame in src:
