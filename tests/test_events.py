@@ -445,6 +445,102 @@ def test_events_queued_for_one_url_are_never_posted_to_another(tmp_path: Path, h
     outbox.close()
 
 
+def test_outbox_claims_are_exclusive_until_released_or_their_lease_runs_out(tmp_path: Path):
+    path = tmp_path / "events.db"
+    with Outbox(path) as a, Outbox(path) as b:  # two processes on one file: two connections
+        rid = a.put("hook", {"n": 1})
+        now = time.time()
+        assert a.claim(rid, "a", lease_s=60, now=now)
+        assert not b.claim(rid, "b", lease_s=60, now=now)  # a holds it
+        assert b.due("hook", now) == [] and b.next_try("hook") == pytest.approx(now + 60)  # due when the lease ends
+        assert b.claim(rid, "b", lease_s=60, now=now + 61)  # a's lease ran out (a died): b takes it
+        a.retry_later(rid, 0, "a")  # a's late failure leaves b's claim alone
+        assert not a.claim(rid, "a", lease_s=60, now=now + 62)
+        b.retry_later(rid, 0, "b")  # b's failure releases it and counts the attempt
+        assert [(p, att) for _, p, att in a.due("hook")] == [({"n": 1}, 1)]
+        assert a.claim(rid, "a", lease_s=60)
+        a.done(rid)
+        assert not b.claim(rid, "b", lease_s=60) and b.count() == 0  # delivered: gone for everyone
+
+
+def test_two_posters_sharing_one_outbox_file_post_each_event_exactly_once(tmp_path: Path, hook: _Hook):
+    """Two watch processes (or watch and serve) on one --events file with one --webhook: each entry is claimed before
+    it is posted, so the receiver gets every event once (without claims both posted what was waiting)."""
+    path = tmp_path / "events.db"
+    hook.delay = 0.005  # posts take a while, so the two posters overlap
+    with Outbox(path) as earlier:  # what an earlier run left undelivered
+        for n in range(30):
+            earlier.put("hook", {"n": n})
+    a = WebhookSink(hook.url, Outbox(path), name="hook", timeout_s=2.0)
+    b = WebhookSink(hook.url, Outbox(path), name="hook", timeout_s=2.0)
+    live = [_event(track_id=i) for i in range(20)]
+    for i, e in enumerate(live):  # and new events from both
+        (a if i % 2 else b).send(e)
+    try:
+        assert a.flush(15.0) and b.flush(15.0)
+        got = sorted(json.dumps(p, sort_keys=True) for p in hook.received)
+        want = sorted([json.dumps({"n": n}) for n in range(30)] + [json.dumps(e.to_dict(), sort_keys=True) for e in live])
+        assert got == want  # every event, each exactly once
+        assert a.delivered + b.delivered == 50 and a.delivered and b.delivered  # both took part
+        assert a.outbox.count() == 0
+    finally:
+        for s in (a, b):
+            s.close()
+            s.outbox.close()
+
+
+def test_a_claim_left_by_a_poster_that_died_runs_out_and_the_event_is_still_delivered(tmp_path: Path, hook: _Hook):
+    path = tmp_path / "events.db"
+    dead = Outbox(path)
+    rid = dead.put("hook", {"n": 1})
+    claimed = time.time()
+    assert dead.claim(rid, "killed-mid-post", lease_s=1.0, now=claimed)
+    dead.close()  # kill -9 after the claim: never marked delivered, never released
+    outbox = Outbox(path)
+    sink = WebhookSink(hook.url, outbox, name="hook", timeout_s=1.0)
+    try:
+        assert not wait_for(lambda: hook.received, timeout=0.4)  # the claim still holds: not posted a second time
+        assert wait_for(lambda: hook.answered, timeout=5.0) == [{"n": 1}]  # its lease ran out: posted by the other
+        assert time.time() >= claimed + 1.0
+        assert sink.flush(5.0) and outbox.count() == 0 and sink.delivered == 1
+    finally:
+        sink.close()
+        outbox.close()
+
+
+def test_an_outbox_file_written_before_claims_is_migrated_in_place(tmp_path: Path, hook: _Hook):
+    import contextlib
+    import sqlite3
+
+    path = tmp_path / "events.db"
+    with EventLog(path) as log:  # one file for the event log and the outbox, as watch --events uses it
+        log.add(_event())
+    t = time.time()
+    with contextlib.closing(sqlite3.connect(path)) as c:  # the outbox as releases before claims wrote it
+        c.executescript("""
+            CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, payload TEXT NOT NULL,
+                                 attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL, created REAL NOT NULL);
+            CREATE INDEX outbox_due ON outbox(sink, next_try);
+        """)
+        c.execute("INSERT INTO outbox (sink, payload, attempts, next_try, created) VALUES ('hook', '{\"n\":1}', 2, ?, ?)",
+                  (t + 30, t))
+        c.commit()
+    with Outbox(path) as ob:
+        cols = [r[1] for r in ob._conn.execute("PRAGMA table_info(outbox)")]
+        assert cols == ["id", "sink", "payload", "attempts", "next_try", "created", "claimed_by", "claimed_until"]
+        assert [(p, att) for _, p, att in ob.due("hook", t + 60)] == [({"n": 1}, 2)]  # the waiting entry is kept
+    Outbox(path).close()  # opened again: nothing left to add
+    outbox = Outbox(path)
+    sink = WebhookSink(hook.url, outbox, name="hook", timeout_s=1.0)
+    try:
+        assert sink.flush(5.0) and hook.answered == [{"n": 1}]
+    finally:
+        sink.close()
+        outbox.close()
+    with EventLog(path) as log:
+        assert log.count() == 1
+
+
 def test_webhook_rejects_a_bad_url(tmp_path: Path):
     with pytest.raises(InputError, match="http"):
         WebhookSink("ftp://127.0.0.1/x", Outbox(":memory:"))

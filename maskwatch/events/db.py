@@ -95,6 +95,23 @@ def _connect(path: str | Path, what: str, schema: str) -> tuple[sqlite3.Connecti
     return conn, shown
 
 
+def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str], what: str, shown: str) -> None:
+    """Migrate a database written before ``columns`` existed: add each missing one (name -> SQL type) in place.
+
+    There are no schema versions (``user_version`` is only the write probe of :func:`_connect`, and one file may hold
+    both the event log and the outbox): the table's own column list says what is missing. Checked and added inside
+    one write transaction, so two processes opening an old file at once add each column once. Raises InputError.
+    """
+    try:
+        with _transaction(conn) as c:
+            have = {row[1] for row in c.execute(f"PRAGMA table_info({table})")}
+            for name, decl in columns.items():
+                if name not in have:
+                    c.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+    except sqlite3.Error as e:
+        raise InputError(_explain(what, shown, e)) from None
+
+
 @contextlib.contextmanager
 def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("BEGIN IMMEDIATE")

@@ -10,7 +10,7 @@ import time as _time
 from pathlib import Path
 from typing import Any
 
-from .db import DEFAULT_DB, _connect, _explain, _transaction
+from .db import DEFAULT_DB, _add_columns, _connect, _explain, _transaction
 
 _OUTBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -19,10 +19,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_try REAL NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    claimed_by TEXT,
+    claimed_until REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(sink, next_try);
 """
+# Added after the first release: a file written before them gets them on open (ALTER TABLE ADD COLUMN).
+_CLAIM_COLUMNS = {"claimed_by": "TEXT", "claimed_until": "REAL"}
+# An entry may be posted unless someone holds a claim on it whose lease has not run out.
+_FREE = "(claimed_until IS NULL OR claimed_until <= ?)"
 
 
 class Outbox:
@@ -32,6 +38,11 @@ class Outbox:
     written (full disk), an entry is kept in memory (negative id, ``last_error`` says why) and moved into the file
     by a later :meth:`due` once it can be written again; at most ``MAX_MEMORY`` such entries wait (the oldest go
     first, counted in ``dropped``), so a long outage does not end in running out of memory.
+
+    Several processes may share one file: a poster claims an entry (:meth:`claim`: a lease, taken in a write
+    transaction) before posting it, and :meth:`due` leaves out entries someone else holds, so each is posted by one
+    of them only. A claim is released by :meth:`done` or :meth:`retry_later`; one left by a process that died runs
+    out after its lease and the entry is due again (never lost).
     """
 
     MAX_MEMORY = 10_000
@@ -41,9 +52,16 @@ class Outbox:
         self._lock = threading.RLock()
         self._mem: dict[int, list[Any]] = {}  # id -> [sink, payload_json, attempts, next_try, created]
         self._mem_next = -1
+        self._mem_claims: dict[int, tuple[str, float]] = {}  # id of an in-memory entry -> (owner, claimed until)
         self.dropped = 0
         self._closed = False
         self._conn, self.path = _connect(path, "outbox database", _OUTBOX_SCHEMA)
+        try:
+            _add_columns(self._conn, "outbox", _CLAIM_COLUMNS, "outbox database", self.path)
+        except Exception:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            raise
 
     def _fail(self, e: sqlite3.Error) -> None:
         self.last_error = _explain("outbox database", self.path, e)
@@ -75,9 +93,15 @@ class Outbox:
                 self.last_error = f"{self.last_error}; {self.dropped} older undelivered entries dropped (at most {self.MAX_MEMORY} wait in memory)"
             return rid
 
+    def _mem_free(self, id: int, now: float) -> bool:
+        """An in-memory entry nobody holds a live claim on."""
+        claim = self._mem_claims.get(id)
+        return claim is None or claim[1] <= now
+
     def _migrate(self, sink_name: str) -> None:
-        """Move this sink's in-memory entries into the file, if it can be written now."""
-        ids = [i for i, r in self._mem.items() if r[0] == sink_name]
+        """Move this sink's in-memory entries into the file, if it can be written now (not those being posted)."""
+        now = _time.time()
+        ids = [i for i, r in self._mem.items() if r[0] == sink_name and self._mem_free(i, now)]
         if not ids or self._closed:
             return
         try:
@@ -91,9 +115,11 @@ class Outbox:
             return
         for i in ids:
             del self._mem[i]
+            self._mem_claims.pop(i, None)
 
     def due(self, sink_name: str, now: float | None = None, limit: int = 100) -> list[tuple[int, dict[str, Any], int]]:
-        """Entries of a sink whose next try has come, oldest first: (id, payload, attempts)."""
+        """Entries of a sink whose next try has come and that nobody holds a live claim on, oldest first:
+        (id, payload, attempts). Only candidates: :meth:`claim` one before posting it."""
         now = _time.time() if now is None else float(now)
         with self._lock:
             self._migrate(sink_name)
@@ -101,21 +127,50 @@ class Outbox:
             if not self._closed:
                 try:
                     rows = self._conn.execute(
-                        "SELECT id, payload, attempts FROM outbox WHERE sink = ? AND next_try <= ? ORDER BY id LIMIT ?",
-                        (sink_name, now, int(limit)),
+                        f"SELECT id, payload, attempts FROM outbox WHERE sink = ? AND next_try <= ? AND {_FREE} "
+                        "ORDER BY id LIMIT ?",
+                        (sink_name, now, now, int(limit)),
                     ).fetchall()
                     out = [(int(i), json.loads(p), int(a)) for i, p, a in rows]
                 except sqlite3.Error as e:
                     self._fail(e)
-            mem = sorted(((i, r) for i, r in self._mem.items() if r[0] == sink_name and r[3] <= now), key=lambda x: -x[0])
+            mem = sorted(((i, r) for i, r in self._mem.items()
+                          if r[0] == sink_name and r[3] <= now and self._mem_free(i, now)), key=lambda x: -x[0])
             out += [(i, json.loads(r[1]), int(r[2])) for i, r in mem]
             return out[: int(limit)]
 
+    def claim(self, id: int, owner: str, lease_s: float, now: float | None = None) -> bool:
+        """Take an entry to post it: True when this ``owner`` now holds it for ``lease_s`` seconds; False when it is
+        gone (delivered), not due, held by someone else whose lease has not run out, or the file cannot be written
+        (``last_error`` says why). One write transaction, so of several processes only one gets it."""
+        now = _time.time() if now is None else float(now)
+        until = now + max(0.0, float(lease_s))
+        with self._lock:
+            if id < 0:
+                r = self._mem.get(id)
+                if r is None or r[3] > now or not self._mem_free(id, now):
+                    return False
+                self._mem_claims[id] = (owner, until)
+                return True
+            if self._closed:
+                return False
+            try:
+                with _transaction(self._conn) as c:
+                    n = c.execute(
+                        f"UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE id = ? AND next_try <= ? AND {_FREE}",
+                        (owner, until, int(id), now, now),
+                    ).rowcount
+                return n == 1
+            except sqlite3.Error as e:
+                self._fail(e)
+                return False
+
     def done(self, id: int) -> None:
-        """Delivered: remove the entry."""
+        """Delivered: remove the entry (and its claim)."""
         with self._lock:
             if id < 0:
                 self._mem.pop(id, None)
+                self._mem_claims.pop(id, None)
                 return
             if self._closed:
                 return
@@ -125,20 +180,28 @@ class Outbox:
             except sqlite3.Error as e:
                 self._fail(e)
 
-    def retry_later(self, id: int, delay_s: float) -> None:
-        """Not delivered: count the attempt and make the entry due again in ``delay_s`` seconds."""
-        when = _time.time() + max(0.0, float(delay_s))
+    def retry_later(self, id: int, delay_s: float, owner: str | None = None) -> None:
+        """Not delivered: count the attempt, release ``owner``'s claim and make the entry due again in ``delay_s``
+        seconds. Nothing happens to an entry someone else holds a live claim on (its lease ran out and they took it)."""
+        now = _time.time()
+        when = now + max(0.0, float(delay_s))
         with self._lock:
             if id < 0:
-                if id in self._mem:
+                claim = self._mem_claims.get(id)
+                if id in self._mem and (claim is None or claim[0] == owner or claim[1] <= now):
                     self._mem[id][2] += 1
                     self._mem[id][3] = when
+                    self._mem_claims.pop(id, None)
                 return
             if self._closed:
                 return
             try:
                 with _transaction(self._conn) as c:
-                    c.execute("UPDATE outbox SET attempts = attempts + 1, next_try = ? WHERE id = ?", (when, int(id)))
+                    c.execute(
+                        "UPDATE outbox SET attempts = attempts + 1, next_try = ?, claimed_by = NULL, claimed_until = NULL "
+                        f"WHERE id = ? AND (claimed_by IS ? OR {_FREE})",
+                        (when, int(id), owner, now),
+                    )
             except sqlite3.Error as e:
                 self._fail(e)
 
@@ -163,6 +226,7 @@ class Outbox:
             old = [i for i, r in self._mem.items() if r[0] == sink_name and r[4] < before]
             for i in old:
                 del self._mem[i]
+                self._mem_claims.pop(i, None)
             n = len(old)
             if self._closed:
                 return n
@@ -174,12 +238,14 @@ class Outbox:
             return n
 
     def next_try(self, sink_name: str) -> float | None:
-        """When the next entry of a sink is due (unix seconds), or None when it has none."""
+        """When the next entry of a sink is due (unix seconds; an entry someone holds: not before its lease runs
+        out), or None when it has none."""
         with self._lock:
-            times = [r[3] for r in self._mem.values() if r[0] == sink_name]
+            times = [max(r[3], self._mem_claims.get(i, ("", 0.0))[1]) for i, r in self._mem.items() if r[0] == sink_name]
             if not self._closed:
                 try:
-                    t = self._conn.execute("SELECT MIN(next_try) FROM outbox WHERE sink = ?", (sink_name,)).fetchone()[0]
+                    t = self._conn.execute("SELECT MIN(MAX(next_try, COALESCE(claimed_until, 0))) FROM outbox "
+                                           "WHERE sink = ?", (sink_name,)).fetchone()[0]
                     if t is not None:
                         times.append(float(t))
                 except sqlite3.Error as e:

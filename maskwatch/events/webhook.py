@@ -7,12 +7,14 @@ import hashlib
 import ipaddress
 import json
 import logging
+import os
 import socket
 import threading
 import time as _time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from typing import Any
 
 from ..errors import InputError
@@ -46,6 +48,11 @@ class WebhookSink(Sink):
     what the outbox holds for this sink from an earlier run is sent at once. ``name`` keys this sink's entries in the outbox; by default it is derived from the URL (a hash,
     so a token in the URL is not stored twice), so events queued for one URL are never posted to another.
     Delivery is at-least-once: a receiver may see an event twice (same ``id``) after a timeout.
+
+    Several sinks with the same ``name`` (two ``watch`` processes, or ``watch`` and ``serve``, on one ``--events``
+    file and one ``--webhook``) share the waiting events: each entry is claimed in the outbox before it is posted, so
+    only one of them posts it. A claim lasts ``lease_s`` (default ``max(60, 10 * timeout_s)``: far longer than a post
+    can take); one left by a process killed mid-post runs out then, and another sink posts the event.
     """
 
     def __init__(
@@ -61,6 +68,7 @@ class WebhookSink(Sink):
         include_snapshot: bool = False,
         max_backoff_s: float = 300.0,
         max_age_s: float | None = None,
+        lease_s: float | None = None,
     ) -> None:
         super().__init__()
         parts = urllib.parse.urlsplit(str(url))
@@ -71,6 +79,8 @@ class WebhookSink(Sink):
             raise InputError(f"webhook timeout_s must be > 0 seconds, got {timeout_s}")
         if max_age_s is not None and not max_age_s > 0:
             raise InputError(f"webhook max_age_s must be > 0 seconds or None (keep until delivered), got {max_age_s}")
+        if lease_s is not None and not lease_s > 0:
+            raise InputError(f"webhook lease_s must be > 0 seconds or None (the default), got {lease_s}")
         if int(retries) < 0 or not backoff_s >= 0:
             raise InputError(f"webhook retries must be >= 0 and backoff_s >= 0, got {retries} and {backoff_s}")
         self.url = str(url)
@@ -86,6 +96,9 @@ class WebhookSink(Sink):
         self.failures = 0
         self.max_age_s = None if max_age_s is None else float(max_age_s)
         self.expired = 0
+        # Claims in a shared outbox: who (host, process, this sink) and for how long.
+        self.lease_s = max(60.0, 10.0 * self.timeout_s) if lease_s is None else float(lease_s)
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._trouble = False  # delivery failing: said once, and once when it recovers (logger maskwatch.webhook)
         self._next_expiry = 0.0
         # Display form without query or credentials (a webhook URL may carry a token).
@@ -195,9 +208,13 @@ class WebhookSink(Sink):
                 wait = 1.0 if nxt is None else min(1.0, max(0.005, nxt - _time.time()))
                 self._wake.wait(wait)
                 continue
+            posted = False
             for rid, payload, attempts in rows:
                 if self._stop.is_set():
                     break
+                if not self.outbox.claim(rid, self._owner, self.lease_s):
+                    continue  # another sink or process posts it (or has), or the file cannot be written now
+                posted = True
                 try:
                     err = self._post(payload)
                 except Exception as e:  # never let the worker die
@@ -215,11 +232,13 @@ class WebhookSink(Sink):
                     log.warning("%s; events wait in the outbox and are retried", err)
                 self.failures += 1
                 delay = self._delay(attempts + 1)
-                self.outbox.retry_later(rid, delay)
+                self.outbox.retry_later(rid, delay, self._owner)
                 # Back off as a whole (do not hammer a down server with the rest of the batch); a new send does not
                 # cut the wait short, close() does.
                 self._stop.wait(delay)
                 break
+            if rows and not posted:  # none could be claimed: do not spin on an unwritable file
+                self._wake.wait(0.2)
 
     def close_note(self) -> str | None:
         """What is still wrong at the end (not trouble it recovered from), and how many events expired undelivered."""
