@@ -60,10 +60,17 @@ def explain_image(det: Detector, path: str | os.PathLike, out: str | os.PathLike
 
 
 def explain_video(det: Detector, source: str, out: str | os.PathLike, progress: Callable[[int], None] | None = None,
-                  max_frames: int = 0) -> int:
-    """Write a side-by-side heatmap video (twice the width of the input); returns the number of frames."""
+                  max_frames: int = 0, notes: list[str] | None = None) -> int:
+    """Write a side-by-side heatmap video (twice the width of the input); returns the number of frames. ``notes``,
+    if given, gets what the user should know about the result, as ``maskwatch video`` says it: a video that states
+    no usable frame rate (the output assumes ``ASSUMED_FPS``), an output browsers do not play."""
     n = 0
     with VideoSource(source) as src, VideoSink(out, src.width * 2, src.height, src.fps) as sink:
+        if notes is not None:
+            if sink.warning:
+                notes.append(sink.warning)
+            if not src.fps_stated:
+                notes.append(f"{source} states no usable frame rate; the output assumes {src.fps:g} frames/s")
         for frame in src:
             sink.write(explain_frame(det, frame)[0])
             n += 1

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import socket
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -25,8 +30,175 @@ def parse_source(source: str | int) -> str | int:
     return int(s) if s.isdigit() else s
 
 
+STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp")
+
+
 def is_stream(source: str | int) -> bool:
-    return isinstance(source, str) and source.split("://")[0].lower() in ("rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp")
+    return isinstance(source, str) and source.split("://")[0].lower() in STREAM_SCHEMES
+
+
+def shown_source(source: str | int) -> str:
+    """A source as messages may show it: a URL without its user name, password and query (which may carry a
+    token): ``rtsp://admin:pw@cam:554/live?key=k`` -> ``rtsp://cam:554/live``; anything else as it is."""
+    s = str(source)
+    if isinstance(source, int) or "://" not in s:
+        return s
+    try:
+        p = urllib.parse.urlsplit(s)
+    except ValueError:  # "http://[cam/x": a broken address; show none of what follows the scheme
+        return s.split("://")[0] + "://..."
+    netloc = p.netloc.rpartition("@")[2]  # host[:port], as written
+    return urllib.parse.urlunsplit((p.scheme, netloc, p.path, "", ""))
+
+
+class StreamOpenError(InputError):
+    """A stream URL that could not be opened. ``reason``: why, in FFmpeg's words made plain, with a hint (None where
+    PyAV is not installed or gives no reason); ``lasting``: a kind of answer that waiting does not change by itself
+    (HTTP 404/401/403, a host name that does not resolve, not a video) rather than a camera that is off or booting."""
+
+    def __init__(self, message: str, reason: str | None = None, lasting: bool = False) -> None:
+        super().__init__(message)
+        self.reason, self.lasting = reason, lasting
+
+
+PROBE_TIMEOUT = 3.0
+"""Seconds :func:`stream_failure` gives FFmpeg (PyAV) to answer; it runs only when OpenCV's open failed fast."""
+
+
+class _AvLogLevel:
+    """PyAV's log level is the process's: raised to ERROR while probes run, then put back as it was."""
+
+    lock = threading.Lock()
+    probes = 0
+    before: int | None = None
+
+
+def stream_failure(url: str, timeout: float = PROBE_TIMEOUT) -> tuple[str, bool] | None:
+    """Why a stream URL cannot be opened, asked once of FFmpeg through PyAV (OpenCV gives no reason): (reason with a
+    hint, lasting), e.g. ("HTTP 404 Not Found: check the path in the URL", True). None where PyAV is not installed,
+    the URL opens now, or no answer came within ``timeout`` (+1) seconds. Never names the URL's user, password or
+    query."""
+    try:
+        import av  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        return None
+    found: list[tuple[str, bool] | None] = []
+
+    def probe() -> None:
+        with contextlib.suppress(Exception):
+            found.append(_probe(url, timeout))
+
+    t = threading.Thread(target=probe, name="maskwatch-stream-probe", daemon=True)  # a name lookup has no timeout
+    t.start()
+    t.join(timeout + 1.0)
+    return found[0] if found else None
+
+
+def _probe(url: str, timeout: float) -> tuple[str, bool] | None:
+    import av
+    import av.logging as avlog  # type: ignore[import-not-found]
+
+    with _AvLogLevel.lock:  # FFmpeg logs the details (a name that does not resolve) only at a log level; captured here
+        if _AvLogLevel.probes == 0:
+            _AvLogLevel.before = avlog.get_level()
+            avlog.set_level(avlog.ERROR)
+        _AvLogLevel.probes += 1
+    try:
+        with avlog.Capture() as logs:  # this thread's messages only
+            try:
+                container = av.open(url, timeout=timeout)
+            except av.error.FFmpegError as e:
+                error: BaseException | None = e
+            else:
+                container.close()
+                error = None
+    finally:
+        with _AvLogLevel.lock:
+            _AvLogLevel.probes -= 1
+            if _AvLogLevel.probes == 0:
+                avlog.set_level(_AvLogLevel.before)
+    if error is None:
+        return None
+    said = [_scrub(str(m[2]).strip(), url) for m in logs if len(m) > 2 and str(m[2]).strip()]
+    return _plain_reason(av.error, error, url, said)
+
+
+def _plain_reason(E: Any, e: BaseException, url: str, said: list[str]) -> tuple[str, bool]:  # noqa: N803
+    """(reason, lasting) of PyAV's error ``e`` (its ``av.error`` module is ``E``) and FFmpeg's log lines ``said``."""
+    p = urllib.parse.urlsplit(url)
+    scheme = p.scheme.lower()
+    try:
+        port = p.port
+    except ValueError:
+        port = None
+    port = port or {"http": 80, "https": 443, "rtsp": 554, "rtsps": 322, "rtmp": 1935}.get(scheme)
+    host = p.hostname or "?"
+    proto = "RTSP" if scheme.startswith("rtsp") else "HTTP"
+    strerror = _scrub(str(getattr(e, "strerror", "") or "").strip(), url)
+    if _is(e, E, "HTTPUnauthorizedError"):
+        if p.username is None:
+            return (f"{proto} 401 Unauthorized: the camera wants a user name and password; put them in the URL, "
+                    f"{scheme}://USER:PASSWORD@{p.netloc.rpartition('@')[2]}/..."), True
+        return f"{proto} 401 Unauthorized: check the user name and password", True
+    if _is(e, E, "HTTPForbiddenError"):
+        return f"{proto} 403 Forbidden: check the user name and password, and that this user may view the stream", True
+    if _is(e, E, "HTTPNotFoundError"):
+        return f"{proto} 404 Not Found: check the path in the URL", True
+    if _is(e, E, "HTTPBadRequestError"):
+        return f"{proto} 400 Bad Request: check the URL", True
+    if _is(e, E, "HTTPTooManyRequestsError"):
+        return f"{proto} 429 Too Many Requests: the camera limits its viewers; is another program reading it?", False
+    if _is(e, E, "HTTPClientError"):
+        return f"{proto} error ({strerror or '4xx'}): check the URL", True
+    if _is(e, E, "HTTPServerError"):
+        return f"{proto} 5xx Server Error: the camera's server failed; it may still be starting", False
+    if _is(e, E, "ProtocolNotFoundError"):
+        return f"this FFmpeg cannot open {scheme}:// URLs: check the start of the URL", True
+    if _is(e, E, "InvalidDataError"):
+        what = "a web page or a login form?" if proto == "HTTP" else "another kind of server on this port?"
+        return f"the server answers, but not with a video FFmpeg can read; {what} Check the path and the port", True
+    if isinstance(e, ConnectionRefusedError):
+        return f"connection refused: nothing listens on port {port} of {host}; is the camera on, and is the port right?", False
+    if isinstance(e, ConnectionResetError):
+        return "the connection was reset by the camera", False
+    if isinstance(e, TimeoutError) or _is(e, E, "ExitError"):  # ExitError: PyAV's timeout
+        return "no answer", False
+    code = getattr(e, "errno", None)
+    if code in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return f"{host} cannot be reached ({strerror.lower() or 'unreachable'}): check the address and the network", False
+    if any("resolve hostname" in m for m in said) or (code == errno.EIO and not said and not _resolves(host)):
+        return f"the host name {host} does not resolve: check it", True
+    detail = said[-1].rstrip(".") if said else strerror or type(e).__name__
+    if scheme in ("https", "rtsps") and any("TLS" in m or "SSL" in m for m in said):
+        return (f"the secure (TLS) connection failed, FFmpeg says: {detail}; does port {port} speak {scheme}? "
+                f"Check the port, or try {scheme[:-1]}://"), True
+    return f"FFmpeg says: {detail}", False
+
+
+def _is(e: BaseException, E: Any, name: str) -> bool:  # noqa: N803
+    """``e`` is an ``av.error.<name>`` (False where this PyAV has no such class)."""
+    cls = getattr(E, name, None)
+    return isinstance(cls, type) and isinstance(e, cls)
+
+
+def _resolves(host: str) -> bool:
+    try:
+        socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return False
+    return True
+
+
+def _scrub(text: str, url: str) -> str:
+    """FFmpeg's ``text`` without the URL's user name, password or query, should it have said them."""
+    p = urllib.parse.urlsplit(url)
+    text = text.replace(url, shown_source(url))
+    for secret in (p.password, p.query):
+        if secret:
+            text = text.replace(secret, "***")
+    if p.username:
+        text = re.sub(rf"(?<!\w){re.escape(p.username)}(?!\w)", "***", text)
+    return text
 
 
 def open_video_file(path: str | os.PathLike) -> cv2.VideoCapture:
@@ -55,9 +227,15 @@ class VideoSource:
     ever: a door camera that reboots comes back); the first wait is reconnect_wait seconds, doubled after each
     failed attempt up to max_wait. With ``wait_to_open``, a stream (rtsp/http) that cannot be opened at the start
     is retried the same way (a server that boots before its camera; width, height and fps are 0 until it opens);
-    otherwise, and always for a file or a webcam index, a source that cannot be opened is an error at once.
+    otherwise, and always for a file or a webcam index, a source that cannot be opened is an error at once. A
+    stream that answers at once but cannot be opened (refused, HTTP 404, 401, a name that does not resolve, not a
+    video) is asked once per failed attempt why, of FFmpeg through PyAV when it is installed
+    (:func:`stream_failure`), and the reason is in the message (:class:`StreamOpenError`).
     on_state(state, detail) is called once per change: "down" when frames stop (or the stream cannot be opened),
-    "up" when they come back, "gave up" at the end. ``stop()`` (from another thread or a signal handler) ends the
+    "up" when they come back, "gave up" at the end; "down" again, once, for each new reason that waiting may not
+    cure (HTTP 404/401/403, a host name, not a video) met while it is down, where a camera that is off or booting
+    (refused, no answer) is said only in the first "down". Messages name a URL without its user name, password and
+    query (``shown_source``). ``stop()`` (from another thread or a signal handler) ends the
     iteration at the next frame or wait. fps: the file's own rate (0.01-1000); ``fps_stated`` is False where the
     file states none and 25 is assumed.
     """
@@ -75,11 +253,16 @@ class VideoSource:
         self.stopped: str | None = None  # why a camera or stream ended, if it did
         if isinstance(self.source, str) and not is_stream(self.source):
             p = Path(self.source)
+            if not p.exists() and "://" in self.source:  # "htp://cam/x", "rstp://...": a misspelt protocol
+                raise InputError(f"{shown_source(self.source)}: no such video file, and "
+                                 f"'{self.source.split('://')[0]}' is not a stream protocol maskwatch opens "
+                                 f"({', '.join(STREAM_SCHEMES)}); check the start of the URL")
             if not p.exists():
                 raise InputError(f"{p}: no such video file; check the path (a webcam is a number, e.g. 0)")
             if p.is_dir():
                 raise InputError(f"{p}: is a folder; pass a video file, a webcam number or a stream URL")
         self._started_down, self.fps_stated = False, False
+        self._told_reasons: tuple[str, ...] = ()
         self.fps, self.frame_count, self.width, self.height = 0.0, 0, 0, 0
         try:
             self.cap = self._open()
@@ -87,6 +270,7 @@ class VideoSource:
             if not (wait_to_open and is_stream(self.source) and (reconnect is None or reconnect > 0)):
                 raise
             self.cap, self._started_down = cv2.VideoCapture(), True  # (not opened: __iter__ retries)
+            self._told_reasons = (e.reason,) if isinstance(e, StreamOpenError) and e.reason else ()
             self._state("down", f"{e}; retrying" + (" until it answers" if reconnect is None else f" (up to {reconnect} times)"))
         else:
             self._read_properties()
@@ -125,9 +309,13 @@ class VideoSource:
             if is_stream(self.source):
                 waited = time.monotonic() - started
                 if waited < 0.8 * self.open_timeout:  # an answer, not silence: refused, not found, not a video
-                    raise InputError(f"{self.source}: could not be opened after {waited:.1f} s (connection refused, no such "
-                                     "stream, or not a video); check the address, port, path and credentials")
-                raise InputError(f"{self.source}: the stream did not answer within {self.open_timeout:.0f} s; check the URL, network and credentials")
+                    found = stream_failure(self.source, min(PROBE_TIMEOUT, self.open_timeout))
+                    if found:
+                        raise StreamOpenError(f"{self.name}: could not be opened ({found[0]})", *found)
+                    raise StreamOpenError(f"{self.name}: could not be opened after {waited:.1f} s (connection refused, no "
+                                          "such stream, or not a video); check the address, port, path and credentials")
+                raise StreamOpenError(f"{self.name}: the stream did not answer within {self.open_timeout:.0f} s; check the "
+                                      "URL, network and credentials", "no answer")
             raise InputError(f"{self.source}: not a video OpenCV can read (unknown format or corrupt file)")
         return cap
 
@@ -137,13 +325,15 @@ class VideoSource:
 
     @property
     def name(self) -> str:
-        return f"camera {self.source}" if isinstance(self.source, int) else str(self.source)
+        """The source as messages show it: ``camera 0``, a file's path, a URL without user, password and query."""
+        return f"camera {self.source}" if isinstance(self.source, int) else shown_source(self.source)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Frames until the source ends or :meth:`stop` is called. A camera or stream that stops sending is
         reopened up to ``reconnect`` times in a row (for ever if None), waiting longer after each failure; then
         iteration ends and ``stopped`` says why."""
         failures, down_told, why = 0, self._started_down, ""
+        told = set(self._told_reasons)  # the reasons said in this outage
         while not self._stop.is_set():
             ok, frame = self.cap.read()
             if ok and frame is not None:
@@ -152,6 +342,7 @@ class VideoSource:
                     again = "first frames" if self.frames_read == 0 else "frames again"
                     self._state("up", f"{self.name}: {again} after {failures} reconnect attempt(s)")
                 failures, down_told, why = 0, False, ""
+                told.clear()
                 self.frames_read += 1
                 yield frame
                 continue
@@ -171,13 +362,18 @@ class VideoSource:
                     self.cap = self._open()
                 except InputError as e:  # still down: the next attempt waits longer
                     why = str(e)
+                    if isinstance(e, StreamOpenError) and e.reason and e.lasting and e.reason not in told:
+                        told.add(e.reason)  # a new reason that waiting may not cure: said once
+                        until = " until it answers" if self.frames_read == 0 else " until it is back"
+                        self._state("down", f"{e}; still retrying"
+                                    + (until if self.reconnect is None else f" (up to {self.reconnect} times)"))
                 else:
                     self._read_properties()
                 continue
             if self.is_file and self.frame_count and self.frames_read < self.frame_count - 1:
                 self.ended_early = True
             if not self.is_file:
-                name = f"camera {self.source}" if isinstance(self.source, int) else str(self.source)
+                name = self.name
                 if why and self.frames_read == 0:  # never opened: the reason of the last attempt
                     self.stopped = f"{why}; gave up after {failures} reconnect attempt(s)"
                 else:

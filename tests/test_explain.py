@@ -55,3 +55,20 @@ def test_extract_faces_empty_folder(tmp_path):
     (tmp_path / "in").mkdir()
     rc, _, err = run_cli(["extract-faces", str(tmp_path / "in"), str(tmp_path / "out"), "-q"])
     assert rc == 2 and "Traceback" not in err and "no image" in err
+
+
+@needs_shared
+def test_explain_of_a_video_that_states_no_frame_rate_says_25_is_assumed(tmp_path):
+    """As `maskwatch video` does: a file whose stated rate is no frame rate (5000/s here; 0 or a stream's clock in
+    others) is written at 25 frames/s, and the user is told."""
+    from _scene import scene_frames, write_video
+
+    clip = write_video(tmp_path / "odd.mp4", [f[::2, ::2] for f in scene_frames(3)], fps=5000)
+    rc, _, err = run_cli(["explain", str(clip), "--out", str(tmp_path / "x.webm"), "--max-frames", "2", "-q"])
+    assert rc == 0, err
+    assert f"maskwatch: note: {clip} states no usable frame rate; the output assumes 25 frames/s" in err, err
+    cap = cv2.VideoCapture(str(tmp_path / "x.webm"))
+    assert cap.get(cv2.CAP_PROP_FPS) == 25
+    rc, _, err = run_cli(["explain", str(write_video(tmp_path / "ok.mp4", scene_frames(2), fps=10)), "--out",
+                          str(tmp_path / "y.webm"), "-q"])
+    assert rc == 0 and "note:" not in err, err

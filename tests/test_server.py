@@ -524,6 +524,61 @@ def test_serve_says_on_stderr_when_a_camera_cannot_be_opened(tmp_path):
 
 
 @needs_shared
+def test_a_camera_whose_server_answers_404_says_why_with_a_hint_once_in_the_log_and_in_healthz(caplog):
+    """The stream is refused (the camera is off), then answered 404 (its web server is up, the path in the URL is
+    wrong): the log says each once, with FFmpeg's reason and what to check, however many attempts meet them; /healthz
+    carries the reason. The URL's user name, password and query are in neither."""
+    import http.server
+    import logging
+    import socketserver
+
+    from conftest import free_port
+
+    from maskwatch.pipeline import Detector
+    from maskwatch.server.cameras import CameraWorker, parse_camera
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):  # noqa: ANN002
+            pass
+
+        def do_GET(self):  # noqa: N802
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+    port = free_port()
+    spec = parse_camera(f"http://admin:pw123@127.0.0.1:{port}/typo.mjpg?key=k456=yard")
+    worker = CameraWorker("yard", spec, Detector(det_size=320), open_timeout=2, reconnect_wait=0.02, max_wait=0.05,
+                          max_retries=10_000)
+    web = None
+    with caplog.at_level(logging.WARNING, logger="maskwatch.server"):
+        worker.start()
+        try:
+            assert wait_for(lambda: "refused" in (worker.reason or "")), worker.info()
+            web = Server(("127.0.0.1", port), NotFound)
+            threading.Thread(target=web.serve_forever, daemon=True).start()
+            assert wait_for(lambda: "404" in (worker.reason or "")), worker.info()
+            info = worker.info()
+            time.sleep(0.5)  # more attempts meet the 404: no more lines
+        finally:
+            worker.stop()
+            if web:
+                web.shutdown()
+                web.server_close()
+    said = [r.getMessage() for r in caplog.records if r.name == "maskwatch.server"]
+    shown = f"http://127.0.0.1:{port}/typo.mjpg"
+    assert said == [f"camera yard: reconnecting: {shown}: could not be opened (connection refused: nothing listens on port "
+                    f"{port} of 127.0.0.1; is the camera on, and is the port right?)",
+                    f"camera yard: reconnecting: {shown}: could not be opened (HTTP 404 Not Found: check the path in the URL)"], said
+    assert info["status"] == "reconnecting" and info["reason"] == said[1].split("reconnecting: ")[1]
+    assert not {"admin", "pw123", "k456"} & set(re.split(r"\W+", json.dumps([said, info])))
+
+
+@needs_shared
 def test_a_large_upload_is_decoded_small_but_answered_in_the_originals_pixels(voc_image, tmp_path):
     """A 35 MP photo is decoded at 1/4 for detection; width, height and boxes are the original's, where the CLI
     finds the faces in the full-size file."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import free_port, needs_shared, phone_video
+from conftest import free_port, needs_shared, phone_video, wait_for
 
 from maskwatch import InputError
 from maskwatch.video import VideoSource, parse_source
@@ -485,3 +486,126 @@ def test_a_file_that_is_no_video_is_blamed_on_the_input_not_the_output(tmp_path)
     bad.write_bytes(b"GARBAGEGARBAGE")
     r = _run_cli("video", str(bad), "--out", str(tmp_path / "o.webm"), "-q", "--face-detector", "haar")
     assert r.returncode == 2 and f"{bad}: not a video OpenCV can read" in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------- why a stream cannot be opened
+class _Answers:
+    """A loopback HTTP server that answers every request with one status (404: a typo in the path), on a given port."""
+
+    def __init__(self, status: int, port: int = 0) -> None:
+        import http.server
+        import socketserver
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):  # noqa: ANN002
+                pass
+
+            def do_GET(self):  # noqa: N802
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def off(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _watch_until(url: str, said: str, timeout: float = 60) -> tuple[int, str]:
+    """`maskwatch watch URL` (reconnect forever, the default) until stderr says ``said``; then SIGTERM, as systemd
+    stops it: (exit code: 0, or -15 where the signal came before watch's handler was set; all of stderr)."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "watch", url, "--headless", "--timeout", "2",
+                             "--events", "", "--face-detector", "haar"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not any(said in x for x in lines) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    finally:
+        proc.kill()
+    reader.join(5)
+    return proc.returncode, "".join(lines)
+
+
+def test_watch_says_a_stream_answers_404_with_a_hint_and_never_the_credentials():
+    """A typo in the path of a systemd unit's URL: the camera's server answers 404 for ever. watch keeps retrying (a
+    camera's web server may answer 404 while it boots) but says why, with what to check; the user name, password and
+    query (a token) of the URL are in no line."""
+    cam = _Answers(404)
+    try:
+        rc, err = _watch_until(f"http://admin:pw123@127.0.0.1:{cam.port}/typo.mjpg?key=k456", "could not be opened")
+    finally:
+        cam.off()
+    assert rc in (0, -15) and "Traceback" not in err, err
+    assert (f"http://127.0.0.1:{cam.port}/typo.mjpg: could not be opened (HTTP 404 Not Found: check the path in the URL); "
+            "retrying until it answers") in err, err
+    assert not {"admin", "pw123", "k456"} & set(re.split(r"\W+", err)), err
+
+
+def test_watch_says_a_closed_port_refuses_the_connection():
+    port = free_port()
+    rc, err = _watch_until(f"rtsp://127.0.0.1:{port}/live", "could not be opened")
+    assert rc in (0, -15) and "Traceback" not in err, err
+    assert (f"rtsp://127.0.0.1:{port}/live: could not be opened (connection refused: nothing listens on port {port} of "
+            "127.0.0.1; is the camera on, and is the port right?); retrying until it answers") in err, err
+
+
+def test_why_a_stream_cannot_be_opened_is_said_again_once_when_it_turns_into_one_waiting_may_not_cure(monkeypatch):
+    """Refused (the camera is off) and then HTTP 404 (its web server is up, the path is wrong): the 404 is said once
+    more, however many attempts meet it; back to refused (it reboots) is not news. Without PyAV: no reason, as before."""
+    port = free_port()
+    url = f"http://camuser9:secret1@127.0.0.1:{port}/typo"
+    states: list[tuple[str, str]] = []
+    src = VideoSource(url, open_timeout=2, reconnect=None, reconnect_wait=0.02, max_wait=0.05, wait_to_open=True,
+                      on_state=lambda state, detail: states.append((state, detail)))
+    attempts = []
+    real_open = src._open
+    monkeypatch.setattr(src, "_open", lambda: attempts.append(1) or real_open())
+    runner = threading.Thread(target=lambda: list(src), daemon=True)
+    runner.start()
+    cam = None
+    try:
+        assert wait_for(lambda: len(attempts) >= 3)  # refused a few times: said once, at the start
+        cam = _Answers(404, port)
+        assert wait_for(lambda: len(states) >= 2)
+        n = len(attempts)
+        assert wait_for(lambda: len(attempts) >= n + 5)  # 404 a few more times
+        cam.off()
+        cam = None
+        n = len(attempts)
+        assert wait_for(lambda: len(attempts) >= n + 3)  # refused again
+    finally:
+        src.stop()
+        runner.join(10)
+        if cam:
+            cam.off()
+    assert [s for s, _ in states] == ["down", "down"], states
+    assert states[0][1] == (f"http://127.0.0.1:{port}/typo: could not be opened (connection refused: nothing listens on port "
+                            f"{port} of 127.0.0.1; is the camera on, and is the port right?); retrying until it answers")
+    assert states[1][1] == (f"http://127.0.0.1:{port}/typo: could not be opened (HTTP 404 Not Found: check the path in the "
+                            "URL); still retrying until it answers")
+    assert not {"camuser9", "secret1"} & set(re.split(r"\W+", str(states))), states
+    monkeypatch.setitem(sys.modules, "av", None)  # PyAV not installed: the reason is not known, the message as before
+    with pytest.raises(InputError, match=r"could not be opened after \d+\.\d s \(connection refused, no such stream, or not a video\)"):
+        VideoSource(url, open_timeout=2)
+
+
+def test_a_misspelt_protocol_is_named_and_its_credentials_are_not():
+    with pytest.raises(InputError) as e:
+        VideoSource("htp://admin:pw123@cam.local/live")
+    assert str(e.value) == ("htp://cam.local/live: no such video file, and 'htp' is not a stream protocol maskwatch opens "
+                            "(rtsp, rtsps, http, https, rtmp, udp, tcp); check the start of the URL")

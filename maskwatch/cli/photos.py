@@ -152,9 +152,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
         n = explain_image(det, src, out)
         _err(f"maskwatch: {n} face(s) explained; wrote {out}")
     else:
+        notes: list[str] = []
         with _bar(None, "explain", "frame", args.quiet) as bar:
-            n = explain_video(det, args.input, out, progress=bar.update, max_frames=args.max_frames)
+            n = explain_video(det, args.input, out, progress=bar.update, max_frames=args.max_frames, notes=notes)
         _err(f"maskwatch: {n} frame(s); wrote {out}")
+        if notes:
+            _err(f"maskwatch: note: {'; '.join(notes)}")
     return 0
 
 

@@ -6,7 +6,10 @@ dashboard shows: the latest annotated JPEG, frames/s, the faces of the current f
 and the faces seen per label in 5-second buckets (for the chart, with or without events). A file is played at its own
 frame rate and loops forever. A camera that stops, or cannot be opened, is retried with back-off: its ``status`` is
 ``"reconnecting"`` and then, after ``max_retries`` failed tries in a row, ``"down"`` (still retried every
-``max_wait`` s), with the reason in ``reason``; the other cameras are not affected.
+``max_wait`` s), with the reason in ``reason`` (for a stream that answers but cannot be opened, FFmpeg's reason with a
+hint where PyAV is installed: "HTTP 404 Not Found: check the path in the URL"); the other cameras are not affected.
+Each change of status is logged once, and so is each new reason that waiting may not cure (HTTP 404/401/403, a host
+name that does not resolve, not a video) met while the camera is failing.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import re
 import textwrap
 import threading
 import time
-import urllib.parse
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +30,7 @@ from ..annotate import BoxAnnotator, blur_faces, draw_fps
 from ..errors import InputError
 from ..monitor import MonitorSettings, Sinks, build_monitor
 from ..pipeline import Detector
-from ..video import FPSMonitor, VideoSource, is_stream, parse_source
+from ..video import FPSMonitor, StreamOpenError, VideoSource, is_stream, parse_source, shown_source
 
 log = logging.getLogger("maskwatch.server")
 """Each change of a camera's state, once (down, reconnecting, frames again): ``serve`` shows it on stderr."""
@@ -59,9 +61,7 @@ class CameraSpec:
         if isinstance(self.source, int):
             return f"webcam {self.source}"
         if is_stream(self.source):
-            p = urllib.parse.urlsplit(str(self.source))
-            host = (p.hostname or "") + (f":{p.port}" if p.port else "")
-            return urllib.parse.urlunsplit((p.scheme, host, p.path, "", ""))
+            return shown_source(self.source)
         return re.split(r"[\\/]", str(self.source))[-1]
 
 
@@ -111,6 +111,7 @@ class CameraWorker(threading.Thread):
         self._size = size_hint
         self.status: str = "starting"
         self._told: str | None = None  # the failing state last logged (None: running, or not failed yet)
+        self._told_reasons: set[str] = set()  # the open failures' reasons logged since the last frame
         self.reason: str | None = None
         self.frames = 0
         self.last_frame_time: float | None = None
@@ -164,7 +165,7 @@ class CameraWorker(threading.Thread):
                 src = VideoSource(self.spec.source, open_timeout=self.open_timeout, read_timeout=self.open_timeout, reconnect=0)
             except Exception as e:  # InputError (cannot open) or anything OpenCV raises
                 failures += 1
-                self._failed(_reason(e), failures)
+                self._failed(_reason(e), failures, e if isinstance(e, StreamOpenError) else None)
                 continue
             n, error = 0, None
             try:
@@ -192,14 +193,18 @@ class CameraWorker(threading.Thread):
 
     # -- worker side
 
-    def _failed(self, reason: str, failures: int) -> None:
+    def _failed(self, reason: str, failures: int, error: StreamOpenError | None = None) -> None:
         status = "reconnecting" if failures <= self.max_retries else "down"
         if is_stream(self.spec.source):  # the messages name the URL: keep its password and query out
             reason = reason.replace(str(self.spec.source), self.spec.shown)
         with self._lock:
             self.status, self.reason = status, reason
-        if status != self._told:
+        why = error.reason if error is not None else None
+        new_why = why is not None and error is not None and error.lasting and why not in self._told_reasons
+        if status != self._told or new_why:  # a new status; or, still failing, a new reason waiting may not cure
             self._told = status
+            if why is not None:
+                self._told_reasons.add(why)
             log.warning("camera %s: %s: %s", self.spec.name, status, reason)
         self._placeholder(f"{status}: {reason}")
         self._stop_event.wait(min(self.reconnect_wait * 2 ** (failures - 1), self.max_wait))
@@ -218,6 +223,7 @@ class CameraWorker(threading.Thread):
         with self._lock:
             self.status, self.reason = "ok", None
             told, self._told = self._told, None
+            self._told_reasons.clear()
             self.frames += 1
             self.last_frame_time = now
             self._size = (frame.shape[1], frame.shape[0])
