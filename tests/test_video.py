@@ -338,6 +338,32 @@ def test_watch_waits_for_a_camera_that_is_down_when_it_starts(tmp_path):
     assert "first frames after" in r.stderr and "Traceback" not in r.stderr
 
 
+@needs_shared
+def test_watch_keeps_a_streams_password_and_token_out_of_its_json_events_and_messages(tmp_path):
+    """The camera's default name and the JSON records' source are the URL without user, password and query: they
+    go into the event log, the webhook's payloads and stdout, where a password has no business."""
+    import sqlite3
+
+    from _scene import scene_frames
+
+    cam = _MJPEG(scene_frames(6))
+    url = cam.url.replace("http://", "http://admin:s3cret@") + "?token=t0k3n"
+    db = tmp_path / "ev.db"
+    try:
+        r = _run_cli("watch", url, "--headless", "--json", "--max-frames", "5", "--timeout", "5", "--events", str(db),
+                     "--det-size", "320", "--confirm-frames", "1", timeout=90)
+    finally:
+        cam.off()
+    assert r.returncode == 0, r.stderr
+    recs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(recs) == 5 and {x["source"] for x in recs} == {cam.url}
+    for secret in ("s3cret", "t0k3n", "admin"):
+        assert secret not in r.stdout and secret not in r.stderr
+    with sqlite3.connect(db) as conn:
+        cams = {c for (c,) in conn.execute("SELECT DISTINCT camera FROM events")}
+    assert cams <= {cam.url}  # (no event at all if nobody bare was confirmed)
+
+
 def test_a_stream_that_never_answers_gives_up_after_its_attempts_with_the_reason():
     url = f"http://127.0.0.1:{free_port()}/video"  # nothing listens: refused at once
     states: list[tuple[str, str]] = []

@@ -31,7 +31,7 @@ from .options import add_arguments, number
 def _add_monitor_arguments(sp: argparse.ArgumentParser, events_default: str | None) -> None:
     g = sp.add_argument_group("monitoring (tracks, events, alerts, Arduino)")
     g.add_argument("--no-track", action="store_true", help="per-frame labels only: no tracking, smoothing or events")
-    g.add_argument("--camera", help="camera name written into events (default: the source)")
+    g.add_argument("--camera", help="camera name written into events (default: the source; a URL without its user name, password and query)")
     where = ("(default: %(default)s, in the per-user data folder, which MASKWATCH_DATA moves; '' = none)" if events_default
              else "(default: none; the summary still counts the events)")
     g.add_argument("--events", default=events_default, help=f"SQLite event log to write {where}")
@@ -135,10 +135,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
     import cv2
 
     from ..annotate import BoxAnnotator, blur_faces, draw_fps
-    from ..video import FPSMonitor, VideoSource
+    from ..video import FPSMonitor, VideoSource, shown_source
 
     det = _detector(args)
-    settings = None if args.no_track else _monitor_settings(args, str(args.source))  # checked before the camera opens
+    settings = None if args.no_track else _monitor_settings(args, shown_source(args.source))  # checked before the camera opens
     annot, fps = BoxAnnotator(), FPSMonitor()
     window = "maskwatch (q or Esc quits)"
     with VideoSource(args.source, open_timeout=args.timeout, read_timeout=args.timeout, reconnect=args.reconnect, wait_to_open=True,
@@ -152,7 +152,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 if args.json:
                     h, w = frame.shape[:2]
                     t = (fps.frames - 1) / src.fps if src.is_file else time.time()
-                    print(json.dumps(frame_record(str(args.source), w, h, d, fps.frames - 1, t)), flush=True)
+                    print(json.dumps(frame_record(shown_source(args.source), w, h, d, fps.frames - 1, t)), flush=True)
                 if not args.headless:
                     vis = blur_faces(frame, d) if args.blur_faces else frame
                     img = draw_fps(annot.annotate(vis, d), fps.fps)
