@@ -408,6 +408,31 @@ def test_watch_ends_cleanly_on_sigterm_with_its_summary(tmp_path):
     assert (tmp_path / "ev.db").exists()
 
 
+def test_watch_ends_cleanly_on_sigterm_that_comes_while_it_starts(tmp_path):
+    """A SIGTERM while the models load or the stream is still being opened (a camera that accepts the connection
+    and says nothing for --timeout seconds) ends watch as one later does: summary, exit 0 (it was killed by the signal)."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)  # accepts, never answers
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/video"
+    proc = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "watch", url, "--headless", "--timeout", "6",
+                             "--events", str(tmp_path / "ev.db")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.5)  # importing, loading the models or opening the stream: before any frame
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        silent.close()
+    assert proc.returncode == 0, (proc.returncode, err)
+    assert "0 frames at" in err and "Traceback" not in err
+
+
 # ---------------------------------------------------------------- outputs a browser plays
 @pytest.mark.parametrize("name, codec", [("out.webm", "vp9"), ("out.mp4", "h264"), ("odd.mp4", "h264"), ("out.avi", "mjpeg"),
                                          ("out.mkv", "h264"), ("out.mov", "h264")])

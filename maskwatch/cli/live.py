@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -137,43 +138,59 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from ..annotate import BoxAnnotator, blur_faces, draw_fps
     from ..video import FPSMonitor, VideoSource, shown_source
 
-    det = _detector(args)
-    settings = None if args.no_track else _monitor_settings(args, shown_source(args.source))  # checked before the camera opens
-    annot, fps = BoxAnnotator(), FPSMonitor()
+    # The handlers go in first: loading the models, a stream that takes --timeout to answer, the event log and the
+    # serial port all take time, and a SIGTERM then used to kill watch with no summary. It stops the source once
+    # there is one (at once if the signal came before).
+    stopping = threading.Event()
+    sources: list[VideoSource] = []
+
+    def stop() -> None:
+        stopping.set()
+        for s in list(sources):
+            s.stop()
+
+    annot, fps, mon = BoxAnnotator(), FPSMonitor(), None
     window = "maskwatch (q or Esc quits)"
-    with VideoSource(args.source, open_timeout=args.timeout, read_timeout=args.timeout, reconnect=args.reconnect, wait_to_open=True,
-                     on_state=lambda state, detail: _err(f"maskwatch watch: {detail}")) as src:
-        mon, closers = (None, []) if settings is None else _build_monitor(args, det, settings)
-        restore = _stop_on_signals(src.stop)
-        try:
-            for frame in src:
-                d = mon.process(frame) if mon else det.detect(frame)
-                fps.tick()
-                if args.json:
-                    h, w = frame.shape[:2]
-                    t = (fps.frames - 1) / src.fps if src.is_file else time.time()
-                    print(json.dumps(frame_record(shown_source(args.source), w, h, d, fps.frames - 1, t)), flush=True)
-                if not args.headless:
-                    vis = blur_faces(frame, d) if args.blur_faces else frame
-                    img = draw_fps(annot.annotate(vis, d), fps.fps)
-                    try:
-                        cv2.imshow(window, img)
-                        key = cv2.waitKey(1) & 0xFF
-                    except cv2.error:
-                        raise InputError("cannot open a window: this OpenCV build has no GUI (opencv-python-headless) or there is "
-                                         "no display. For the live window: pip uninstall -y opencv-python-headless && "
-                                         "pip install 'opencv-python<5'; on a server use --headless") from None
-                    if key in (ord("q"), 27):
+    restore = _stop_on_signals(stop)
+    try:
+        det = _detector(args)
+        settings = None if args.no_track else _monitor_settings(args, shown_source(args.source))  # checked before the camera opens
+        with VideoSource(args.source, open_timeout=args.timeout, read_timeout=args.timeout, reconnect=args.reconnect,
+                         wait_to_open=True, on_state=lambda state, detail: _err(f"maskwatch watch: {detail}")) as src:
+            sources.append(src)
+            if stopping.is_set():
+                src.stop()
+            mon, closers = (None, []) if settings is None else _build_monitor(args, det, settings)
+            try:
+                for frame in src:
+                    d = mon.process(frame) if mon else det.detect(frame)
+                    fps.tick()
+                    if args.json:
+                        h, w = frame.shape[:2]
+                        t = (fps.frames - 1) / src.fps if src.is_file else time.time()
+                        print(json.dumps(frame_record(shown_source(args.source), w, h, d, fps.frames - 1, t)), flush=True)
+                    if not args.headless:
+                        vis = blur_faces(frame, d) if args.blur_faces else frame
+                        img = draw_fps(annot.annotate(vis, d), fps.fps)
+                        try:
+                            cv2.imshow(window, img)
+                            key = cv2.waitKey(1) & 0xFF
+                        except cv2.error:
+                            raise InputError("cannot open a window: this OpenCV build has no GUI (opencv-python-headless) or there is "
+                                             "no display. For the live window: pip uninstall -y opencv-python-headless && "
+                                             "pip install 'opencv-python<5'; on a server use --headless") from None
+                        if key in (ord("q"), 27):
+                            break
+                    if args.max_frames and fps.frames >= args.max_frames:
                         break
-                if args.max_frames and fps.frames >= args.max_frames:
-                    break
-        finally:
-            restore()
-            _close_all(closers)
-            if not args.headless:
-                with contextlib.suppress(cv2.error):  # headless OpenCV build: there was no window
-                    cv2.destroyAllWindows()
-        stopped = src.stopped
+            finally:
+                _close_all(closers)
+                if not args.headless:
+                    with contextlib.suppress(cv2.error):  # headless OpenCV build: there was no window
+                        cv2.destroyAllWindows()
+            stopped = src.stopped
+    finally:
+        restore()
     _err(f"maskwatch: {fps.frames} frames at {fps.fps:.1f} frames/s" + _monitor_summary(mon))
     if stopped:
         _err(f"maskwatch watch: error: {stopped}")
