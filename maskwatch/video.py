@@ -201,6 +201,10 @@ def _scrub(text: str, url: str) -> str:
     return text
 
 
+def _times(n: int) -> str:
+    return "1 time" if n == 1 else f"{n} times"
+
+
 def open_video_file(path: str | os.PathLike) -> cv2.VideoCapture:
     """A video file opened with FFmpeg, a phone's rotation tag applied: frames (BGR), width and height are upright,
     as a player shows them. (Check ``isOpened()``.)"""
@@ -271,7 +275,7 @@ class VideoSource:
                 raise
             self.cap, self._started_down = cv2.VideoCapture(), True  # (not opened: __iter__ retries)
             self._told_reasons = (e.reason,) if isinstance(e, StreamOpenError) and e.reason else ()
-            self._state("down", f"{e}; retrying" + (" until it answers" if reconnect is None else f" (up to {reconnect} times)"))
+            self._state("down", f"{e}; retrying" + (" until it answers" if reconnect is None else f" (up to {_times(reconnect)})"))
         else:
             self._read_properties()
             if self.is_file and not (self.width > 0 and self.height > 0):  # FFmpeg "opens" some non-videos at 0 x 0
@@ -352,7 +356,7 @@ class VideoSource:
                 if failures == 0 and not down_told:
                     down_told = True
                     self._state("down", f"{self.name}: stopped sending frames; reconnecting"
-                                + (" until it is back" if self.reconnect is None else f" (up to {self.reconnect} times)"))
+                                + (" until it is back" if self.reconnect is None else f" (up to {_times(self.reconnect)})"))
                 wait = min(self.max_wait, self.reconnect_wait * 2 ** failures)
                 failures += 1
                 self.cap.release()
@@ -366,7 +370,7 @@ class VideoSource:
                         told.add(e.reason)  # a new reason that waiting may not cure: said once
                         until = " until it answers" if self.frames_read == 0 else " until it is back"
                         self._state("down", f"{e}; still retrying"
-                                    + (until if self.reconnect is None else f" (up to {self.reconnect} times)"))
+                                    + (until if self.reconnect is None else f" (up to {_times(self.reconnect)})"))
                 else:
                     self._read_properties()
                 continue

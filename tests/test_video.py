@@ -231,6 +231,14 @@ def test_silent_stream_times_out(scheme):
     assert "did not answer" in r.stderr
 
 
+def test_watch_that_gives_up_says_so_once():
+    url = f"http://127.0.0.1:{free_port()}/video"  # refused at once, twice
+    r = _run_cli("watch", url, "--headless", "--timeout", "2", "--reconnect", "1", "--face-detector", "haar", timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.count("gave up after 1 reconnect attempt(s)") == 1, r.stderr
+    assert r.stderr.count("could not be opened") == 2, r.stderr  # the first try, and the error at the end
+
+
 @needs_shared
 def test_json_path_in_missing_folder(clip, tmp_path):
     jpath = tmp_path / "no" / "such" / "folder" / "faces.jsonl"

@@ -149,6 +149,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
         for s in list(sources):
             s.stop()
 
+    def say_state(state: str, detail: str) -> None:
+        if state != "gave up":  # that is said once, as the error at the end
+            _err(f"maskwatch watch: {detail}")
+
     annot, fps, mon = BoxAnnotator(), FPSMonitor(), None
     window = "maskwatch (q or Esc quits)"
     restore = _stop_on_signals(stop)
@@ -156,7 +160,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         det = _detector(args)
         settings = None if args.no_track else _monitor_settings(args, shown_source(args.source))  # checked before the camera opens
         with VideoSource(args.source, open_timeout=args.timeout, read_timeout=args.timeout, reconnect=args.reconnect,
-                         wait_to_open=True, on_state=lambda state, detail: _err(f"maskwatch watch: {detail}")) as src:
+                         wait_to_open=True, on_state=say_state) as src:
             sources.append(src)
             if stopping.is_set():
                 src.stop()
