@@ -9,6 +9,7 @@ sha256, with a progress bar. Nothing is fetched at import time.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -45,7 +46,7 @@ REGISTRY: dict[str, ModelFile] = {
         ModelFile(
             "yunet_masks", "face_detector_masks.onnx", None, ("e35ca9f686429e248e70b13c421be8b8a118a186287e8456cc4a8b71c913902e",),
             "YuNet fine-tuned by maskwatch on real masked scenes (ships inside the package; MODEL_CARD.md)",
-            "MIT (the YuNet weights it starts from); data licences: MODEL_CARD.md",
+            "MIT (the YuNet weights it starts from); data licences: MODEL_CARD.md (in the source distribution)",
         ),
         ModelFile(
             "ssd_pb", "opencv_face_detector_uint8.pb",
@@ -66,7 +67,8 @@ REGISTRY: dict[str, ModelFile] = {
         ),
         ModelFile(
             "mask_classifier", "mask_classifier.onnx", None, (),
-            "maskwatch's default mask classifier (ships inside the package)", "see MODEL_CARD.md",
+            "maskwatch's default mask classifier (ships inside the package)",
+            "trained on data of mixed and unstated licences, some non-commercial: MODEL_CARD.md (in the source distribution)",
         ),
     ]
 }
@@ -124,7 +126,7 @@ def resolve(name_or_path: str | os.PathLike, download: bool = True, progress: Ca
         )
     try:
         return _download(m, progress)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, http.client.HTTPException) as e:  # HTTPException: e.g. IncompleteRead
         raise ModelError(
             f"model '{m.name}' ({m.filename}) not found and the download from {m.url} failed: {e}. Searched:\n  {searched}\n"
             f"Fix: download it on a machine with internet and put it in {cache_dir()} or in the folder MASKWATCH_MODELS names."
@@ -143,13 +145,19 @@ def _download(m: ModelFile, progress: Callable[[int, int], None] | None) -> Path
     dest = cache_dir() / m.filename
     dest.parent.mkdir(parents=True, exist_ok=True)
     assert m.url is not None  # (entries without a URL are never downloaded; callers check)
-    with urllib.request.urlopen(m.url, timeout=30) as r, tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
-        total, done = int(r.headers.get("Content-Length") or 0), 0
-        while chunk := r.read(1 << 16):
-            tmp.write(chunk)
-            done += len(chunk)
-            if progress:
-                progress(done, total)
+    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{m.filename}.", suffix=".part", delete=False) as tmp:
+        try:
+            with urllib.request.urlopen(m.url, timeout=30) as r:
+                total, done = int(r.headers.get("Content-Length") or 0), 0
+                while chunk := r.read(1 << 16):
+                    tmp.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
+        except BaseException:  # a cut connection or Ctrl-C: no partial file left in the cache
+            tmp.close()
+            os.unlink(tmp.name)
+            raise
     got = sha256_of(Path(tmp.name))
     if m.sha256 and got not in m.sha256:
         os.unlink(tmp.name)

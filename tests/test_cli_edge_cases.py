@@ -306,3 +306,11 @@ def test_an_output_file_name_that_is_a_folder_says_so(tmp_path, capsys):
                  ["explain", photo, "--out", str(tmp_path / "vo")]):
         rc, _, err = run(capsys, *argv)
         assert rc == 2 and f"{tmp_path / 'vo'}: is a folder; give the name of a file to write" in err, err
+
+
+def test_python_dash_m_maskwatch_runs_the_cli():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "maskwatch", "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("maskwatch "), (r.stdout, r.stderr)

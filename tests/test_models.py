@@ -158,6 +158,45 @@ def test_download_from_unreachable_url(empty_dirs, tmp_path, monkeypatch):
     assert "download" in str(e.value) and url in str(e.value)
 
 
+def test_download_cut_off_half_way_leaves_no_partial_file(empty_dirs, monkeypatch):
+    """A connection that drops mid-file (Content-Length promised, then a reset) is a ModelError naming the URL,
+    and no half-written temporary file is left in the cache to pile up."""
+    import http.server
+    import socket
+    import struct
+    import threading
+    import time
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):  # noqa: ANN002
+            pass
+
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "200000")
+            self.end_headers()
+            self.wfile.write(b"x" * 50_000)
+            self.wfile.flush()
+            time.sleep(0.2)
+            # then the connection is reset (RST, as a dropped link looks), not closed in order
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}/weights.bin"
+    _, cache = empty_dirs
+    monkeypatch.setitem(REGISTRY, "test_weights", ModelFile("test_weights", "test_weights.bin", url, ("0" * 64,), "test"))
+    try:
+        with pytest.raises(ModelError) as e:
+            resolve("test_weights")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert url in str(e.value) and "download" in str(e.value)
+    assert list(cache.iterdir()) == []
+
+
 # ---------------------------------------------------------------- broken classifiers
 
 

@@ -272,6 +272,24 @@ def test_class_folders_without_images(tmp_path):
         load_source(str(root))
 
 
+def test_missing_imagenet_weights_are_said_before_any_face_is_cropped(tmp_path, monkeypatch):
+    """Offline without the ImageNet file, train used to crop every face (minutes on a large set) and then fail."""
+    import maskwatch.train.trainer as trainer
+    from maskwatch.errors import ModelError
+
+    def missing(name):
+        raise ModelError(f"model '{name}' (mobilenet_v2-b0353104.pth) not found and the download failed")
+
+    def no_cropping(*a, **k):
+        raise AssertionError("faces were cropped before the weights were looked for")
+
+    monkeypatch.setattr(trainer, "resolve", missing)
+    monkeypatch.setattr(trainer, "prepare_crops", no_cropping)
+    with pytest.raises(ModelError, match="--pretrained none"):
+        train(TrainConfig(data=[str(tmp_path)], out=str(tmp_path / "out"), **FAST, pretrained="imagenet"))
+    assert not (tmp_path / "out").exists()
+
+
 @needs_shared
 def test_only_one_class(tmp_path):
     root = copy_class_images(tmp_path / "one", classes=("with_mask",), n=6)

@@ -15,12 +15,16 @@ from .common import (
 )
 from .options import number
 
+TORCH_HINT = ("Install PyTorch's CPU build first (a plain `pip install torch` can pull a 3 GB CUDA build): "
+              "pip install torch --index-url https://download.pytorch.org/whl/cpu, then: pip install 'maskwatch[train]'")
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     try:
         from ..train.trainer import TrainConfig, train
     except ImportError as e:
-        raise InputError(f"training needs the 'train' extra ({e.name} is missing): pip install 'maskwatch[train]'") from None
+        raise InputError(f"training needs the 'train' extra ({e.name} is missing). "
+                         f"{TORCH_HINT}") from None
     if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
         raise InputError(f"--device {args.device}: use 'auto', 'cpu' or 'cuda'")
     if args.device.startswith("cuda"):
@@ -57,7 +61,8 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
     try:
         from ..train.detector import DetectorTrainConfig, train_detector
     except ImportError as e:
-        raise InputError(f"training needs the 'train' extra ({e.name} is missing): pip install 'maskwatch[train]'") from None
+        raise InputError(f"training needs the 'train' extra ({e.name} is missing). "
+                         f"{TORCH_HINT}") from None
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {args.out}: is a file; give a folder for the detector and its history")
@@ -94,7 +99,8 @@ def cmd_soup(args: argparse.Namespace) -> int:
 
         from ..train.soup import average_models
     except ImportError as e:
-        raise InputError(f"averaging models needs the 'train' extra ({e.name} is missing): pip install 'maskwatch[train]'") from None
+        raise InputError(f"averaging models needs the 'train' extra ({e.name} is missing). "
+                         f"{TORCH_HINT}") from None
     from ..datasets import load_sources
 
     val = load_sources(args.val) if args.val else None  # bad sources are refused before anything is written

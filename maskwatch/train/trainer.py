@@ -25,8 +25,9 @@ from torch.utils.data import Dataset as TorchDataset
 from ..crops import IMAGENET_MEAN, IMAGENET_STD
 from ..datasets import Dataset, load_sources
 from ..detections import MODEL_CLASSES, NOT_FACE
-from ..errors import InputError
+from ..errors import InputError, ModelError
 from ..eval import metrics
+from ..models import resolve
 from .augment import augment, center_view
 from .calibration import fit_temperature
 from .config import TrainConfig
@@ -137,8 +138,6 @@ def _device(name: str) -> torch.device:
 
 def _imagenet_state(spec: str) -> dict[str, torch.Tensor]:
     """The ImageNet state dict named by --pretrained ('imagenet' = the registry's torchvision file, or a path)."""
-    from ..models import resolve
-
     path = Path(spec) if spec != "imagenet" else resolve("mobilenet_v2_imagenet")
     if not path.is_file():
         raise InputError(f"--pretrained {spec}: no such file; give 'imagenet', a torchvision mobilenet_v2 .pth, or 'none'")
@@ -160,6 +159,11 @@ def train(cfg: TrainConfig, progress: bool = False, on_epoch: Callable[[dict[str
         raise InputError(f"--init {cfg.init}: no such file; give a classifier .onnx made by maskwatch train")
     if cfg.pretrained and cfg.pretrained.lower() not in ("none", "imagenet") and not Path(cfg.pretrained).is_file():
         raise InputError(f"--pretrained {cfg.pretrained}: no such file; give 'imagenet', a torchvision mobilenet_v2 .pth, or 'none'")
+    if not cfg.init and cfg.pretrained and cfg.pretrained.lower() == "imagenet":
+        try:  # found (or downloaded) now, not after minutes of cropping faces
+            resolve("mobilenet_v2_imagenet")
+        except ModelError as e:
+            raise ModelError(f"{e}\nOr train without ImageNet weights: --pretrained none (much weaker on small data).") from None
     out = Path(cfg.out)
     if (out / MODEL_FILE).exists() and not (cfg.force or cfg.resume):
         raise InputError(f"{out}: already holds a model ({MODEL_FILE}); pass --force to overwrite or --resume to continue")
