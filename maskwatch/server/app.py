@@ -11,7 +11,9 @@ Routes (OpenAPI schema at ``/openapi.json``, browsable at ``/docs``):
 
 Security: with a token, every ``/v1`` route needs ``Authorization: Bearer <token>``; the image and event-stream routes
 (which browsers load through ``<img>`` and ``EventSource``, that cannot send headers) also take ``?token=``. Binding
-to anything but loopback without a token is refused. Every error is JSON ``{"error": "...", "detail": ...}``.
+to anything but loopback without a token is refused; without a token only loopback names are answered in the Host header
+(DNS rebinding) and a POST from another site's page is refused (CSRF). Every answer carries security headers (a
+Content-Security-Policy on the pages). Every error is JSON ``{"error": "...", "detail": ...}``.
 
 This module prints nothing; uvicorn logs through ``logging``.
 """
@@ -27,7 +29,7 @@ from fastapi import FastAPI
 
 from ..errors import InputError
 from .errors import install_error_handlers
-from .middleware import _PhotoSlots, _TokenBeforeUpload, _UploadLimit
+from .middleware import LOOPBACK_NAMES, _Guard, _PhotoSlots, _TokenBeforeUpload, _UploadLimit, csp_for
 from .routes import api, media, pages
 from .state import MIN_TOKEN, ServerSettings, State
 
@@ -55,7 +57,12 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.add_middleware(_UploadLimit, limit=state.max_upload)
     app.add_middleware(_PhotoSlots, slots=state.photo_slots, count=s.max_pending)  # runs before the upload limit
     if s.token:
-        app.add_middleware(_TokenBeforeUpload, token=s.token)  # added last, so it runs first
+        app.add_middleware(_TokenBeforeUpload, token=s.token)
+    hosts = None
+    if not s.token or s.allowed_hosts:  # without a token: only names of this machine's loopback (DNS rebinding)
+        bound = {s.host.strip("[]").lower()} if s.host and s.host not in ("0.0.0.0", "::", "") else set()
+        hosts = frozenset(LOOPBACK_NAMES | bound | {h.strip().strip("[]").lower() for h in s.allowed_hosts})
+    app.add_middleware(_Guard, csp=csp_for(state.index_html, state.docs_html), hosts=hosts)  # added last: runs first
     install_error_handlers(app)
     for router in (pages, api, media):
         app.include_router(router)

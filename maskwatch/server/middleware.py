@@ -1,9 +1,14 @@
-"""ASGI middleware that answers before a request body is read: size limit, photo slots, token for uploads."""
+"""ASGI middleware that answers before a request body is read: size limit, photo slots, token for uploads; and the
+guard that checks Host and Origin and adds the security headers to every answer."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import re
 import threading
+import urllib.parse
 
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -74,3 +79,82 @@ class _TokenBeforeUpload:
                                        "detail": None}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
                 return await answer(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _hostname(value: str) -> str:
+    """The host of a Host header or an Origin (no port, no brackets, lower case): '[::1]:8000' -> '::1'."""
+    netloc = urllib.parse.urlsplit(value).netloc if "://" in value else value
+    try:
+        return (urllib.parse.urlsplit("//" + netloc).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def csp_for(*pages: str) -> str:
+    """A Content-Security-Policy that lets these pages' own inline scripts run (by their sha256) and nothing else:
+    no script, frame or form from elsewhere, no framing of the dashboard."""
+    hashes = []
+    for html in pages:
+        for body in re.findall(r"<script>(.*?)</script>", html, flags=re.S):
+            digest = hashlib.sha256(body.encode()).digest()
+            hashes.append("'sha256-" + base64.b64encode(digest).decode() + "'")
+    return ("default-src 'self'; script-src 'self' " + " ".join(hashes) + "; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' blob: data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'none'")
+
+
+class _Guard:
+    """Every answer gets the security headers (no sniffing, no framing, no referrer, same-origin resources; the
+    pages their Content-Security-Policy; ``/v1`` JSON ``Cache-Control: no-store``).
+
+    ``hosts``: the Host names allowed (None: any). A server without a token is on loopback and trusts whoever reaches
+    it, so a web page the operator opens must not reach it under another name (DNS rebinding: 400) or post photos to
+    it from another site (a POST whose Origin is neither the server itself nor an allowed host: 403)."""
+
+    def __init__(self, app: ASGIApp, csp: str, hosts: frozenset[str] | None) -> None:
+        self.app, self.csp, self.hosts = app, csp.encode(), hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        host = headers.get(b"host", b"").decode("latin-1")
+        if self.hosts is not None and _hostname(host) not in self.hosts:
+            answer = JSONResponse({"error": f"this server answers to {', '.join(sorted(self.hosts))}, not '{host[:100]}' "
+                                   "(serve --allowed-host NAME adds a name, e.g. for a reverse proxy)", "detail": None},
+                                  status_code=400)
+            return await self._answer(answer, scope, receive, send)
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        if scope["method"] not in ("GET", "HEAD", "OPTIONS") and origin and origin != "null":
+            o = _hostname(origin)
+            if o != _hostname(host) and (self.hosts is None or o not in self.hosts):
+                answer = JSONResponse({"error": f"a request from the page of another site ({origin[:100]}) is refused",
+                                       "detail": None}, status_code=403)
+                return await self._answer(answer, scope, receive, send)
+        api = scope["path"].startswith("/v1/")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                         (b"referrer-policy", b"no-referrer"), (b"cross-origin-resource-policy", b"same-origin")]
+                ctype = dict(message.get("headers", [])).get(b"content-type", b"")
+                if ctype.startswith(b"text/html"):
+                    extra.append((b"content-security-policy", self.csp))
+                if api and b"cache-control" not in have:
+                    extra.append((b"cache-control", b"no-store"))
+                message["headers"] = list(message.get("headers", [])) + [(k, v) for k, v in extra if k not in have]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+    async def _answer(self, answer: JSONResponse, scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + [(b"x-content-type-options", b"nosniff")]
+            await send(message)
+
+        await answer(scope, receive, with_headers)

@@ -91,18 +91,26 @@ def openapi(st: StateDep, request: Request, credentials: Credentials, token: Ann
 
 
 @pages.get("/healthz", summary="health: 200 and status 'ok' when every camera sends frames and the event log "
-         "writes; 503 and status 'degraded' otherwise (for a load balancer or a systemd watchdog)",
+         "writes; 503 and status 'degraded' otherwise (for a load balancer or a systemd watchdog); each camera's "
+         "state and reason only with the token, where one is set",
          responses={503: {"description": "a camera is down or reconnecting, or the event log cannot write"}})
-def healthz(st: StateDep) -> JSONResponse:
+def healthz(st: StateDep, credentials: Credentials, token: Annotated[str | None, Query()] = None) -> JSONResponse:
+    """Without the token (where one is set) only the status and the counts: each camera's state and reason, and the
+    event log's error, name addresses and paths of the site."""
     states = {cid: {"status": w.status, "reason": w.reason} for cid, w in st.cameras.items()}
     up = sum(w.status == "ok" for w in st.cameras.values())
     starting = sum(w.status == "starting" for w in st.cameras.values())
     log_error = st.log.last_error
     ok = up + starting == len(st.cameras) and not log_error
-    body = {"status": "ok" if ok else "degraded",
-            "cameras": {"total": len(st.cameras), "up": up, "down": len(st.cameras) - up - starting,
-                        "states": states},
-            "event_log": log_error or "ok"}
+    cams: dict[str, Any] = {"total": len(st.cameras), "up": up, "down": len(st.cameras) - up - starting}
+    body: dict[str, Any] = {"status": "ok" if ok else "degraded", "cameras": cams}
+    try:
+        _authorize(st, credentials, token)
+    except ApiError:
+        body["event_log"] = "error" if log_error else "ok"
+    else:
+        cams["states"] = states
+        body["event_log"] = log_error or "ok"
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
@@ -223,7 +231,7 @@ def events(
            response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
 async def event_stream(st: StateDep, request: Request) -> StreamingResponse:
     last_id = request.headers.get("last-event-id", "")
-    start = int(last_id) if last_id.isdigit() else st.live.last
+    start = int(last_id) if re.fullmatch(r"[0-9]{1,18}", last_id) else st.live.last  # not isdigit(): "²" is a digit
 
     async def messages():  # noqa: ANN202
         last, quiet = start, 0.0

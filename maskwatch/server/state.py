@@ -32,7 +32,8 @@ class ServerSettings:
 
     cameras: ``SOURCE[=NAME]`` strings or CameraSpecs. demo: loop the demo video as a camera (None: only when no
     camera is given). token: API token (required when host is not loopback). events: SQLite event log ('' = in
-    memory). detector: Detector keyword arguments for the cameras (det_size 320); photo_det_size, photo_flip: det_size
+    memory). allowed_hosts: names (besides 127.0.0.1, localhost, ::1 and the bound address) a request's Host may
+    give; without a token only those are answered (DNS rebinding); with a token any, unless names are given. detector: Detector keyword arguments for the cameras (det_size 320); photo_det_size, photo_flip: det_size
     and flip for uploaded photos (the photo preset's, as ``maskwatch detect``). max_upload_mb: upload limit; max_pixels: image size limit.
     """
 
@@ -58,9 +59,11 @@ class ServerSettings:
     demo_size: tuple[int, int] = (640, 480)
     demo_fps: float = 12.0
     shared: str | None = None  # where the demo's photos are (default: MASKWATCH_SHARED or ../shared)
+    allowed_hosts: tuple[str, ...] = ()  # Host names besides loopback's the server answers to (a reverse proxy's name)
 
 
 MIN_TOKEN = 16  # characters an API token needs when the server listens beyond loopback
+MIN_TOKEN_DISTINCT = 10  # and different characters: "aaaaaaaaaaaaaaaa" or "abab..." is no secret
 
 
 class LiveEvents(Sink):
@@ -111,8 +114,15 @@ class State:
         if not is_loopback(s.host) and not s.token:
             raise InputError(f"binding to {s.host or 'all addresses'} puts the cameras on the network: give an API token "
                              f"(--token or the MASKWATCH_TOKEN environment variable), or bind to 127.0.0.1")
+        if s.token is not None and (not s.token.strip() or any(c.isspace() for c in s.token)):
+            raise InputError("the API token must not be blank or hold spaces (a browser or curl cannot send it as given); "
+                             "e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'")
         if not is_loopback(s.host) and len(s.token or "") < MIN_TOKEN:
             raise InputError(f"the API token has {len(s.token or '')} characters; off loopback it needs at least {MIN_TOKEN} "
+                             "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')")
+        if not is_loopback(s.host) and s.token and len(set(s.token)) < MIN_TOKEN_DISTINCT:
+            raise InputError(f"the API token has only {len(set(s.token))} different characters: off "
+                             f"loopback it needs {MIN_TOKEN_DISTINCT} or more, not a repeated or counted string "
                              "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')")
         if not s.max_upload_mb > 0 or s.confirm_frames < 0:
             raise InputError(f"max_upload_mb must be above 0 and confirm_frames 0 or more, got {s.max_upload_mb} and "
