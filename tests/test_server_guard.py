@@ -117,3 +117,32 @@ def test_tokens_that_are_no_secret_are_refused_off_loopback(token, needle):
 
     with pytest.raises(InputError, match=needle):
         create_app(ServerSettings(host="0.0.0.0", token=token, events="", demo=False))
+
+
+@needs_shared
+def test_stalled_uploads_do_not_hold_the_photo_slots():
+    """Four connections that announce a 5 MB upload and stop sending held every slot: every photo after them got
+    503 until they were closed. Now each stalled one gets 408 after the idle time and frees its slot."""
+    import time
+
+    from maskwatch.server import ServerSettings, create_app
+
+    srv = Running(create_app(ServerSettings(events="", demo=False, max_pending=2, upload_idle_s=1.0)))
+    stalled = []
+    try:
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                      b"Content-Length: 5000000\r\n\r\n--b\r\n")
+            stalled.append(s)
+        time.sleep(0.3)
+        body, headers = _multipart(b"not an image")
+        assert srv.request("POST", "/v1/detect", body=body, headers=headers)[0] == 503  # both slots taken
+        for s in stalled:
+            assert s.recv(4096).startswith(b"HTTP/1.1 408")  # after about a second without data
+        status = srv.request("POST", "/v1/detect", body=body, headers=headers)[0]
+        assert status == 415, status  # a slot again: through to the route
+    finally:
+        for s in stalled:
+            s.close()
+        srv.stop()

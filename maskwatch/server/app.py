@@ -55,7 +55,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                   docs_url=None, redoc_url=None, openapi_url=None)  # served by routes.pages: offline, and behind the token
     app.state.maskwatch = state
     app.add_middleware(_UploadLimit, limit=state.max_upload)
-    app.add_middleware(_PhotoSlots, slots=state.photo_slots, count=s.max_pending)  # runs before the upload limit
+    app.add_middleware(_PhotoSlots, slots=state.photo_slots, count=s.max_pending,  # runs before the upload limit
+                       idle_s=s.upload_idle_s)
     if s.token:
         app.add_middleware(_TokenBeforeUpload, token=s.token)
     hosts = None

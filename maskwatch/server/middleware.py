@@ -3,6 +3,7 @@ guard that checks Host and Origin and adds the security headers to every answer.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -46,10 +47,13 @@ class _UploadLimit:
 
 class _PhotoSlots:
     """503 (JSON, Retry-After: 1) for a photo upload when ``slots`` are all taken, before any of its body is read:
-    uploads in progress are bounded, so is the memory they hold (the body, the decoded image, the detector's copies)."""
+    uploads in progress are bounded, so is the memory they hold (the body, the decoded image, the detector's copies).
+    A slot's body must keep coming: 408 after ``idle_s`` seconds without a byte or ``total_s`` in all, so clients
+    that open an upload and stall cannot hold every slot (they did, for ever: every later photo got 503)."""
 
-    def __init__(self, app: ASGIApp, slots: threading.BoundedSemaphore, count: int) -> None:
-        self.app, self.slots, self.count = app, slots, count
+    def __init__(self, app: ASGIApp, slots: threading.BoundedSemaphore, count: int, idle_s: float = 10.0,
+                 total_s: float = 120.0) -> None:
+        self.app, self.slots, self.count, self.idle_s, self.total_s = app, slots, count, idle_s, total_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].rstrip("/") != "/v1/detect":
@@ -58,8 +62,24 @@ class _PhotoSlots:
             answer = JSONResponse({"error": f"busy: {self.count} photos are being processed; retry in a second",
                                    "detail": {"max_pending": self.count}}, status_code=503, headers={"Retry-After": "1"})
             return await answer(scope, receive, send)
+        deadline = asyncio.get_running_loop().time() + self.total_s
+        complete = False
+
+        async def timed() -> Message:
+            nonlocal complete
+            if complete:  # the body is in: what follows (a disconnect) is not timed
+                return await receive()
+            left = min(self.idle_s, deadline - asyncio.get_running_loop().time())
+            try:
+                msg = await asyncio.wait_for(receive(), timeout=max(0.0, left))
+            except TimeoutError:
+                raise StarletteHTTPException(408, f"the upload stalled (no data for {self.idle_s:g} s, or not complete "
+                                             f"within {self.total_s:g} s); send it again") from None
+            complete = msg["type"] != "http.request" or not msg.get("more_body", False)
+            return msg
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, timed, send)
         finally:
             self.slots.release()
 

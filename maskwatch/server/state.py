@@ -47,6 +47,7 @@ class ServerSettings:
     max_upload_mb: float = 10.0
     max_pixels: int = MAX_PIXELS
     max_pending: int = 4  # photos decoded or detected at once; more get 503 with Retry-After (memory stays bounded)
+    upload_idle_s: float = 10.0  # an upload that sends nothing for this long gets 408 and frees its slot
     detector: dict[str, Any] = field(default_factory=lambda: {"det_size": 320})
     photo_det_size: int | tuple[int, ...] = PHOTO_DET_SIZE
     photo_flip: bool | str = PHOTO["flip"]
