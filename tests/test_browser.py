@@ -138,6 +138,17 @@ def test_dashboard_without_its_token_says_so_instead_of_showing_an_empty_site(to
     browser.get(token_server + f"/?token={TOKEN}")
     _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#cameras .camera img.stream"), 30, "the camera with the right token")
     assert not browser.find_element(By.ID, "token-box").is_displayed()
+    # Given in the form, the token is in no address: not the page's (history), not the images' (which use the
+    # site's cookie), and the live frames still load.
+    browser.execute_script("sessionStorage.clear(); document.cookie = 'maskwatch_token=; Path=/; Max-Age=0';")
+    browser.get(token_server + "/")
+    _wait(lambda: browser.find_element(By.ID, "token-box").is_displayed(), 30, "the token box")
+    browser.find_element(By.ID, "token-input").send_keys(TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#cameras .camera img.stream"), 30, "the camera after the form")
+    img = browser.find_element(By.CSS_SELECTOR, "#cameras .camera img.stream")
+    _wait(lambda: browser.execute_script("return arguments[0].naturalWidth", img) > 0, 30, "a live frame through the cookie")
+    assert "token" not in img.get_attribute("src") and TOKEN not in browser.current_url
 
 
 @pytest.mark.parametrize("name", ["annotated.webm", "annotated.mp4"])

@@ -1,7 +1,8 @@
 """The routes: module-level functions, each given the server's state and the token check as FastAPI dependencies.
 
 ``pages`` (the dashboard, docs, health) need no token; ``api`` routes need the bearer token; ``media`` routes (images and
-the event stream, which browsers load through <img> and EventSource) also take ``?token=``.
+the event stream, which browsers load through <img> and EventSource) also take the ``maskwatch_token`` cookie the
+dashboard sets (SameSite=Strict) or ``?token=``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from typing import Annotated, Any, Literal
 
 import cv2
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi import APIRouter, Cookie, Depends, File, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -57,12 +58,17 @@ def require_token(st: StateDep, credentials: Credentials) -> None:
     _authorize(st, credentials)
 
 
+TokenCookie = Annotated[str | None, Cookie(alias="maskwatch_token", description="the API token, as the dashboard sets it "
+                                             "for <img> and EventSource (which send no headers); this site's only")]
+
+
 def require_token_or_query(
     st: StateDep,
     credentials: Credentials,
+    cookie: TokenCookie = None,
     token: Annotated[str | None, Query(description="the API token, for <img> and EventSource (no headers)")] = None,
 ) -> None:
-    _authorize(st, credentials, token)
+    _authorize(st, credentials, token or cookie)
 
 
 pages = APIRouter()
@@ -78,9 +84,10 @@ def index(st: StateDep) -> HTMLResponse:
 
 
 @pages.get("/docs", include_in_schema=False)
-def docs(st: StateDep, credentials: Credentials, token: Annotated[str | None, Query()] = None) -> HTMLResponse:
+def docs(st: StateDep, credentials: Credentials, cookie: TokenCookie = None,
+         token: Annotated[str | None, Query()] = None) -> HTMLResponse:
     """The routes, rendered from /openapi.json by a page that needs no CDN (Swagger UI loads from one)."""
-    _authorize(st, credentials, token)
+    _authorize(st, credentials, token or cookie)
     return HTMLResponse(st.docs_html, headers={"Cache-Control": "no-cache"})
 
 
