@@ -8,7 +8,11 @@ returns off the annotated faces. One table per scene set:
 
     python benchmarks/box_framing.py [SCENES ...] [--detector yunet_masks] [--det-size 1024] [--flip on|off]
 
-Defaults: ../shared/data/detect/masks-voc-dev@test and masks-yolo-extra, the photo defaults.
+Defaults: ../shared/data/detect/masks-voc-dev@test and all of masks-yolo-extra; the photo preset's face detector
+and det sizes (with the detector's own score and NMS thresholds). Not the photo preset's labels: the classifier
+looks at every face mirrored too (--flip on; the preset's flip is auto), and a label is the class with the highest
+probability x cost (without_mask weighted by the classifier's default nomask cost, 2; the preset's is 1), not_face
+where P(not_face) >= 0.5, with no sure thresholds: no face is left grey (uncertain).
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ def main() -> None:
     ap.add_argument("scenes", nargs="*", default=[f"{SHARED}/masks-voc-dev@test", f"{SHARED}/masks-yolo-extra"])
     ap.add_argument("--detector", default=PHOTO["face_detector"], help="registry name or YuNet ONNX path")
     ap.add_argument("--det-size", type=det_sizes, default=PHOTO["det_size"])
-    ap.add_argument("--flip", type=on_off, default="on")
+    ap.add_argument("--flip", type=on_off, default="on", help="also classify each face mirrored (default: on)")
     a = ap.parse_args()
     detector = create_face_detector(a.detector, det_size=a.det_size)
     clf = MaskClassifier(flip=a.flip)

@@ -117,12 +117,12 @@ def main() -> None:
                     codes[c] = codes.get(c, 0) + 1
                 answers = json.dumps(codes) + f", {sum(n for *_, n in res)} x 503 retried"
                 rows.append((name, *rss_mb(proc.pid), answers, f"{len(part) / secs:.1f}",
-                             f"{np.median([t for _, t, _ in res]):.2f}"))
+                             f"{1000 * np.median([t for _, t, _ in res]):.0f}"))  # upload() gives seconds
     finally:
         proc.terminate()
         proc.wait(20)
-    print(f"server from {served_from}; {args.uploads} uploads from {args.threads} threads, "
-          f"every {args.large_every}-th a {len(large) / 1e6:.1f} MB 48 MP JPEG, the rest real photos")
+    large_ones = f"every {args.large_every}-th a {len(large) / 1e6:.1f} MB 48 MP JPEG, the rest" if args.large_every else "all"
+    print(f"server from {served_from}; {args.uploads} uploads from {args.threads} threads, {large_ones} real photos")
     print("| moment | RSS MB | peak RSS MB | answers | uploads/s | median ms |")
     print("|---|---|---|---|---|---|")
     for r in rows:

@@ -715,18 +715,26 @@ def test_train_with_ema_and_erasing_exports_the_average(class_data, tmp_path):
     assert again["epoch"] == 1 and again["ema_steps"] == 2 * steps  # one more epoch of steps on the same average
 
 
+def _twin(model: Path, tmp_path: Path) -> Path:
+    """A copy of ``model`` under another name: soup takes each file once."""
+    twin = tmp_path / "twin" / model.name
+    twin.parent.mkdir(exist_ok=True)
+    shutil.copy(model, twin)
+    return twin
+
+
 @needs_shared
 def test_soup_of_a_model_with_itself_predicts_the_same(trained, tmp_path, voc_image):
     from maskwatch.classifier import MaskClassifier
 
     model = trained["out"] / "mask_classifier.onnx"
     out = tmp_path / "soup.onnx"
-    rc, _, err = run_cli(["soup", str(model), str(model), "--out", str(out)])
+    rc, _, err = run_cli(["soup", str(model), str(_twin(model, tmp_path)), "--out", str(out)])
     assert rc == 0, err
     a, b = MaskClassifier(model), MaskClassifier(out)
     crops = np.random.default_rng(0).integers(0, 255, (4, SIZE, SIZE, 3), dtype=np.uint8)
     np.testing.assert_allclose(a.predict(crops), b.predict(crops), atol=1e-6)
-    assert [m["file"] for m in b.meta["data"]["soup"]] == ["out/mask_classifier.onnx"] * 2
+    assert [m["file"] for m in b.meta["data"]["soup"]] == ["out/mask_classifier.onnx", "twin/mask_classifier.onnx"]
     maps, _ = b.heatmaps(crops)  # the averaged head in the metadata still drives Grad-CAM
     assert maps.shape == (4, SIZE, SIZE) and np.isfinite(maps).all()
 
@@ -741,14 +749,15 @@ def test_soup_is_calibrated_on_val_or_says_it_is_not(trained, tmp_path):
 
     model = trained["out"] / "mask_classifier.onnx"
     member = MaskClassifier(model)
-    rc, _, err = run_cli(["soup", str(model), str(model), "--out", str(tmp_path / "plain.onnx")])
+    twin = _twin(model, tmp_path)
+    rc, _, err = run_cli(["soup", str(model), str(twin), "--out", str(tmp_path / "plain.onnx")])
     assert rc == 0 and "not fitted on data" in err and "--val" in err, err
     plain = MaskClassifier(tmp_path / "plain.onnx")
     assert plain.temperature == pytest.approx(member.temperature, rel=1e-3)
     assert "not fitted" in plain.meta["data"]["calibration"]
 
     out = tmp_path / "fitted.onnx"
-    rc, _, err = run_cli(["soup", str(model), str(model), "--out", str(out), "--val", str(trained["data"]), "-q"])
+    rc, _, err = run_cli(["soup", str(model), str(twin), "--out", str(out), "--val", str(trained["data"]), "-q"])
     assert rc == 0, err
     fitted = MaskClassifier(out)
     assert f"temperature {fitted.temperature:.3f}, fitted on" in err
@@ -773,7 +782,8 @@ def test_soup_is_calibrated_on_val_or_says_it_is_not(trained, tmp_path):
 @needs_shared
 def test_soup_refuses_bad_val_before_writing(trained, tmp_path):
     model = trained["out"] / "mask_classifier.onnx"
-    rc, _, err = run_cli(["soup", str(model), str(model), "--out", str(tmp_path / "s.onnx"), "--val", str(tmp_path / "nope")])
+    rc, _, err = run_cli(["soup", str(model), str(_twin(model, tmp_path)), "--out", str(tmp_path / "s.onnx"), "--val",
+                          str(tmp_path / "nope")])
     assert_clean_error(rc, err, "nope")
     assert not (tmp_path / "s.onnx").exists()
 
@@ -813,7 +823,7 @@ def test_soup_bad_input(trained, tmp_path):
     rc, _, err = run_cli(["soup", str(model), str(bundled), "--out", str(tmp_path / "s.onnx")])
     assert_clean_error(rc, err, "differs", "same classes")
     (tmp_path / "s.onnx").write_bytes(b"x")
-    rc, _, err = run_cli(["soup", str(model), str(model), "--out", str(tmp_path / "s.onnx")])
+    rc, _, err = run_cli(["soup", str(model), str(_twin(model, tmp_path)), "--out", str(tmp_path / "s.onnx")])
     assert_clean_error(rc, err, "--force")
 
 

@@ -106,29 +106,51 @@ def _other_files(paths: Sequence[str], reads: tuple[str, ...]) -> Counter[str]:
 
 
 def _check_output_folder(out: Path, inputs: Sequence[str], option: str = "--out", outputs: str = "annotated copies") -> None:
-    """Refuse an output folder that is an input folder or inside one: the next run would read its outputs (named
-    ``outputs`` in the message; ``option`` names the argument) as inputs, and an output could replace an original."""
+    """Refuse an output folder that is an input folder or inside one, or that holds an input file (the photo's own
+    folder, or one above it): the next run would read its outputs (named ``outputs`` in the message; ``option``
+    names the argument) as inputs, and an output could replace an original. A quoted glob is checked by what it
+    matches."""
     o = out.resolve()
-    for p in inputs:
-        rp = Path(p).resolve()
-        if rp.is_dir() and (o == rp or rp in o.parents):
-            raise InputError(f"{option} {out}: is inside the input folder {p}; maskwatch never writes among the originals "
-                             f"(a later run would read the {outputs} as inputs). Choose a folder outside it")
+    for given in inputs:
+        for p in _glob_matches(given) or [given]:
+            rp = Path(p).resolve()
+            if rp.is_dir() and (o == rp or rp in o.parents):
+                raise InputError(f"{option} {out}: is inside the input folder {p}; maskwatch never writes among the "
+                                 f"originals (a later run would read the {outputs} as inputs). Choose a folder outside it")
+            if rp.is_file() and o in rp.parents:
+                raise InputError(f"{option} {out}: holds the input {p}; maskwatch never writes among the originals "
+                                 f"(a later run would read the {outputs} as inputs). Choose a folder outside it")
 
 
-def _check_outputs(targets: Sequence[Path], inputs: Sequence[Path], force: bool) -> None:
-    """Never write over an input; overwrite an earlier output only with --force (every command the same)."""
+def _check_outputs(targets: Sequence[Path], inputs: Sequence[Path], force: bool, folders: Sequence[Path] = ()) -> None:
+    """Never write over an input; overwrite an earlier output only with --force (every command the same).
+    ``folders``: output folders the command fills (an existing one is an earlier run's; a file there is refused)."""
     src = {Path(p).resolve() for p in inputs}
-    for t in targets:
+    for t in [*targets, *folders]:
         if t.resolve() in src:
             raise InputError(f"{t}: is one of the inputs; maskwatch never writes over an input. Choose another output")
+    for t in targets:
         if t.is_dir():
             raise InputError(f"{t}: is a folder; give the name of a file to write")
+    for t in folders:
+        if t.exists() and not t.is_dir():
+            raise InputError(f"{t}: is a file; give a folder (or remove the file)")
     if not force:
-        existing = [t for t in targets if t.exists()]
+        existing = [t for t in [*targets, *folders] if t.exists()]
         if existing:
             more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
             raise InputError(f"{existing[0]}{more}: already exists; pass --force to overwrite, or choose another output")
+
+
+def _say_data_problems(warnings: Sequence[str] = (), skipped: Sequence[str] = ()) -> None:
+    """What a labelled data set's loader passed over (its ``warnings``: unknown classes, bad boxes, missing images)
+    and the images that could not be read when evaluated (``skipped``), on stderr: every command that reads labelled
+    data says them the same way."""
+    for w in warnings:
+        _err(f"maskwatch: warning: {w}")
+    if skipped:
+        _err(f"maskwatch: skipped {len(skipped)} unreadable image(s): " + "; ".join(skipped[:3])
+             + ("; ..." if len(skipped) > 3 else ""))
 
 
 def _stop_on_signals(stop: Callable[[], None]) -> Callable[[], None]:

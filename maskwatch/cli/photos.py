@@ -136,6 +136,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from ..images import IMAGE_SUFFIXES
 
     src = Path(args.input)
+    if src.is_dir():
+        raise InputError(f"{src}: is a folder; explain takes one image or one video file (for every photo of a folder, "
+                         "use detect)")
     image = src.suffix.lower() in IMAGE_SUFFIXES
     # Not beside the input: a later `detect` of that folder would read the heatmap sheet as a photo.
     out = args.out or str(Path("runs") / "explain" / (src.stem + ("_explain.jpg" if image else "_explain.mp4")))
@@ -233,8 +236,14 @@ def parser_explain(cmd: Callable[..., argparse.ArgumentParser]) -> None:
 
 def parser_extract_faces(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     xf = cmd("extract-faces", "save every detected face as a crop (for building data sets)", "maskwatch extract-faces photos/ faces/")
-    xf.add_argument("input", metavar="IN", help="image or folder")
-    xf.add_argument("output", metavar="OUT", help="folder for the crops")
+    xf.description = (
+        "save every detected face as a crop (for building data sets): OUT/STEM_faceN.jpg for the N-th face (from 0) of\n"
+        "the photo STEM.*; the sub-folders of a folder IN are mirrored (IN/a/b.jpg gives OUT/a/b_face0.jpg ...). OUT may\n"
+        "not lie among the photos (a later run would read the crops as photos).")
+    xf.add_argument("input", metavar="IN", help="image or folder (searched recursively)")
+    xf.add_argument("output", metavar="OUT",
+                    help="folder for the crops, STEM_faceN.jpg (sub-folders of IN mirrored); not IN, nor inside it, nor "
+                         "the folder of the image IN")
     xf.add_argument("--size", type=int, default=128, help="crop side, pixels (16-1024)")
     xf.add_argument("--margin", type=float, default=0.2, help="margin around the face box, fraction of its longer side (0-2)")
     xf.add_argument("--force", action="store_true", help="overwrite output files of an earlier run (inputs are never overwritten)")

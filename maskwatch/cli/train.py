@@ -11,7 +11,9 @@ from ..errors import InputError
 from ..settings import on_off
 from ..train.config import DetectorTrainConfig, TrainConfig, default
 from .common import (
+    _check_outputs,
     _err,
+    _say_data_problems,
 )
 from .options import number
 
@@ -97,13 +99,17 @@ def cmd_soup(args: argparse.Namespace) -> int:
     try:
         import onnx  # noqa: F401  (the train extra)
 
-        from ..train.soup import average_models
+        from ..train.soup import average_models, members
     except ImportError as e:
         raise InputError(f"averaging models needs the 'train' extra ({e.name} is missing). "
                          f"{TORCH_HINT}") from None
     from ..datasets import load_sources
 
+    if len(args.models) >= 2:  # fewer: average_models says so
+        _check_outputs([Path(args.out)], members(args.models), args.force)  # never an input, and before --val is read
     val = load_sources(args.val) if args.val else None  # bad sources are refused before anything is written
+    if val is not None:
+        _say_data_problems(val.warnings)
     meta = average_models(args.models, args.out, force=args.force)
     _err(f"maskwatch: averaged {len(meta['data']['soup'])} models into {args.out}")
     if args.val:
@@ -203,9 +209,11 @@ def parser_soup(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     so = cmd("soup", "average the weights of models trained from the same start (same --seed, other settings): one model, "
              "usually better than each (a 'model soup'); needs the 'train' extra",
              "maskwatch soup runs/a/mask_classifier.onnx runs/b/mask_classifier.onnx --out runs/soup.onnx")
-    so.add_argument("models", nargs="+", metavar="MODEL", help="two or more classifier .onnx files from `maskwatch train`")
-    so.add_argument("--out", required=True, help="the averaged model (.onnx)")
-    so.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    so.add_argument("models", nargs="+", metavar="MODEL",
+                    help="two or more classifier .onnx files from `maskwatch train` (or 'mask_classifier', the bundled one), "
+                         "each once")
+    so.add_argument("--out", required=True, help="the averaged model (.onnx); never one of the MODELs")
+    so.add_argument("--force", action="store_true", help="overwrite --out if it exists (a MODEL is never overwritten)")
     so.add_argument("--val", nargs="+", metavar="SOURCE", default=None,
                     help="labelled class folders or scene sets (e.g. SET@val: never the data you report on) to fit the "
                          "soup's temperature on, so its probabilities are calibrated; without it the soup gets the "

@@ -169,7 +169,10 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
     right a box that overlaps, at IoU ``LOOSE_IOU`` up to ``iou``, a face of its label that no box matched: the face
     boxed in another style (maskdetect-cn's boxes take in whole heads), not a false alarm. ``intervals``: 90 %
     intervals of red, green and orange precision and recall and of false red boxes per 100 photos over ``bootstrap``
-    resamples of the photos (``bootstrap_intervals``; 0: none), to tell a change from the luck of the draw."""
+    resamples of the photos (``bootstrap_intervals``; 0: none), to tell a change from the luck of the draw.
+    ``map50``: the mean AP of with_mask and without_mask, None where neither has one; ``photos``: the photos read,
+    ``faces``: the annotated faces in them. Raises InputError when no annotated face of a class in ``classes`` is
+    left (the annotations name other classes, or every photo with one is unreadable)."""
     n_gt = {c: 0 for c in classes}
     matched_per_class: dict[str, list[tuple[float, bool]]] = {c: [] for c in classes}
     recall_hits: dict[str, list[int]] = {name: [0, 0] for name, _, _ in SIZE_BINS}
@@ -181,8 +184,12 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
     off_face = n_images = 0
     per_photo: list[np.ndarray] = []  # (SHOWN_LABELS, 3): shown, right, annotated, per photo
     if not any(b is not None for im in ds.images for b in im.boxes):
-        raise InputError("the data set has no face boxes (class folders?); end-to-end evaluation needs a VOC or YOLO "
-                         "scene set; for face crops use `maskwatch evaluate`")
+        if any(b is None for im in ds.images for b in im.boxes):
+            raise InputError("the data set has no face boxes (class folders?); end-to-end evaluation needs a VOC or YOLO "
+                             "scene set; for face crops use `maskwatch evaluate`")
+        raise InputError(f"no annotated face of a class maskwatch knows is left ({', '.join(classes)}, or a spelling of "
+                         "them such as mask_weared_incorrect): the annotations name other classes or no face (the "
+                         "loader's warnings say what it skipped); rename the classes, or give another scene set")
     times: list[float] = []
     for im, img in iter_images(ds.images, skipped, progress):
         t0 = time.perf_counter()
@@ -250,6 +257,11 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
                     continue
                 else:
                     matched_per_class[c].append((float(score[i]), False))
+    total = [sum(v[0] for v in recall_hits.values()), sum(v[1] for v in recall_hits.values())]
+    if total[1] == 0:
+        raise InputError(f"no annotated face is left to evaluate: {len(skipped)} unreadable image(s) skipped"
+                         + (f" ({skipped[0]}{'; ...' if len(skipped) > 1 else ''})" if skipped else "")
+                         + "; the images that were read hold no annotated face")
     ap = {}
     for c in classes:
         if model_classes is not None and c not in model_classes or n_gt[c] == 0:
@@ -260,7 +272,7 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
         rec = tp / n_gt[c] if len(m) else np.zeros(0)
         prec = tp / np.maximum(tp + fp, 1) if len(m) else np.zeros(0)
         ap[c] = voc_ap(rec, prec)
-    total = [sum(v[0] for v in recall_hits.values()), sum(v[1] for v in recall_hits.values())]
+    mask_nomask = [ap[c] for c in ap if c != "mask_incorrect"]
     per_label = {lab: {"shown": v[0], "right": v[1], "precision": v[1] / v[0] if v[0] and lab != "uncertain" else None,
                        "loose_precision": v[2] / v[0] if v[0] and lab != "uncertain" else None,
                        "recall": v[1] / n_gt_all[lab] if n_gt_all.get(lab) else None} for lab, v in sorted(shown.items())}
@@ -271,7 +283,9 @@ def evaluate_detection(model: _Detects, ds: Dataset, iou: float = 0.5, progress:
         "false_red_per_100_photos": 100 * (red[0] - red[1]) / max(n_images, 1),
         "false_red_loose_per_100_photos": 100 * (red[0] - red[2]) / max(n_images, 1),
         "ap50": ap,
-        "map50": float(np.mean([ap[c] for c in ap if c != "mask_incorrect"])) if ap else 0.0,
+        "map50": float(np.mean(mask_nomask)) if mask_nomask else None,  # None: no with_mask/without_mask AP exists
+        "photos": n_images,  # read (``skipped``: not)
+        "faces": total[1],  # annotated, in the photos read
         "face_recall": total[0] / max(total[1], 1),
         "face_recall_by_size": {k: (v[0] / v[1] if v[1] else None) for k, v in recall_hits.items()},
         "faces_by_size": {k: v[1] for k, v in recall_hits.items()},

@@ -37,6 +37,8 @@ def _load(path: Path) -> tuple[Any, dict[str, Any]]:
         model = onnx.load(str(path))
     except Exception as e:  # protobuf's DecodeError and friends: not an ONNX file
         raise InputError(f"{path}: not an ONNX model ({type(e).__name__})") from None
+    if model.ir_version == 0 or not model.graph.node:  # a few junk bytes can parse as an empty protobuf message
+        raise InputError(f"{path}: not an ONNX model (no network in it); give maskwatch classifier .onnx files")
     meta = next((p.value for p in model.metadata_props if p.key == META_KEY), None)
     if meta is None:
         raise InputError(f"{path}: an ONNX file without maskwatch metadata; only models from `maskwatch train` can be averaged")
@@ -50,8 +52,26 @@ def _load(path: Path) -> tuple[Any, dict[str, Any]]:
     return model, parsed
 
 
+def members(paths: list[str | os.PathLike]) -> list[Path]:
+    """The files of a soup's members: paths, or the registry name ``mask_classifier`` (as ``maskwatch evaluate``
+    takes it). One file given twice (under any name) is refused: the soup of a model with itself is that model."""
+    from ..models import REGISTRY, resolve
+
+    files = [resolve(str(p)) if str(p) in REGISTRY else Path(p) for p in paths]
+    seen: dict[Path, str | os.PathLike] = {}
+    for p, f in zip(paths, files):
+        key = f.resolve()
+        if key in seen:
+            same = "" if str(seen[key]) == str(p) else f" (the same file as {seen[key]})"
+            raise InputError(f"{p}: given twice{same}; averaging a model with itself changes nothing: give two or "
+                             "more different runs")
+        seen[key] = p
+    return files
+
+
 def average_models(paths: list[str | os.PathLike], out: str | os.PathLike, force: bool = False) -> dict[str, Any]:
-    """Write the uniform weight average of ``paths`` (maskwatch classifier ONNX files) to ``out``.
+    """Write the uniform weight average of ``paths`` (maskwatch classifier ONNX files, or ``mask_classifier``) to
+    ``out``, which may not be one of them; each file once (:func:`members`).
 
     Every file must have the same graph (tensor names and shapes) and the same classes, input size, margin and
     normalisation. Returns the metadata written (``data.soup`` lists each member's file name and sha256).
@@ -59,10 +79,12 @@ def average_models(paths: list[str | os.PathLike], out: str | os.PathLike, force
     import onnx
     from onnx import numpy_helper
 
-    files = [Path(p) for p in paths]
-    if len(files) < 2:
-        raise InputError(f"give at least two models to average (got {len(files)})")
+    if len(paths) < 2:
+        raise InputError(f"give at least two models to average (got {len(paths)})")
+    files = members(paths)
     out = Path(out)
+    if out.resolve() in {f.resolve() for f in files}:
+        raise InputError(f"{out}: is one of the models averaged; maskwatch never writes over an input. Choose another output")
     if out.exists() and not force:
         raise InputError(f"{out}: already exists; pass --force to overwrite it")
     loaded = [_load(f) for f in files]
