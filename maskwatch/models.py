@@ -76,7 +76,7 @@ REGISTRY: dict[str, ModelFile] = {
 
 PEERS: dict[str, ModelFile] = {}
 """Files of peer models (other projects' detectors, used only to compare with: ``maskwatch.eval.peers`` adds them).
-They are found like registry files but are not listed by ``maskwatch models``: they are yardsticks, not product."""
+They are found like registry files; ``maskwatch models`` lists them marked as peers: yardsticks, not product."""
 
 
 def cache_dir() -> Path:

@@ -85,10 +85,13 @@ def test_soup_val_says_what_the_loader_passed_over(with_junk, tmp_path):
     big = copy_voc(tmp_path / "val", ["maksssksksss104", "maksssksksss108", "maksssksksss134", "maksssksksss100"])
     shutil.copy(with_junk / "annotations" / "maksssksksss130.xml", big / "annotations")  # the unknown-class object
     shutil.copy(with_junk / "images" / "maksssksksss130.jpg", big / "images")
+    shutil.copy(big / "annotations" / "maksssksksss100.xml", big / "annotations" / "cut.xml")  # a photo cut short
+    (big / "images" / "cut.jpg").write_bytes((big / "images" / "maksssksksss100.jpg").read_bytes()[:300])
     rc, _, err = run_cli(["soup", str(tmp_path / "a.onnx"), str(tmp_path / "b.onnx"), "--out", str(tmp_path / "s.onnx"),
                           "--val", str(big), "-q"])
     assert rc == 0, err
     assert "maskwatch: warning:" in err and "not a mask class" in err and "fitted on" in err
+    assert "skipped 1 unreadable image(s)" in err and "cut.jpg" in err, err
 
 
 @needs_shared

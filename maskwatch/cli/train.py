@@ -117,8 +117,10 @@ def cmd_soup(args: argparse.Namespace) -> int:
 
         from ..train.calibration import calibrate
 
+        unread: list[str] = []
         with tqdm(total=len(val.images) if val else 0, desc="calibrating", unit="img", disable=args.quiet) as bar:
-            t, n = calibrate(args.out, args.val, args.scene_detector, progress=bar.update, ds=val)
+            t, n = calibrate(args.out, args.val, args.scene_detector, progress=bar.update, ds=val, skipped=unread)
+        _say_data_problems(skipped=unread)
         _err(f"maskwatch: temperature {t:.3f}, fitted on {n} faces of {', '.join(args.val)}")
     else:
         _err(f"maskwatch: temperature {meta['temperature']:.3f}, the geometric mean of the members' (not fitted on data: "

@@ -43,11 +43,13 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def calibrate(model: str | os.PathLike, specs: list[str], scene_detector: str = f"{PHOTO_FACE_DETECTOR}:{PHOTO_DET_SIZE}",
-              progress: Callable[[int], None] | None = None, ds: Dataset | None = None) -> tuple[float, int]:
+              progress: Callable[[int], None] | None = None, ds: Dataset | None = None,
+              skipped: list[str] | None = None) -> tuple[float, int]:
     """Fit the temperature of ``model`` (a maskwatch classifier ONNX file) on the labelled faces of ``specs`` (class
     folders or scene sets, e.g. ``SET@val``), cropped as at run time (scene faces framed by ``scene_detector``'s
     matching box, ``NAME:SIZES``), and write it into the file's metadata. Returns (temperature, faces used).
-    Faces of a class the model cannot output are left out. ``ds``: ``specs`` already loaded (not read again)."""
+    Faces of a class the model cannot output are left out. ``ds``: ``specs`` already loaded (not read again).
+    ``skipped``, if given, gets the messages of the images that could not be read."""
     import onnx
 
     from ..classifier import MaskClassifier
@@ -58,6 +60,8 @@ def calibrate(model: str | os.PathLike, specs: list[str], scene_detector: str = 
     clf.temperature = 1.0  # the raw softmax: its log is the logits up to a constant per face
     res = evaluate_classifier(clf, ds if ds is not None else load_sources(specs), progress=progress, face_detector=scene_face_detector(scene_detector),
                               with_probs=True)
+    if skipped is not None:
+        skipped.extend(res["skipped"])
     known = np.isin(res["truth"], clf.class_names)
     if known.sum() < 20:
         raise InputError(f"calibration needs at least 20 labelled faces of the model's classes in {', '.join(specs)}; "
