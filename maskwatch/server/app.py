@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import socket
 
 import uvicorn
 from fastapi import FastAPI
 
 from ..errors import InputError
+from . import limits
 from .errors import install_error_handlers
 from .middleware import LOOPBACK_NAMES, _Guard, _PhotoSlots, _TokenBeforeUpload, _UploadLimit, csp_for
 from .routes import api, media, pages
@@ -82,7 +85,26 @@ def bind(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
 
 class Server(uvicorn.Server):
     """uvicorn's server that ends the app's endless responses (MJPEG, event stream) first when it shuts down, so
-    it does not wait on them."""
+    it does not wait on them; says an accept that fails for want of file descriptors once a minute (asyncio wrote a
+    traceback for each, thousands a second); and gives a TLS client ``limits.HEAD_TIMEOUT`` seconds for its handshake
+    (asyncio's default is 60)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        limits.accept_error_handler(loop)
+        if self.config.ssl is None:
+            return await super().startup(sockets)
+        # uvicorn passes no handshake timeout to loop.create_server: add it for this call (make_server's loop is
+        # asyncio's; another, such as uvloop's, may not take the attribute and keeps its own timeout).
+        try:
+            loop.create_server = functools.partial(loop.create_server,  # type: ignore[method-assign]
+                                                   ssl_handshake_timeout=limits.HEAD_TIMEOUT)
+        except AttributeError:
+            return await super().startup(sockets)
+        try:
+            await super().startup(sockets)
+        finally:
+            del loop.create_server
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         state = getattr(getattr(self.config.app, "state", None), "maskwatch", None)
@@ -91,6 +113,22 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def make_server(app: FastAPI, log_level: str = "warning") -> Server:
-    """A uvicorn server for the app; run it with ``server.run(sockets=[bind(host, port)])`` (blocks; Ctrl-C stops)."""
-    return Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=3))
+def make_server(app: FastAPI, log_level: str = "warning", *, tls_cert: str | None = None, tls_key: str | None = None,
+                max_connections: int = limits.MAX_CONNECTIONS) -> Server:
+    """A uvicorn server for the app; run it with ``server.run(sockets=[bind(host, port)])`` (blocks; Ctrl-C stops).
+
+    HTTPS with ``tls_cert`` (PEM, the chain) and ``tls_key`` (unless the key is in the cert file); InputError when
+    they cannot be loaded. At most ``max_connections`` connections at once (fewer when the file descriptors left
+    under RLIMIT_NOFILE are fewer), each request head within ``limits.HEAD_TIMEOUT`` seconds; uvicorn's warnings at
+    most once a minute each (see ``limits``)."""
+    limits.check_tls(tls_cert, tls_key)
+    state = getattr(getattr(app, "state", None), "maskwatch", None)
+    cap, backlog = limits.connection_limits(max_connections, cameras=len(state.cameras) if state is not None else 0)
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=3,
+                            http=limits.protocol_class(cap), loop="asyncio", limit_concurrency=cap + 1, backlog=backlog,
+                            ssl_certfile=tls_cert, ssl_keyfile=tls_key)
+    # The protocol keeps connections at the cap; uvicorn's limit (503 once reached) bounds the requests in progress.
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, limits.OncePerMinute) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(limits.OncePerMinute())  # "Invalid HTTP request received." for each bad request
+    return Server(config)
