@@ -22,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ..annotate import blur_faces
 from ..detections import CLASS_NAMES, frame_record
 from ..errors import InputError
-from ..images import check_image_header, decode_reduced, looks_like_image
+from ..images import ImageTooLarge, check_image_header, decode_reduced, looks_like_image
 from .cameras import CameraWorker
 from .errors import ApiError, error_responses, invalid
 from .state import State
@@ -148,8 +148,10 @@ def detect(
         check_image_header(data, name, st.settings.max_pixels)  # decompression bombs: before anything is decoded
     except InputError as e:
         raise ApiError(413, str(e), {"max_pixels": st.settings.max_pixels}) from None
-    try:
+    try:  # too large to decode within the memory an upload may take (or over a limit only OpenCV read): 413 too
         image, scale = decode_reduced(data, name, st.settings.max_pixels, st.photo_side)
+    except ImageTooLarge as e:
+        raise ApiError(413, str(e), {"max_pixels": st.settings.max_pixels}) from None
     except InputError as e:
         raise ApiError(422, str(e)) from None
     del data
