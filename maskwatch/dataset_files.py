@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
-from .images import exif_orientation
+from .images import exif_orientation, image_size
 
 # ---------------------------------------------------------------- problems, counted and named
 EXAMPLES = 3  # how many places a warning names
@@ -199,26 +199,6 @@ def yaml_nc(text: str) -> int | None:
 
 
 # ---------------------------------------------------------------- image sizes
-def _jpeg_frame_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's start-of-frame header, or None."""
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            i += 1
-            continue
-        marker = data[i + 1]
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-            w, h = int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
-            return (w, h) if w and h else None
-        if marker in (0xD8, 0x01, 0xFF) or 0xD0 <= marker <= 0xD7:
-            i += 1 if marker == 0xFF else 2
-            continue
-        if marker == 0xDA:
-            return None
-        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
-    return None
-
-
 @dataclass
 class ImageSize:
     """An image's size as maskwatch shows it (upright: the EXIF orientation applied) and as stored in the file."""
@@ -238,12 +218,10 @@ def header_size(path: Path) -> ImageSize | None:
             data = f.read(1 << 20)
     except OSError:
         return None
-    size: tuple[int, int] | None = None
-    if data[:2] == b"\xff\xd8":
-        size = _jpeg_frame_size(data)
-    elif data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
-        size = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if not size or not size[0] or not size[1]:
+    if data[:2] != b"\xff\xd8" and not (data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"):
+        return None
+    size = image_size(data)  # the header check's own reader
+    if not size[0] or not size[1]:
         return None
     sw, sh = size
     o = exif_orientation(data)
