@@ -140,7 +140,8 @@ def test_dashboard_without_its_token_says_so_instead_of_showing_an_empty_site(to
     assert not browser.find_element(By.ID, "token-box").is_displayed()
     # Given in the form, the token is in no address: not the page's (history), not the images' (which use the
     # site's cookie), and the live frames still load.
-    browser.execute_script("sessionStorage.clear(); document.cookie = 'maskwatch_token=; Path=/; Max-Age=0';")
+    browser.execute_script("sessionStorage.clear(); for (const c of document.cookie.split('; ')) "
+                           "document.cookie = c.split('=')[0] + '=; Path=/; Max-Age=0';")
     browser.get(token_server + "/")
     _wait(lambda: browser.find_element(By.ID, "token-box").is_displayed(), 30, "the token box")
     browser.find_element(By.ID, "token-input").send_keys(TOKEN)

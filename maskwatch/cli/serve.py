@@ -43,7 +43,7 @@ def _token(args: argparse.Namespace) -> str | None:
         return str(args.token)
     if args.token_file:
         try:
-            with open(args.token_file, encoding="utf-8") as f:
+            with open(args.token_file, encoding="utf-8-sig") as f:  # (a BOM from Notepad is not the token)
                 token = f.readline().strip()
         except (OSError, UnicodeDecodeError) as e:
             raise InputError(f"--token-file {args.token_file}: cannot read it ({getattr(e, 'strerror', None) or e})") from None

@@ -43,13 +43,13 @@ class WebhookSink(Sink):
     (connection refused, no answer within ``timeout_s``, HTTP >= 400) keeps the event in the outbox and tries again
     after ``backoff_s``, then 2x, 4x ... (the wait doubles ``retries`` times, then stays there, at most
     ``max_backoff_s``): an event is never dropped, unless ``max_age_s`` is given: then an event still undelivered
-    that long after it was queued is dropped (counted in ``expired``; ``watch`` and ``serve`` pass the event log's
+    that long after it was queued is dropped (counted in ``expired``; ``watch`` passes the event log's
     ``--retention-days``, so a receiver that was down for weeks is not flooded with weeks-old alerts). On start,
     what the outbox holds for this sink from an earlier run is sent at once. ``name`` keys this sink's entries in the outbox; by default it is derived from the URL (a hash,
     so a token in the URL is not stored twice), so events queued for one URL are never posted to another.
     Delivery is at-least-once: a receiver may see an event twice (same ``id``) after a timeout.
 
-    Several sinks with the same ``name`` (two ``watch`` processes, or ``watch`` and ``serve``, on one ``--events``
+    Several sinks with the same ``name`` (two ``watch`` processes, or a program's sink beside one, on one ``--events``
     file and one ``--webhook``) share the waiting events: each entry is claimed in the outbox before it is posted, so
     only one of them posts it. A claim lasts ``lease_s`` (default ``max(60, 10 * timeout_s)``: far longer than a post
     can take); one left by a process killed mid-post runs out then, and another sink posts the event.

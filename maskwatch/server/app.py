@@ -32,7 +32,7 @@ from fastapi import FastAPI
 from ..errors import InputError
 from . import limits
 from .errors import install_error_handlers
-from .middleware import LOOPBACK_NAMES, _Guard, _PhotoSlots, _TokenBeforeUpload, _UploadLimit, csp_for
+from .middleware import LOOPBACK_NAMES, _Guard, _hostname, _PhotoSlots, _TokenBeforeUpload, _UploadLimit, csp_for
 from .routes import api, media, pages
 from .state import MIN_TOKEN, ServerSettings, State
 
@@ -65,8 +65,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     hosts = None
     if not s.token or s.allowed_hosts:  # without a token: only names of this machine's loopback (DNS rebinding)
         bound = {s.host.strip("[]").lower()} if s.host and s.host not in ("0.0.0.0", "::", "") else set()
-        hosts = frozenset(LOOPBACK_NAMES | bound | {h.strip().strip("[]").lower() for h in s.allowed_hosts})
-    app.add_middleware(_Guard, csp=csp_for(state.index_html, state.docs_html), hosts=hosts)  # added last: runs first
+        hosts = frozenset(LOOPBACK_NAMES | bound | {_hostname(h.strip()) or h.strip().lower() for h in s.allowed_hosts})
+    # Cross-site POSTs matter without a token only: with one, a POST needs the Authorization header, which another
+    # site's page cannot send without a CORS preflight this server refuses.
+    app.add_middleware(_Guard, csp=csp_for(state.index_html, state.docs_html), hosts=hosts,  # added last: runs first
+                       check_origin=not s.token)
     install_error_handlers(app)
     for router in (pages, api, media):
         app.include_router(router)

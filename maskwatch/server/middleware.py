@@ -132,10 +132,11 @@ class _Guard:
 
     ``hosts``: the Host names allowed (None: any). A server without a token is on loopback and trusts whoever reaches
     it, so a web page the operator opens must not reach it under another name (DNS rebinding: 400) or post photos to
-    it from another site (a POST whose Origin is neither the server itself nor an allowed host: 403)."""
+    it from another site (``check_origin``: a POST whose Origin is neither the server itself nor an allowed host, or
+    is ``null``: 403)."""
 
-    def __init__(self, app: ASGIApp, csp: str, hosts: frozenset[str] | None) -> None:
-        self.app, self.csp, self.hosts = app, csp.encode(), hosts
+    def __init__(self, app: ASGIApp, csp: str, hosts: frozenset[str] | None, check_origin: bool = True) -> None:
+        self.app, self.csp, self.hosts, self.check_origin = app, csp.encode(), hosts, check_origin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,11 +149,13 @@ class _Guard:
                                   status_code=400)
             return await self._answer(answer, scope, receive, send)
         origin = headers.get(b"origin", b"").decode("latin-1")
-        if scope["method"] not in ("GET", "HEAD", "OPTIONS") and origin and origin != "null":
-            o = _hostname(origin)
-            if o != _hostname(host) and (self.hosts is None or o not in self.hosts):
-                answer = JSONResponse({"error": f"a request from the page of another site ({origin[:100]}) is refused",
-                                       "detail": None}, status_code=403)
+        if self.check_origin and scope["method"] not in ("GET", "HEAD", "OPTIONS") and origin:
+            o = "" if origin == "null" else _hostname(origin)  # null: a sandboxed frame, a no-referrer form, a file:
+            # page; no site of its own to trust: refused
+            if not o or (o != _hostname(host) and (self.hosts is None or o not in self.hosts)):
+                answer = JSONResponse({"error": f"a request from the page of another site ({origin[:100]}) is refused; "
+                                       "if that page is this server's own behind a proxy, give serve --allowed-host "
+                                       "NAME", "detail": None}, status_code=403)
                 return await self._answer(answer, scope, receive, send)
         api = scope["path"].startswith("/v1/")
 

@@ -1,8 +1,8 @@
 """The routes: module-level functions, each given the server's state and the token check as FastAPI dependencies.
 
 ``pages`` (the dashboard, docs, health) need no token; ``api`` routes need the bearer token; ``media`` routes (images and
-the event stream, which browsers load through <img> and EventSource) also take the ``maskwatch_token`` cookie the
-dashboard sets (SameSite=Strict) or ``?token=``.
+the event stream, which browsers load through <img> and EventSource) also take the ``maskwatch_token_<port>`` cookie
+the dashboard sets (SameSite=Strict) or ``?token=``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import hmac
 import json
 import re
 import time
+import urllib.parse
 from typing import Annotated, Any, Literal
 
 import cv2
-from fastapi import APIRouter, Cookie, Depends, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -58,17 +59,37 @@ def require_token(st: StateDep, credentials: Credentials) -> None:
     _authorize(st, credentials)
 
 
-TokenCookie = Annotated[str | None, Cookie(alias="maskwatch_token", description="the API token, as the dashboard sets it "
-                                             "for <img> and EventSource (which send no headers); this site's only")]
+COOKIE = "maskwatch_token"
+"""The dashboard's cookie for <img> and EventSource (which send no headers): ``maskwatch_token_<port>`` (a cookie is
+shared by every port of a host, so two servers on one host each keep their own), its value percent-encoded."""
+
+
+def _cookie_tokens(request: Request) -> list[str]:
+    return [urllib.parse.unquote(v) for k, v in request.cookies.items() if k == COOKIE or k.startswith(COOKIE + "_")]
+
+
+def _authorize_any(st: State, credentials: HTTPAuthorizationCredentials | None, request: Request,
+                   query_token: str | None) -> None:
+    """The header or ``?token=``, else any of the dashboard's cookies."""
+    cookies = _cookie_tokens(request)
+    if credentials or query_token or not cookies:
+        return _authorize(st, credentials, query_token)
+    for given in cookies:
+        try:
+            return _authorize(st, None, given)
+        except ApiError as e:
+            refused = e
+    raise refused
 
 
 def require_token_or_query(
     st: StateDep,
     credentials: Credentials,
-    cookie: TokenCookie = None,
-    token: Annotated[str | None, Query(description="the API token, for <img> and EventSource (no headers)")] = None,
+    request: Request,
+    token: Annotated[str | None, Query(description="the API token, for <img> and EventSource (no headers); the "
+                                       "dashboard sends it as its cookie instead")] = None,
 ) -> None:
-    _authorize(st, credentials, token or cookie)
+    _authorize_any(st, credentials, request, token)
 
 
 pages = APIRouter()
@@ -84,16 +105,15 @@ def index(st: StateDep) -> HTMLResponse:
 
 
 @pages.get("/docs", include_in_schema=False)
-def docs(st: StateDep, credentials: Credentials, cookie: TokenCookie = None,
-         token: Annotated[str | None, Query()] = None) -> HTMLResponse:
-    """The routes, rendered from /openapi.json by a page that needs no CDN (Swagger UI loads from one)."""
-    _authorize(st, credentials, token or cookie)
+def docs(st: StateDep) -> HTMLResponse:
+    """The routes, rendered from /openapi.json by a page that needs no CDN (Swagger UI loads from one). The page
+    holds no data (as the dashboard's does not); the schema it reads is behind the token."""
     return HTMLResponse(st.docs_html, headers={"Cache-Control": "no-cache"})
 
 
 @pages.get("/openapi.json", include_in_schema=False)
 def openapi(st: StateDep, request: Request, credentials: Credentials, token: Annotated[str | None, Query()] = None) -> JSONResponse:
-    _authorize(st, credentials, token)
+    _authorize_any(st, credentials, request, token)
     return JSONResponse(request.app.openapi())
 
 
