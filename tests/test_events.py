@@ -564,6 +564,46 @@ def test_webhook_still_delivers_when_the_outbox_disk_is_full(tmp_path: Path, hoo
     outbox.close()
 
 
+def test_a_full_disk_does_not_stop_waiting_events_or_new_alerts_going_out(tmp_path: Path, hook: _Hook):
+    """Claims are writes: with the disk full none could be taken, so nothing was posted; and 50 waiting file entries
+    filled every batch, so a new alert kept in memory never came up either."""
+    outbox = Outbox(tmp_path / "events.db")
+    sink_name = WebhookSink(hook.url, Outbox(":memory:")).name
+    for n in range(60):
+        outbox.put(sink_name, {"n": n})
+    outbox._conn.execute(f"PRAGMA max_page_count = {outbox._conn.execute('PRAGMA page_count').fetchone()[0]}")
+    rid = outbox.put(sink_name, {"n": "new", "blob": "x" * 20000})
+    assert rid < 0 and "disk is full" in outbox.last_error
+    assert outbox.due(sink_name, limit=50)[0][0] == rid  # the alert in memory first
+    sink = WebhookSink(hook.url, outbox, timeout_s=1.0)
+    assert sink.flush(20.0), outbox.last_error
+    got = sorted(str(p["n"]) for p in hook.answered)
+    assert got == sorted([str(n) for n in range(60)] + ["new"])  # each once
+    sink.close()
+    outbox.close()
+
+
+def test_an_outbox_file_that_cannot_be_written_at_all_still_posts_each_event_once(tmp_path: Path, hook: _Hook):
+    """A claim is a write: where none can be written (a read-only or full file system) this process claims in
+    memory, so its events still go out, each once, instead of none."""
+    import time
+
+    outbox = Outbox(tmp_path / "events.db")
+    name = WebhookSink(hook.url, Outbox(":memory:")).name
+    for n in range(5):
+        outbox.put(name, {"n": n})
+    outbox._conn.execute("PRAGMA query_only = ON")  # every write now fails (SQLITE_READONLY)
+    sinks = [WebhookSink(hook.url, outbox, timeout_s=1.0) for _ in range(2)]  # two sinks of one process
+    deadline = time.monotonic() + 10
+    while len(hook.answered) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # (a second post of any would come now)
+    assert sorted(p["n"] for p in hook.answered) == [0, 1, 2, 3, 4]
+    for sink in sinks:
+        sink.close(timeout_s=2)
+    outbox.close()
+
+
 def test_a_long_outbox_outage_keeps_the_latest_entries_in_bounded_memory(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(Outbox, "MAX_MEMORY", 3)
     outbox = Outbox(tmp_path / "events.db")

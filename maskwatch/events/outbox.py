@@ -29,6 +29,7 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(sink, next_try);
 _CLAIM_COLUMNS = {"claimed_by": "TEXT", "claimed_until": "REAL"}
 # An entry may be posted unless someone holds a claim on it whose lease has not run out.
 _FREE = "(claimed_until IS NULL OR claimed_until <= ?)"
+_CANNOT_WRITE = {8, 10, 13}  # SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL (primary result codes)
 
 
 class Outbox:
@@ -131,13 +132,14 @@ class Outbox:
                         "ORDER BY id LIMIT ?",
                         (sink_name, now, now, int(limit)),
                     ).fetchall()
-                    out = [(int(i), json.loads(p), int(a)) for i, p, a in rows]
+                    out = [(int(i), json.loads(p), int(a)) for i, p, a in rows if self._mem_free(int(i), now)]
                 except sqlite3.Error as e:
                     self._fail(e)
             mem = sorted(((i, r) for i, r in self._mem.items()
                           if r[0] == sink_name and r[3] <= now and self._mem_free(i, now)), key=lambda x: -x[0])
-            out += [(i, json.loads(r[1]), int(r[2])) for i, r in mem]
-            return out[: int(limit)]
+            # Those in memory first: the file could not take them (a full disk), so they are the newest alerts, and
+            # a file of waiting entries must not keep them out of every batch.
+            return ([(i, json.loads(r[1]), int(r[2])) for i, r in mem] + out)[: int(limit)]
 
     def claim(self, id: int, owner: str, lease_s: float, now: float | None = None) -> bool:
         """Take an entry to post it: True when this ``owner`` now holds it for ``lease_s`` seconds; False when it is
@@ -154,6 +156,8 @@ class Outbox:
                 return True
             if self._closed:
                 return False
+            if not self._mem_free(id, now):  # held in memory (below) by a sink of this process
+                return False
             try:
                 with _transaction(self._conn) as c:
                     n = c.execute(
@@ -163,7 +167,19 @@ class Outbox:
                 return n == 1
             except sqlite3.Error as e:
                 self._fail(e)
-                return False
+                if (getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF not in _CANNOT_WRITE:
+                    return False  # busy (another process writes): its turn
+                # The file cannot be written (a full disk): no other process can claim in it either, so a claim in
+                # memory keeps this process's sinks apart, and alerts still go out (they went nowhere).
+                try:
+                    row = self._conn.execute(f"SELECT 1 FROM outbox WHERE id = ? AND next_try <= ? AND {_FREE}",
+                                             (int(id), now, now)).fetchone()
+                except sqlite3.Error:
+                    return False
+                if row is None:
+                    return False
+                self._mem_claims[id] = (owner, until)
+                return True
 
     def done(self, id: int) -> None:
         """Delivered: remove the entry (and its claim)."""
@@ -178,7 +194,9 @@ class Outbox:
                 with _transaction(self._conn) as c:
                     c.execute("DELETE FROM outbox WHERE id = ?", (int(id),))
             except sqlite3.Error as e:
-                self._fail(e)
+                self._fail(e)  # (a claim in memory stays till its lease ends: not posted again at once)
+            else:
+                self._mem_claims.pop(id, None)
 
     def retry_later(self, id: int, delay_s: float, owner: str | None = None) -> None:
         """Not delivered: count the attempt, release ``owner``'s claim and make the entry due again in ``delay_s``
@@ -204,6 +222,10 @@ class Outbox:
                     )
             except sqlite3.Error as e:
                 self._fail(e)
+                if id in self._mem_claims:  # held in memory (a full disk): held till its next try instead
+                    self._mem_claims[id] = (self._mem_claims[id][0], when)
+            else:
+                self._mem_claims.pop(id, None)
 
     def reschedule(self, sink_name: str, when: float | None = None) -> None:
         """Make all entries of a sink due at ``when`` (default now), e.g. to resend at once after a restart."""
