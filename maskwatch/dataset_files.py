@@ -210,23 +210,70 @@ class ImageSize:
     stored_height: int = 0
 
 
+_HEADER_FIRST = 1 << 16  # bytes of an image read for its size first ...
+_HEADER_MAX = 1 << 20  # ... and at most, where the first read does not hold the size (or the EXIF tag)
+_PNG = b"\x89PNG\r\n\x1a\n"
+
+
 def header_size(path: Path) -> ImageSize | None:
-    """The size of a JPEG or PNG from its header (no decoding), with its EXIF orientation applied as
-    :func:`maskwatch.images.load_image` applies it; None for other formats or an unreadable header."""
+    """The size of an image from its header (no decoding; any format :func:`maskwatch.images.image_size` reads:
+    JPEG, PNG, BMP, WebP, TIFF, ...), with its EXIF orientation applied as :func:`maskwatch.images.load_image`
+    applies it; None for other formats or an unreadable header. Reads 64 KiB, or up to 1 MiB where those do not hold
+    the size or the EXIF orientation."""
     try:
         with open(path, "rb") as f:
-            data = f.read(1 << 20)
+            data = f.read(_HEADER_FIRST)
+            if len(data) == _HEADER_FIRST:
+                size = image_size(data)
+                if not size[0] or not size[1] or not _orientation_read(data):
+                    data += f.read(_HEADER_MAX - len(data))
     except OSError:
         return None
-    if data[:2] != b"\xff\xd8" and not (data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"):
+    sw, sh = image_size(data)
+    if not sw or not sh or (data[:8] == _PNG and data[12:16] != b"IHDR"):
         return None
-    size = image_size(data)  # the header check's own reader
-    if not size[0] or not size[1]:
-        return None
-    sw, sh = size
+    if data[:4] == b"RIFF" and not _orientation_read(data):
+        return None  # a WebP whose EXIF chunk may lie beyond 1 MiB: decoded, as before
     o = exif_orientation(data)
     w, h = (sh, sw) if o in (5, 6, 7, 8) else (sw, sh)
     return ImageSize(w, h, o, sw, sh)
+
+
+def _orientation_read(data: bytes) -> bool:
+    """Whether the first bytes of an image, ``data``, settle its EXIF orientation as
+    :func:`maskwatch.images.exif_orientation` reads it from the whole file: the EXIF block is wholly in ``data``, or
+    ``data`` reaches where there can be none (a JPEG's scan, a PNG's image data), or the format has none."""
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 4 <= len(data) and data[i] == 0xFF:
+            marker, size = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
+            if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\x00\x00":
+                return i + 2 + size <= len(data)
+            if marker == 0xDA:
+                return True
+            i += 2 + size
+        return i + 4 <= len(data)
+    if data[:8] == _PNG:
+        i = 8
+        while i + 8 <= len(data):
+            size, kind = int.from_bytes(data[i : i + 4], "big"), data[i + 4 : i + 8]
+            if kind == b"eXIf":
+                return i + 8 + size <= len(data)
+            if kind in (b"IDAT", b"IEND"):
+                return True
+            i += 12 + size
+        return False
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        if data[12:16] == b"VP8X" and len(data) > 20 and not data[20] & 0x08:
+            return True  # no EXIF flag
+        i = 12
+        while i + 8 <= len(data):
+            kind, size = data[i : i + 4], int.from_bytes(data[i + 4 : i + 8], "little")
+            if kind == b"EXIF":
+                return i + 8 + size <= len(data)
+            i += 8 + size + (size & 1)
+        return i >= int.from_bytes(data[4:8], "little") + 8  # all chunks walked
+    return True  # no EXIF orientation read (BMP, TIFF, GIF, ...)
 
 
 def stored_to_upright(box: tuple[float, float, float, float], orientation: int, sw: float, sh: float

@@ -202,10 +202,13 @@ def _is_image(f: Path) -> bool:
 
 
 class _ImageIndex:
-    """Image files by folder, found whatever the case of their suffix (``x.JPG``) or, failing that, of their name."""
+    """Image files by folder, found whatever the case of their suffix (``x.JPG``) or, failing that, of their name.
+    Each folder is listed once, into look-up tables by stem and by name (exact and casefolded), each keeping the
+    first file in the folder's order (image suffix, then name)."""
 
     def __init__(self) -> None:
         self._dirs: dict[Path, list[Path]] = {}
+        self._tables: dict[Path, tuple[dict[str, Path], dict[str, Path], dict[str, Path], dict[str, Path]]] = {}
 
     def files(self, folder: Path) -> list[Path]:
         if folder not in self._dirs:
@@ -216,13 +219,27 @@ class _ImageIndex:
                 self._dirs[folder] = []
         return self._dirs[folder]
 
+    def _table(self, folder: Path) -> tuple[dict[str, Path], dict[str, Path], dict[str, Path], dict[str, Path]]:
+        """(stem, casefolded stem, name, casefolded name) -> the first such file of ``folder``."""
+        if folder not in self._tables:
+            stems: dict[str, Path] = {}
+            fstems: dict[str, Path] = {}
+            names: dict[str, Path] = {}
+            fnames: dict[str, Path] = {}
+            for f in self.files(folder):
+                stems.setdefault(f.stem, f)
+                fstems.setdefault(f.stem.casefold(), f)
+                names.setdefault(f.name, f)
+                fnames.setdefault(f.name.casefold(), f)
+            self._tables[folder] = (stems, fstems, names, fnames)
+        return self._tables[folder]
+
     def find(self, folders: list[Path], stem: str) -> Path | None:
         """The image named ``stem`` + an image suffix: the first folder that has one; the exact name before one in
         another case."""
         for folder in folders:
-            files = self.files(folder)
-            hit = next((f for f in files if f.stem == stem), None) or next(
-                (f for f in files if f.stem.casefold() == stem.casefold()), None)
+            stems, fstems, _, _ = self._table(folder)
+            hit = stems.get(stem) or fstems.get(stem.casefold())
             if hit:
                 return hit
         return None
@@ -230,9 +247,8 @@ class _ImageIndex:
     def find_name(self, folders: list[Path], name: str) -> Path | None:
         """The image file called ``name`` (any case)."""
         for folder in folders:
-            files = self.files(folder)
-            hit = next((f for f in files if f.name == name), None) or next(
-                (f for f in files if f.name.casefold() == name.casefold()), None)
+            _, _, names, fnames = self._table(folder)
+            hit = names.get(name) or fnames.get(name.casefold())
             if hit:
                 return hit
         return None
@@ -527,7 +543,8 @@ def _refuse_if_no_face_was_usable(root: Path, ds: Dataset, n_skipped: int) -> No
 
 
 def _upright_size(path: Path) -> ImageSize | None:
-    """The image's size as loaded (upright) and as stored, from the header (JPEG, PNG) or by decoding it."""
+    """The image's size as loaded (upright) and as stored, from the header (JPEG, PNG, BMP, WebP, TIFF, ...) or, for
+    a format whose header is not read, by decoding it."""
     size = header_size(path)
     if size is not None:
         return size
@@ -573,6 +590,27 @@ def _yolo_parts(root: Path) -> list[_YoloPart]:
     return []
 
 
+_SPLIT_NAMES = ("train", "training", "val", "valid", "validation", "test", "testing", "dev", "eval")
+
+
+def _split_parts(root: Path, parts: list[_YoloPart]) -> list[str]:
+    """The split folders (train/ val/ test/ ...) that ``parts`` merge: Roboflow's train/labels, valid/labels, ...
+    and Ultralytics' labels/train, labels/val, ... (relative to ``root``)."""
+    found: list[str] = []
+    for part in parts:
+        if part.flat:
+            continue
+        if part.labels.parent != root and part.labels.parent.name.lower() in _SPLIT_NAMES:
+            found.append(rel(part.labels.parent, root))
+            continue
+        try:
+            subs = sorted(d for d in part.labels.iterdir() if d.is_dir() and d.name.lower() in _SPLIT_NAMES)
+        except OSError:
+            continue
+        found += [rel(d, root) for d in subs if _label_files(d)]
+    return found
+
+
 def _names_file_in(folder: Path) -> list[Path]:
     try:
         files = {f.name.lower(): f for f in folder.iterdir() if f.is_file()}
@@ -608,6 +646,13 @@ def _yolo_names(root: Path, parts: list[_YoloPart]) -> tuple[dict[int, str], boo
     if txt is not None:
         names = names_from_lines(read_text(txt, "class-name file"))
         source = txt
+        words = names[0].split() if len(names) == 1 else []
+        ids = _class_ids_used(parts) if len(words) > 1 else set()
+        if ids - {0} and max(ids) < len(words):  # 'no_mask mask' on one line, as the old loader read it
+            names = dict(enumerate(words))
+            warnings.append(f"{root}: {rel(txt, root)} holds one line with spaces; read as {len(words)} names: "
+                            f"{_names_text(names)} (its label files use class ids {', '.join(map(str, sorted(ids)[:6]))}); "
+                            "write one name per line")
         if ynames is not None and yml is not None and (
                 {i: canonical_label(n) for i, n in ynames.items()} != {i: canonical_label(n) for i, n in names.items()}):
             warnings.append(f"{root}: {rel(txt, root)} and {rel(yml, root)} give different class names "
@@ -630,6 +675,19 @@ def _yolo_names(root: Path, parts: list[_YoloPart]) -> tuple[dict[int, str], boo
         warnings.append(f"{root}: none of the class names in {rel(source, root)} ({_names_text(names)}) is a mask "
                         "class maskwatch knows (with_mask, without_mask, mask_incorrect, or spellings like no_mask)")
     return names, pose, warnings
+
+
+def _class_ids_used(parts: list[_YoloPart]) -> set[int]:
+    """The class ids the label files of ``parts`` use (the first field of their lines)."""
+    ids: set[int] = set()
+    for part in parts:
+        for t in _label_files(part.labels, recursive=not part.flat):
+            for line in read_text_lenient(t)[0].splitlines():
+                fields = line.split()
+                c = _class_id(fields[0]) if fields else None
+                if c is not None and c >= 0:
+                    ids.add(c)
+    return ids
 
 
 def _names_text(names: dict[int, str]) -> str:
@@ -718,6 +776,10 @@ def _load_yolo(root: Path) -> Dataset:
             ds.images.append(LabelledImage(img, boxes, labels))
     ds.warnings += name_warnings
     warn = ds.warnings.append
+    splits = _split_parts(root, parts)
+    if len(splits) > 1:
+        warn(f"{root}: label files found under several split folders ({', '.join(splits[:6])}); all are merged into "
+             "one set. To keep splits apart (train/ test/), pass each sub-folder on its own")
     if missing:
         warn(f"{root}: {missing.n} label file(s) without an image; skipped ({missing.places()}). The image of "
                   "labels/a.txt is images/a.jpg (any image suffix, any case), or a.jpg beside labels/")

@@ -527,6 +527,138 @@ def test_no_alias_of_with_mask_says_incorrect_or_wrong():
             assert "not" not in key and "no" not in key.replace("nose", ""), key
 
 
+# ---------------------------------------------------------------- large sets, image headers, splits, classes.txt
+def test_voc_set_of_3000_images_loads_in_seconds_and_lookups_are_not_quadratic(tmp_path):
+    """Each xml's image used to be looked for by scanning the folder's whole file list: 20,000 images took a minute."""
+    import os
+    import time
+
+    from maskwatch.datasets import _ImageIndex
+
+    root, n = tmp_path / "voc", 3000
+    src = _photo(tmp_path / "one.jpg", 8, 8)
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    for i in range(n):
+        os.link(src, root / "images" / f"img_{i:05d}.jpg")
+        (root / "annotations" / f"img_{i:05d}.xml").write_text(_voc_xml(f"img_{i:05d}.jpg", 8, 8, [("with_mask", (1, 1, 7, 7))]))
+    t = time.perf_counter()
+    ds = load_source(str(root))
+    assert time.perf_counter() - t < 20  # (about 0.3 s; a generous bound for slow machines)
+    assert len(ds.images) == n and not ds.warnings, ds.warnings
+    index, folder = _ImageIndex(), root / "images"
+    index.files(folder)
+    t = time.perf_counter()
+    for i in range(n):  # exact stems, stems in another case, names in another case
+        assert index.find([folder], f"img_{i:05d}") == folder / f"img_{i:05d}.jpg"
+        assert index.find([folder], f"IMG_{i:05d}") == folder / f"img_{i:05d}.jpg"
+        assert index.find_name([folder], f"IMG_{i:05d}.JPG") == folder / f"img_{i:05d}.jpg"
+    assert index.find([folder], "nothing") is None and index.find_name([folder], "nothing.jpg") is None
+    assert time.perf_counter() - t < 1.0  # (about 0.02 s; scanning the list for each took several seconds)
+
+
+def test_image_lookup_keeps_its_order_of_preference(tmp_path):
+    """The exact stem before one in another case; then the image suffix order (.jpg before .png), then the name."""
+    from maskwatch.datasets import _ImageIndex
+
+    d = tmp_path / "imgs"
+    for name in ("b.png", "B.jpg", "b.JPG", "A.png", "c.txt", "D.JPEG", "d.png"):
+        _write(d / name, b"x")
+    index = _ImageIndex()
+    assert index.find([d], "b") == d / "b.JPG"
+    assert index.find([d], "B") == d / "B.jpg"
+    assert index.find([d], "a") == d / "A.png"
+    assert index.find([d], "d") == d / "d.png"  # exact stem first, whatever the suffix
+    assert index.find([d], "c") is None
+    assert index.find_name([d], "b.jpg") == d / "B.jpg"  # no exact name: the first in another case (by name)
+    assert index.find_name([d], "b.JPG") == d / "b.JPG"
+    assert index.find_name([d], "d.jpeg") == d / "D.JPEG"
+    assert index.find([tmp_path / "none", d], "b") == d / "b.JPG"  # a folder that does not exist: the next one
+
+
+@pytest.mark.parametrize("ext", [".bmp", ".webp", ".tif", ".png", ".jpg"])
+def test_image_sizes_are_read_from_the_header_of_every_format_it_knows(tmp_path, monkeypatch, ext):
+    """BMP, WebP, TIFF, ... used to be decoded whole for their size; and every image had 1 MiB read (now 64 KiB,
+    unless the header lies further on: OpenCV writes a TIFF's after its pixels)."""
+    import maskwatch.dataset_files as files
+    from maskwatch import datasets
+
+    w, h = 400, 300
+    ok, enc = cv2.imencode(ext, np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8))
+    assert ok and 1 << 16 < len(enc) < 1 << 20  # more than the first read
+    f = _write(tmp_path / f"p{ext}", enc.tobytes())
+    reads: list[int] = []
+
+    class Spy:
+        def __init__(self, *a):
+            self.f = open(*a)  # noqa: SIM115 (closed in __exit__)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.f.close()
+
+        def read(self, n):
+            reads.append(n)
+            return self.f.read(n)
+
+    monkeypatch.setattr(files, "open", Spy, raising=False)
+    monkeypatch.setattr(datasets, "_image_size", lambda p: pytest.fail(f"{p} decoded for its size"))
+    size = datasets._upright_size(f)
+    assert size is not None and (size.width, size.height, size.orientation) == (w, h, 1)
+    assert sum(reads) <= (1 << 20 if ext == ".tif" else 1 << 16), reads
+
+
+def test_jpeg_size_and_orientation_beyond_the_first_64_kib_are_read(tmp_path):
+    """Big metadata blocks (an ICC profile, Photoshop's) before the frame header: read on, up to 1 MiB."""
+    from maskwatch.dataset_files import header_size
+
+    jpeg = _tagged_jpeg(np.full((120, 240, 3), 40, np.uint8), 6)
+    app2 = b"\xff\xe2" + (65000).to_bytes(2, "big") + b"ICC_PROFILE\x00" + bytes(65000 - 14)
+    f = _write(tmp_path / "p.jpg", jpeg[:2] + app2 + app2 + jpeg[2:])  # the EXIF block starts after 128 KiB
+    size = header_size(f)
+    assert size is not None and (size.width, size.height, size.orientation) == (120, 240, 6)
+
+
+@pytest.mark.parametrize("layout", ["ultralytics", "roboflow"])
+def test_yolo_split_folders_merged_into_one_set_are_said(tmp_path, layout):
+    """Like class folders under train/ and test/, split folders of a YOLO set are merged: said, with the parts."""
+    root = tmp_path / "set"
+    splits = ("train", "val") if layout == "ultralytics" else ("train", "valid", "test")
+    for k, split in enumerate(splits):
+        where = (root / "images" / split, root / "labels" / split) if layout == "ultralytics" else (
+            root / split / "images", root / split / "labels")
+        _photo(where[0] / f"{split}.jpg", seed=k)
+        _write(where[1] / f"{split}.txt", f"1 {FACE}\n")
+    _write(root / "data.yaml", "names: [no_mask, mask]\n")
+    ds = load_source(str(root))
+    assert len(ds.images) == len(splits)
+    msg = [w for w in ds.warnings if "merged into one set" in w]
+    assert len(msg) == 1 and "pass each sub-folder on its own" in msg[0], ds.warnings
+    parts = [f"labels/{s}" for s in splits] if layout == "ultralytics" else list(splits)
+    assert all(p in msg[0] for p in parts), msg
+    one = root / "images" / "val" if layout == "ultralytics" else root / "valid"
+    assert not [w for w in load_source(str(one)).warnings if "merged into one set" in w]  # one split on its own: nothing to say
+
+
+def test_classes_txt_with_all_names_on_one_line_is_read_with_a_warning(tmp_path):
+    """The old loader split classes.txt on whitespace: 'no_mask mask' on one line was two names."""
+    root = _yolo(tmp_path / "set", {"a": f"0 {FACE}\n", "b": f"1 {FACE}\n"}, names="no_mask mask\n")
+    ds = load_source(str(root))
+    by = _by_name(ds)
+    assert by["a.jpg"].labels == ["without_mask"] and by["b.jpg"].labels == ["with_mask"]
+    assert "classes.txt holds one line with spaces; read as 2 names: 0=no_mask, 1=mask" in _joined(ds)
+    assert "write one name per line" in _joined(ds)
+
+
+def test_one_class_name_with_a_space_stays_one_name(tmp_path):
+    root = _yolo(tmp_path / "set", {"a": f"0 {FACE}\n", "b": f"0 {FACE}\n"}, names="with mask\n")
+    ds = load_source(str(root))
+    assert all(im.labels == ["with_mask"] for im in ds.images)
+    assert not ds.warnings, ds.warnings
+
+
 # ---------------------------------------------------------------- the shipped scene sets
 SHIPPED = {"masks-voc-dev": (408, 1872), "masks-yolo-extra": (244, 958), "ilc-2021": (1561, 3795), "maskdetect-cn": (134, 309)}
 
