@@ -3,7 +3,9 @@
 Where a file is looked for, in order: an explicit path; the folder named by ``MASKWATCH_MODELS``; the
 package itself (the bundled mask classifier); the per-user cache (``MASKWATCH_CACHE``, default
 ``~/.cache/maskwatch``); else it is downloaded from the official URL into the cache, checked against its
-sha256, with a progress bar. Nothing is fetched at import time.
+sha256, with a progress bar. A file found by name is checked against the same sha256 (a truncated copy or
+another release under the pinned name is refused with the fix; a file given by its path is used as it is).
+Nothing is fetched at import time.
 """
 
 from __future__ import annotations
@@ -113,10 +115,11 @@ def resolve(name_or_path: str | os.PathLike, download: bool = True, progress: Ca
         if p.is_file():
             return p
         raise ModelError(f"{p}: no such model file, and not a registry name ({', '.join(REGISTRY)})")
-    found = find(str(name_or_path))
-    if found:
-        return found
     m = _entry(str(name_or_path))
+    found = find(m.name)
+    if found:
+        _check_found(m, found)
+        return found
     searched = "\n  ".join(str(x) for x in search_paths(m.name))
     if not (download and m.url):
         why = "it has no public download" if not m.url else "downloads are off"
@@ -131,6 +134,38 @@ def resolve(name_or_path: str | os.PathLike, download: bool = True, progress: Ca
             f"model '{m.name}' ({m.filename}) not found and the download from {m.url} failed: {e}. Searched:\n  {searched}\n"
             f"Fix: download it on a machine with internet and put it in {cache_dir()} or in the folder MASKWATCH_MODELS names."
         ) from None
+
+
+def _check_found(m: ModelFile, path: Path) -> None:
+    """Refuse a file found by name whose sha256 is not one the registry accepts (entries without one: any file)."""
+    if not m.sha256:
+        return
+    got = _cached_sha256(path)
+    if got in m.sha256:
+        return
+    size = path.stat().st_size
+    if path.parent.resolve() == cache_dir().resolve() and m.url:
+        fix = f"delete it ({path}) and it is downloaded again on the next run"
+    else:
+        fix = ("replace it with the pinned file" + (f" ({m.url})" if m.url else "")
+               + ", or give its path instead of the name to use it as it is")
+    raise ModelError(
+        f"model '{m.name}': {path} ({size:,} bytes) is not the file maskwatch was tested with: sha256 {got}, "
+        f"expected {m.sha256[0]}. It may be cut short by a failed copy or be another release under the same name.\n"
+        f"Fix: {fix}."
+    )
+
+
+_sha256_memo: dict[tuple[str, int, int], str] = {}
+
+
+def _cached_sha256(path: Path) -> str:
+    """sha256 of ``path``, computed once per process for each (path, size, modification time)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _sha256_memo:
+        _sha256_memo[key] = sha256_of(path)
+    return _sha256_memo[key]
 
 
 def sha256_of(path: Path) -> str:

@@ -84,12 +84,33 @@ def test_resolve_unknown_missing_path(tmp_path):
     assert "no such model file" in str(e.value)
 
 
-def test_resolve_finds_file_in_maskwatch_models(empty_dirs):
-    import maskwatch.eval.peers  # noqa: F401  (adds the peer model's file entry)
-
+def test_resolve_finds_file_in_maskwatch_models(empty_dirs, monkeypatch):
     m, _ = empty_dirs
-    (m / "aizoo_facemask_360.onnx").write_bytes(b"x")
-    assert resolve("aizoo") == m / "aizoo_facemask_360.onnx"
+    (m / "found.bin").write_bytes(b"the pinned bytes")
+    digest = hashlib.sha256(b"the pinned bytes").hexdigest()
+    monkeypatch.setitem(REGISTRY, "test_found", ModelFile("test_found", "found.bin", None, (digest,), "test"))
+    assert resolve("test_found") == m / "found.bin"
+
+
+def test_a_found_file_that_is_not_the_pinned_one_is_refused_with_the_fix(empty_dirs, monkeypatch):
+    """A copy cut short, or another release under the pinned name, is not loaded as if it were the tested model."""
+    m, c = empty_dirs
+    digest = hashlib.sha256(b"the pinned bytes").hexdigest()
+    monkeypatch.setitem(REGISTRY, "test_found", ModelFile("test_found", "found.bin", "https://example.org/found.bin",
+                                                          (digest,), "test"))
+    (m / "found.bin").write_bytes(b"the pinned by")  # truncated
+    with pytest.raises(ModelError) as e:
+        resolve("test_found")
+    msg = str(e.value)
+    assert str(m / "found.bin") in msg and "13 bytes" in msg and digest in msg
+    assert "Fix: replace it with the pinned file (https://example.org/found.bin)" in msg and "give its path" in msg
+    assert resolve(m / "found.bin") == m / "found.bin"  # by its path: the user's own file, used as it is
+    (m / "found.bin").unlink()
+    (c / "found.bin").write_bytes(b"damaged")  # in the download cache: deleting it is the fix
+    with pytest.raises(ModelError, match=r"Fix: delete it .*downloaded again"):
+        resolve("test_found")
+    (c / "found.bin").write_bytes(b"the pinned bytes")  # mended (new size and time): checked again, not remembered
+    assert resolve("test_found") == c / "found.bin"
 
 
 def test_missing_model_without_download_explains_the_fix(empty_dirs):
