@@ -415,3 +415,30 @@ def test_python_settings_are_read_and_checked_as_the_cli_reads_them(voc_image):
                         (dict(flip="maybe"), "give on|off|auto")):
         with pytest.raises(maskwatch.InputError, match=re.escape(message)):
             maskwatch.detect(img, **kw)
+
+
+def test_the_runtime_never_imports_training_or_evaluation_code():
+    """The run-time stages (detect, video, monitor, events, serial, dashboard) load neither maskwatch.train,
+    maskwatch.eval nor PyTorch: `pip install maskwatch` without extras runs them, and they start fast."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, maskwatch\n"
+        "import maskwatch.monitor, maskwatch.tracking, maskwatch.events, maskwatch.explain, maskwatch.video, "
+        "maskwatch.serial_link, maskwatch.annotate\n"
+        "import maskwatch.server.app\n"
+        "img = maskwatch.load_image(sys.argv[1])\n"
+        "d = maskwatch.detect(img)\n"
+        "maskwatch.annotate(img, d)\n"
+        "m = maskwatch.monitor.Monitor(maskwatch.Detector(**maskwatch.settings.LIVE))\n"
+        "m.process(img)\n"
+        "bad = sorted(n for n in sys.modules if n.split('.')[0] == 'torch' or n.startswith(('maskwatch.train', "
+        "'maskwatch.eval', 'maskwatch.cli')))\n"
+        "print(len(d), bad)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parents[1] / "docs" / "example.jpg")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    n, bad = r.stdout.strip().split(" ", 1)
+    assert int(n) > 0 and bad == "[]", r.stdout
