@@ -23,7 +23,7 @@ from maskwatch.images import IMAGE_SUFFIXES, load_image
 from maskwatch.pipeline import Detector
 from maskwatch.settings import LIVE, PHOTO
 
-DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
+DETECT = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
 
 
 def photos(n: int) -> list[str]:

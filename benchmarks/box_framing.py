@@ -18,6 +18,7 @@ where P(not_face) >= 0.5, with no sure thresholds: no face is left grey (uncerta
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from maskwatch.detectors import create_face_detector
 from maskwatch.images import load_image
 from maskwatch.settings import PHOTO, det_sizes, on_off
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
+SHARED = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
 
 
 def measure(spec: str, detector, clf: MaskClassifier) -> None:

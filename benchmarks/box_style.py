@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from maskwatch.detectors import create_face_detector
 from maskwatch.eval.detection import face_ap, match_faces
 from maskwatch.settings import det_sizes
 
-DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
+DETECT = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
 WIDTH = (0.95, 0.975, 1.0, 1.025, 1.05, 1.075, 1.1)
 HEIGHT = (0.95, 0.975, 1.0, 1.025, 1.05)

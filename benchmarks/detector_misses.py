@@ -12,6 +12,7 @@ can be counted by looking.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from maskwatch.settings import PHOTO, det_sizes
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _sheets import write_sheet  # noqa: E402
 
-DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
+DETECT = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
 SHORT = {"with_mask": "M", "without_mask": "B", "mask_incorrect": "I"}
 

@@ -14,6 +14,7 @@ the sheet shows those boxes, highest face score first, each tagged with its set'
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from maskwatch.settings import LIVE, PHOTO
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _sheets import context_tile, write_sheet  # noqa: E402
 
-DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
+DETECT = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
 SHORT = {"without_mask": "R", "with_mask": "G", "mask_incorrect": "O", "uncertain": "?"}
 BANDS = (0.5, 0.7, 0.9, 1.01)  # face-score bands: below the photo point's sure face score, sure, very sure

@@ -12,6 +12,7 @@ counted at the detector's face-score floor --score; AP ranks every box above --f
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from maskwatch.detectors import create_face_detector
 from maskwatch.eval.detection import face_ap, match_faces
 from maskwatch.settings import det_sizes
 
-DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
+DETECT = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
 CONFIGS = ("yunet:800,1600", "yunet:1024", "yunet_masks:800", "yunet_masks:1024", "yunet_masks:1280", "yunet_masks:800,1600")
 

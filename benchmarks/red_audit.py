@@ -20,6 +20,7 @@ another style than the annotators'), or missed by the face detector.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _sheets import context_tile, write_sheet  # noqa: E402
 from operating_points import point_arg  # noqa: E402  (the same KEY=V,... as its --before)
 
-DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
+DETECT = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
 TILE = 160
 FATES = ("shown", "other label", "grey: face score", "grey: probability", "removed as not_face",

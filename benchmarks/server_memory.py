@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-DETECT = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect"
+DETECT = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
 SERVER = """
 import sys
 if sys.argv[2]:  # another checkout: ahead of the installed (editable) maskwatch, whose finder would win otherwise

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from conftest import YOLO as _YOLO_SET  # ../shared, or where MASKWATCH_SHARED points
 
-YOLO = Path(__file__).resolve().parents[2] / "shared" / "data" / "detect" / "masks-yolo-extra" / "images"
+YOLO = _YOLO_SET / "images"
 # A bare face, about 70 x 90 px in its photo. (Until the four-class model this was Coronavirus-6.jpg's woman in a pink
 # headscarf, whom that model calls mask_incorrect: a known limit, MODEL_CARD.md. The tests here are about tracking.)
 UNMASKED = ("106422407-1583254930844gettyimages-1204567270.jpg", (550, 195, 622, 287))

@@ -154,7 +154,7 @@ def test_changed_settings_or_inputs_refuse_to_resume(inputs: Path, tmp_path: Pat
     run_batch([str(inputs)], out, settings=FAST, workers=1, chunk=16)
     again = run_batch([str(inputs)], out, settings=FAST, workers=1, chunk=16)
     assert again.resumed and again.chunks_run == 0 and again.chunks_done_before == 3
-    with pytest.raises(InputError, match=rf"other settings sure_nomask \({PHOTO['sure_nomask']} then, 0.95 now\).*--force"):
+    with pytest.raises(InputError, match=rf"differs in settings sure_nomask \({PHOTO['sure_nomask']} then, 0.95 now\).*--force"):
         run_batch([str(inputs)], out, settings={**FAST, "sure_nomask": 0.95}, workers=1, chunk=16)
     with pytest.raises(InputError, match=r"score_threshold \(0.5 then, 0.6 now\)"):  # said "None then": not given
         run_batch([str(inputs)], out, settings={**FAST, "score_threshold": 0.6}, workers=1, chunk=16)

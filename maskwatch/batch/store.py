@@ -92,7 +92,7 @@ def prepare(out: Path, manifest: dict[str, Any], force: bool) -> bool:
                         tmp.unlink(missing_ok=True)
                 return True
             if not force:
-                raise InputError(f"--out {out}: holds a batch run with other " + "; ".join(why)
+                raise InputError(f"--out {out}: holds a batch run that differs in " + "; ".join(why)
                                  + ". Resume it with the same command, add --force to replace it, or choose a new --out folder")
             if present - ours:
                 raise InputError(f"--out {out}: also holds files a batch run did not write ({', '.join(sorted(present - ours)[:3])}); "
