@@ -18,12 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from _frames import SHARED as _SHARED  # noqa: E402  (../shared, or where MASKWATCH_SHARED points)
+
 from maskwatch.batch import Item, run_batch
 from maskwatch.images import IMAGE_SUFFIXES, load_image
 from maskwatch.pipeline import Detector
 from maskwatch.settings import LIVE, PHOTO
 
-DETECT = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
+DETECT = _SHARED / "data" / "detect"
 
 
 def photos(n: int) -> list[str]:

@@ -18,10 +18,9 @@ where P(not_face) >= 0.5, with no sure thresholds: no face is left grey (uncerta
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 import numpy as np
+from _frames import SHARED as _SHARED  # noqa: E402  (../shared, or where MASKWATCH_SHARED points)
 
 from maskwatch.boxes import iou_matrix
 from maskwatch.classifier import MaskClassifier
@@ -30,7 +29,7 @@ from maskwatch.detectors import create_face_detector
 from maskwatch.images import load_image
 from maskwatch.settings import PHOTO, det_sizes, on_off
 
-SHARED = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
+SHARED = _SHARED / "data" / "detect"
 
 
 def measure(spec: str, detector, clf: MaskClassifier) -> None:

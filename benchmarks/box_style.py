@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 from pathlib import Path
 
 import numpy as np
+from _frames import SHARED as _SHARED  # noqa: E402  (../shared, or where MASKWATCH_SHARED points)
 
 from maskwatch.datasets import iter_images, load_source
 from maskwatch.detectors import create_face_detector
 from maskwatch.eval.detection import face_ap, match_faces
 from maskwatch.settings import det_sizes
 
-DETECT = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
+DETECT = _SHARED / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
 WIDTH = (0.95, 0.975, 1.0, 1.025, 1.05, 1.075, 1.1)
 HEIGHT = (0.95, 0.975, 1.0, 1.025, 1.05)

@@ -12,7 +12,6 @@ can be counted by looking.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -25,9 +24,10 @@ from maskwatch.detectors import create_face_detector
 from maskwatch.settings import PHOTO, det_sizes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _frames import SHARED as _SHARED  # noqa: E402  (../shared, or where MASKWATCH_SHARED points)
 from _sheets import write_sheet  # noqa: E402
 
-DETECT = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
+DETECT = _SHARED / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
 SHORT = {"with_mask": "M", "without_mask": "B", "mask_incorrect": "I"}
 

@@ -14,7 +14,6 @@ the sheet shows those boxes, highest face score first, each tagged with its set'
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -27,9 +26,10 @@ from maskwatch.pipeline import Detector
 from maskwatch.settings import LIVE, PHOTO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _frames import SHARED as _SHARED  # noqa: E402  (../shared, or where MASKWATCH_SHARED points)
 from _sheets import context_tile, write_sheet  # noqa: E402
 
-DETECT = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
+DETECT = _SHARED / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
 SHORT = {"without_mask": "R", "with_mask": "G", "mask_incorrect": "O", "uncertain": "?"}
 BANDS = (0.5, 0.7, 0.9, 1.01)  # face-score bands: below the photo point's sure face score, sure, very sure

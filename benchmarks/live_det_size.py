@@ -11,18 +11,17 @@ frames/s of the whole pipeline with 1-3 faces): the live default should be the m
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
+from _frames import SHARED as _SHARED  # noqa: E402  (../shared, or where MASKWATCH_SHARED points)
 
 from maskwatch.datasets import iter_images, load_source
 from maskwatch.detectors import create_face_detector
 from maskwatch.eval.detection import face_ap, match_faces
 
-DETECT = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
+DETECT = _SHARED / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
 
 

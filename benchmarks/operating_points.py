@@ -25,11 +25,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _frames import SHARED as _SHARED  # noqa: E402  (../shared, or where MASKWATCH_SHARED points)
 from tqdm import tqdm
 
 from maskwatch.datasets import load_source
@@ -39,7 +39,7 @@ from maskwatch.models import resolve
 from maskwatch.pipeline import Detector
 from maskwatch.settings import LIVE, PHOTO, flip_mode
 
-DETECT = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
+DETECT = _SHARED / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
 CHOOSE_SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021")  # maskdetect-cn's whole-head boxes: module docstring
 LABELS = {"without_mask": "sure_nomask", "with_mask": "sure_mask", "mask_incorrect": "sure_incorrect"}

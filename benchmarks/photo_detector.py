@@ -12,11 +12,10 @@ counted at the detector's face-score floor --score; AP ranks every box above --f
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from pathlib import Path
 
 import numpy as np
+from _frames import SHARED as _SHARED  # noqa: E402  (../shared, or where MASKWATCH_SHARED points)
 
 from maskwatch.boxes import iou_matrix
 from maskwatch.datasets import iter_images, load_source
@@ -24,7 +23,7 @@ from maskwatch.detectors import create_face_detector
 from maskwatch.eval.detection import face_ap, match_faces
 from maskwatch.settings import det_sizes
 
-DETECT = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
+DETECT = _SHARED / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
 CONFIGS = ("yunet:800,1600", "yunet:1024", "yunet_masks:800", "yunet_masks:1024", "yunet_masks:1280", "yunet_masks:800,1600")
 

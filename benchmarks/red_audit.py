@@ -20,7 +20,6 @@ another style than the annotators'), or missed by the face detector.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -34,10 +33,11 @@ from maskwatch.pipeline import Detector
 from maskwatch.settings import LIVE, PHOTO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _frames import SHARED as _SHARED  # noqa: E402  (../shared, or where MASKWATCH_SHARED points)
 from _sheets import context_tile, write_sheet  # noqa: E402
 from operating_points import point_arg  # noqa: E402  (the same KEY=V,... as its --before)
 
-DETECT = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
+DETECT = _SHARED / "data" / "detect"
 SETS = ("masks-voc-dev", "masks-yolo-extra", "ilc-2021", "maskdetect-cn")
 TILE = 160
 FATES = ("shown", "other label", "grey: face score", "grey: probability", "removed as not_face",

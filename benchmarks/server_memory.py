@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -24,8 +23,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from _frames import SHARED as _SHARED  # noqa: E402  (../shared, or where MASKWATCH_SHARED points)
 
-DETECT = Path(os.environ.get("MASKWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data" / "detect"
+DETECT = _SHARED / "data" / "detect"
 SERVER = """
 import sys
 if sys.argv[2]:  # another checkout: ahead of the installed (editable) maskwatch, whose finder would win otherwise
